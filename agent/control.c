@@ -1,0 +1,489 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The agent's side of the control socket. Every client is served on the
+ * event loop without ever blocking it: a client that sends half a request
+ * and stalls holds only its own connection, until its deadline drops it. */
+
+#include <errno.h>
+#include <grp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "build-config.h"
+#include "control.h"
+#include "control.pb-c.h"
+#include "lib/control-proto.h"
+#include "lib/log.h"
+
+/* How long to stop accepting after running out of file descriptors, rather
+ * than spinning on a listening socket that stays readable. */
+#define CONTROL_ACCEPT_RETRY_USEC (1U * USEC_PER_SEC)
+
+typedef struct ControlConnection ControlConnection;
+
+struct ControlConnection {
+        ControlServer *server;
+        ControlConnection *prev, *next;
+        int fd;
+        sd_event_source *io;
+        sd_event_source *timer;
+        ControlReader reader;
+        ControlWriter writer;
+};
+
+struct ControlServer {
+        Manager *manager;
+        char *path;
+        int fd;
+        bool bound; /* the socket file is ours to remove */
+        sd_event_source *io;
+        sd_event_source *accept_retry;
+        ControlConnection *connections;
+        unsigned n_connections;
+};
+
+static const char *strempty(const char *s) {
+        return s ?: "";
+}
+
+static ControlConnection *connection_free(ControlConnection *c) {
+        if (!c)
+                return NULL;
+
+        if (c->server) {
+                if (c->prev)
+                        c->prev->next = c->next;
+                else
+                        c->server->connections = c->next;
+                if (c->next)
+                        c->next->prev = c->prev;
+                c->server->n_connections--;
+        }
+        /* Safe from inside the connection's own callbacks: sd-event defers
+         * freeing a source that is being dispatched. */
+        sd_event_source_disable_unref(c->io);
+        sd_event_source_disable_unref(c->timer);
+        safe_close(c->fd);
+        control_reader_done(&c->reader);
+        control_writer_done(&c->writer);
+        free(c);
+        return NULL;
+}
+
+/* Packs one response. The probe strings are borrowed: the response only lives
+ * until it is packed, within this call. */
+static int pack_status(ControlServer *s, uint8_t **ret, size_t *ret_size) {
+        Rupost__Control__Response resp = RUPOST__CONTROL__RESPONSE__INIT;
+        _cleanup_free_ Rupost__Control__ProbeState *states = NULL;
+        _cleanup_free_ Rupost__Control__ProbeState **ptrs = NULL;
+        Probe **probes;
+        size_t n;
+
+        probes = manager_probes(s->manager, &n);
+        if (n > 0) {
+                states = calloc(n, sizeof *states);
+                ptrs = calloc(n, sizeof *ptrs);
+                if (!states || !ptrs)
+                        return -ENOMEM;
+        }
+
+        for (size_t i = 0; i < n; i++) {
+                const Probe *p = probes[i];
+                Rupost__Control__ProbeState *st = &states[i];
+
+                rupost__control__probe_state__init(st);
+                st->name = (char *) strempty(p->name);
+                st->type = (char *) strempty(p->type ? p->type->name : NULL);
+                st->status = (char *) strempty(probe_status_to_string(p->status));
+                st->have_result = p->have_result;
+                if (p->have_result) {
+                        st->last_status = (char *) strempty(probe_status_to_string(p->last.status));
+                        st->reason = (char *) strempty(p->last.reason);
+                        st->last_run_at = usec_to_seconds(p->last.started_realtime);
+                        st->duration_seconds = usec_to_seconds(p->last.duration);
+                }
+                st->changed_at = usec_to_seconds(p->changed_realtime);
+                st->runs = p->n_runs;
+                st->timeouts = p->n_timeouts;
+                st->running = p->running;
+                ptrs[i] = st;
+        }
+
+        resp.node = (char *) strempty(manager_node_name(s->manager));
+        resp.version = (char *) PROJECT_VERSION;
+        resp.start_time = usec_to_seconds(s->manager->start_realtime);
+        resp.n_probes = n;
+        resp.probes = ptrs;
+
+        return control_frame_pack(&resp.base, CONTROL_MAX_MESSAGE, ret, ret_size);
+}
+
+static int pack_error(const char *error, uint8_t **ret, size_t *ret_size) {
+        Rupost__Control__Response resp = RUPOST__CONTROL__RESPONSE__INIT;
+
+        resp.error = (char *) error;
+        resp.version = (char *) PROJECT_VERSION;
+        return control_frame_pack(&resp.base, CONTROL_MAX_MESSAGE, ret, ret_size);
+}
+
+static int connection_flush(ControlConnection *c) {
+        int r;
+
+        r = control_writer_write_fd(&c->writer, c->fd);
+        if (r == -EAGAIN)
+                return 0;
+        if (r < 0)
+                log_debug_errno(r, "Control client went away before its response was written: %m");
+        /* One request, one response: done either way. */
+        connection_free(c);
+        return 0;
+}
+
+static int connection_respond(ControlConnection *c, uint8_t *data, size_t size) {
+        int r;
+
+        control_writer_set(&c->writer, data, size);
+        r = sd_event_source_set_io_events(c->io, EPOLLOUT);
+        if (r < 0) {
+                log_debug_errno(r, "Failed to wait for the control client to take its response: %m");
+                connection_free(c);
+                return 0;
+        }
+        return connection_flush(c);
+}
+
+static int connection_respond_error(ControlConnection *c, const char *fmt, ...) _printf_(2, 3);
+static int connection_respond_error(ControlConnection *c, const char *fmt, ...) {
+        char error[256];
+        uint8_t *data;
+        size_t size;
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        (void) vsnprintf(error, sizeof error, fmt, ap);
+        va_end(ap);
+        log_debug("Rejecting control request: %s", error);
+
+        r = pack_error(error, &data, &size);
+        if (r < 0) {
+                log_debug_errno(r, "Failed to pack a control error response: %m");
+                connection_free(c);
+                return 0;
+        }
+        return connection_respond(c, data, size);
+}
+
+static int connection_dispatch(ControlConnection *c) {
+        _cleanup_(control_message_freep) ProtobufCMessage *msg = NULL;
+        const Rupost__Control__Request *req;
+        uint8_t *data;
+        size_t size;
+        int r;
+
+        r = control_reader_unpack(&c->reader, &rupost__control__request__descriptor, &msg);
+        if (r < 0)
+                return connection_respond_error(c, "malformed request: %zu bytes that are not a Request message",
+                                                c->reader.length);
+        req = (const Rupost__Control__Request *) msg;
+
+        switch (req->kind) {
+        case RUPOST__CONTROL__REQUEST__KIND__STATUS:
+                r = pack_status(c->server, &data, &size);
+                if (r == -EMSGSIZE)
+                        return connection_respond_error(c, "the status is larger than %u bytes",
+                                                        CONTROL_MAX_MESSAGE);
+                if (r < 0)
+                        return connection_respond_error(c, "failed to build the status: %s", strerror(-r));
+                log_debug("Answering a control STATUS request with %zu bytes.", size);
+                return connection_respond(c, data, size);
+        default:
+                return connection_respond_error(c, "unknown request kind %d", (int) req->kind);
+        }
+}
+
+static int on_connection_io(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        ControlConnection *c = userdata;
+        int r;
+
+        if (c->writer.data)
+                return connection_flush(c);
+
+        r = control_reader_read_fd(&c->reader, c->fd);
+        if (r == -EAGAIN)
+                return 0;
+        if (r == -EMSGSIZE) {
+                size_t announced;
+                (void) control_frame_parse_header(c->reader.header, SIZE_MAX, &announced);
+                return connection_respond_error(c, "request too large: %zu bytes announced, the limit is %u",
+                                                announced, CONTROL_MAX_MESSAGE);
+        }
+        if (r == -EPIPE) {
+                /* The client may have only shut down its sending side and
+                 * still be reading, so tell it. */
+                if (!c->reader.have_length)
+                        return connection_respond_error(c, "truncated request: %zu of %u length bytes",
+                                                        c->reader.n_header, CONTROL_FRAME_HEADER_SIZE);
+                return connection_respond_error(c, "truncated request: %zu of %zu bytes", c->reader.n_body,
+                                                c->reader.length);
+        }
+        if (r < 0) {
+                log_debug_errno(r, "Failed to read a control request: %m");
+                connection_free(c);
+                return 0;
+        }
+
+        return connection_dispatch(c);
+}
+
+static int on_connection_timeout(sd_event_source *source, uint64_t usec, void *userdata) {
+        ControlConnection *c = userdata;
+
+        log_debug("Dropping a control client that did not finish its exchange in time.");
+        connection_free(c);
+        return 0;
+}
+
+static int connection_new(ControlServer *s, int fd) {
+        _cleanup_close_ int fd_owned = fd;
+        ControlConnection *c;
+        int r;
+
+        c = calloc(1, sizeof *c);
+        if (!c)
+                return -ENOMEM;
+        *c = (ControlConnection) {
+                .server = s,
+                .fd = TAKE_FD(fd_owned),
+                .reader = CONTROL_READER_INIT(CONTROL_MAX_MESSAGE),
+                .next = s->connections,
+        };
+        if (s->connections)
+                s->connections->prev = c;
+        s->connections = c;
+        s->n_connections++;
+
+        r = sd_event_add_io(s->manager->event, &c->io, c->fd, EPOLLIN, on_connection_io, c);
+        if (r < 0)
+                goto fail;
+        r = sd_event_add_time_relative(s->manager->event, &c->timer, CLOCK_MONOTONIC,
+                                       CONTROL_CONNECTION_TIMEOUT_USEC, 0, on_connection_timeout, c);
+        if (r < 0)
+                goto fail;
+        return 0;
+
+fail:
+        connection_free(c);
+        return r;
+}
+
+/* Tells a client over the limit to come back later, without waiting for it:
+ * a fresh socket's send buffer always has room for this short message. */
+static void reject_busy(int fd) {
+        _cleanup_free_ uint8_t *data = NULL;
+        size_t size;
+
+        if (pack_error("the agent is busy: too many control clients at once, try again", &data, &size) < 0)
+                return;
+        (void) send(fd, data, size, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+static int on_accept_retry(sd_event_source *source, uint64_t usec, void *userdata) {
+        ControlServer *s = userdata;
+
+        s->accept_retry = sd_event_source_unref(s->accept_retry);
+        (void) sd_event_source_set_enabled(s->io, SD_EVENT_ON);
+        return 0;
+}
+
+static void pause_accepting(ControlServer *s) {
+        int r;
+
+        if (s->accept_retry)
+                return;
+        r = sd_event_add_time_relative(s->manager->event, &s->accept_retry, CLOCK_MONOTONIC,
+                                       CONTROL_ACCEPT_RETRY_USEC, 0, on_accept_retry, s);
+        if (r < 0)
+                return; /* keep accepting; better spinning than deaf */
+        (void) sd_event_source_set_enabled(s->io, SD_EVENT_OFF);
+}
+
+static int on_accept(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        ControlServer *s = userdata;
+        int r;
+
+        /* Bounded, so a flood of connections cannot starve the rest of the loop. */
+        for (unsigned i = 0; i < CONTROL_MAX_CONNECTIONS; i++) {
+                _cleanup_close_ int cfd = -EBADF;
+
+                cfd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                if (cfd < 0) {
+                        if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+                                return 0;
+                        r = log_warning_errno(errno, "Failed to accept a control connection, ignoring: %m");
+                        if (r == -EMFILE || r == -ENFILE || r == -ENOBUFS || r == -ENOMEM)
+                                pause_accepting(s);
+                        return 0;
+                }
+
+                if (s->n_connections >= CONTROL_MAX_CONNECTIONS) {
+                        log_debug("Too many control clients at once, turning one away.");
+                        reject_busy(cfd);
+                        continue;
+                }
+
+                r = connection_new(s, TAKE_FD(cfd));
+                if (r < 0)
+                        log_warning_errno(r, "Failed to set up a control connection, ignoring: %m");
+        }
+        return 0;
+}
+
+static int mkdir_parents(const char *path, mode_t mode) {
+        _cleanup_free_ char *p = strdup(path);
+
+        if (!p)
+                return -ENOMEM;
+        for (char *slash = strchr(p + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+                *slash = '\0';
+                if (mkdir(p, mode) < 0 && errno != EEXIST)
+                        return -errno;
+                *slash = '/';
+        }
+        return 0;
+}
+
+/* Removes a socket left behind by an agent that died, but not one another
+ * running agent still listens on, and nothing that is not a socket. */
+static int remove_stale_socket(const char *path, const struct sockaddr_un *sa, socklen_t salen) {
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+
+        if (lstat(path, &st) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (!S_ISSOCK(st.st_mode))
+                return -EEXIST;
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        /* Non-blocking: a listener with a full backlog answers EAGAIN, which
+         * means alive just as well. */
+        if (connect(fd, (const struct sockaddr *) sa, salen) >= 0 || errno == EAGAIN)
+                return -EADDRINUSE;
+
+        if (unlink(path) < 0 && errno != ENOENT)
+                return -errno;
+        return 0;
+}
+
+static int socket_give_to_group(const char *path) {
+        const struct group *g;
+
+        /* Without the group, the socket stays root's alone; that is the safe side. */
+        errno = 0;
+        g = getgrnam(CONTROL_SOCKET_GROUP);
+        if (!g) {
+                if (errno != 0)
+                        log_warning_errno(errno, "Failed to look up group '%s', ignoring: %m",
+                                          CONTROL_SOCKET_GROUP);
+                else
+                        log_debug("Group '%s' does not exist, control socket '%s' stays root-only.",
+                                  CONTROL_SOCKET_GROUP, path);
+                return 0;
+        }
+        if (chown(path, (uid_t) -1, g->gr_gid) < 0)
+                return log_warning_errno(errno, "Failed to give control socket '%s' to group '%s', ignoring: %m",
+                                         path, CONTROL_SOCKET_GROUP);
+        return 0;
+}
+
+int control_server_new(Manager *m, const char *path, ControlServer **ret) {
+        _cleanup_(control_server_freep) ControlServer *s = NULL;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        socklen_t salen;
+        mode_t old_umask;
+        int r;
+
+        assert_return(m, -EINVAL);
+        assert_return(m->event, -EINVAL);
+        assert_return(path, -EINVAL);
+        assert_return(ret, -EINVAL);
+
+        if (path[0] != '/')
+                return log_error_errno(SYNTHETIC_ERRNO(EINVAL), "Control socket path '%s' is not absolute.", path);
+        if (strlen(path) >= sizeof sa.sun_path)
+                return log_error_errno(SYNTHETIC_ERRNO(ENAMETOOLONG),
+                                       "Control socket path '%s' is longer than %zu bytes.", path,
+                                       sizeof sa.sun_path - 1);
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        salen = (socklen_t) (offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+
+        s = calloc(1, sizeof *s);
+        if (!s)
+                return log_oom();
+        s->manager = m;
+        s->fd = -EBADF;
+        s->path = strdup(path);
+        if (!s->path)
+                return log_oom();
+
+        r = mkdir_parents(path, 0755);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create the directory of control socket '%s': %m", path);
+
+        r = remove_stale_socket(path, &sa, salen);
+        if (r == -EADDRINUSE)
+                return log_error_errno(r, "Control socket '%s' is in use: is another rupost-agent running?", path);
+        if (r == -EEXIST)
+                return log_error_errno(r, "Control socket path '%s' exists and is not a socket.", path);
+        if (r < 0)
+                return log_error_errno(r, "Failed to remove stale control socket '%s': %m", path);
+
+        s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (s->fd < 0)
+                return log_error_errno(errno, "Failed to create the control socket: %m");
+
+        /* Born without access for others, so there is no moment in which
+         * anyone could connect before the chmod below. */
+        old_umask = umask(0117);
+        r = bind(s->fd, (const struct sockaddr *) &sa, salen);
+        (void) umask(old_umask);
+        if (r < 0)
+                return log_error_errno(errno, "Failed to bind control socket '%s': %m", path);
+        s->bound = true;
+
+        if (chmod(path, 0660) < 0)
+                return log_error_errno(errno, "Failed to set the mode of control socket '%s': %m", path);
+        (void) socket_give_to_group(path);
+
+        if (listen(s->fd, SOMAXCONN) < 0)
+                return log_error_errno(errno, "Failed to listen on control socket '%s': %m", path);
+
+        r = sd_event_add_io(m->event, &s->io, s->fd, EPOLLIN, on_accept, s);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch control socket '%s': %m", path);
+
+        log_debug("Listening on control socket '%s'.", path);
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+ControlServer *control_server_free(ControlServer *s) {
+        if (!s)
+                return NULL;
+
+        while (s->connections)
+                connection_free(s->connections);
+        sd_event_source_disable_unref(s->io);
+        sd_event_source_disable_unref(s->accept_retry);
+        safe_close(s->fd);
+        if (s->bound && unlink(s->path) < 0 && errno != ENOENT)
+                log_debug_errno(errno, "Failed to remove control socket '%s', ignoring: %m", s->path);
+        free(s->path);
+        free(s);
+        return NULL;
+}

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#pragma once
+
+/* The control socket: a Unix stream socket (mode 0660) on which rupost-health
+ * and other local tools ask the agent for its state. Each message is a
+ * protobuf-c message (proto/control.proto) preceded by its length as a 4-byte
+ * big-endian integer; one request and one response per connection. */
+
+#include "manager.h"
+
+#define CONTROL_MAX_MESSAGE (4U * 1024U * 1024U)
+/* A client gets this long for its whole exchange, then it is dropped. */
+#define CONTROL_CONNECTION_TIMEOUT_USEC (5U * USEC_PER_SEC)
+/* Clients served at once; one more is told to come back later. */
+#define CONTROL_MAX_CONNECTIONS 16U
+/* The group that may use the socket, if it exists. */
+#define CONTROL_SOCKET_GROUP "rupost-agent"
+
+int control_server_new(Manager *m, const char *path, ControlServer **ret);
+ControlServer *control_server_free(ControlServer *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(ControlServer *, control_server_free);
