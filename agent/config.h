@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#pragma once
+
+/* The agent's YAML configuration.
+ *
+ * Keys are parsed through ConfigItem tables (key, parser, offset, range), the
+ * same for the top level, the web section and each probe type's own keys.
+ * Every error names file:line:column and the key, and loading goes on after an
+ * error so that one run of --check-config lists all of them. Unknown keys,
+ * wrong types, out-of-range numbers, and duplicate probe names are errors. */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <yaml.h>
+
+#include "lib/macro.h"
+#include "lib/time-util.h"
+#include "probe.h"
+
+#define CONFIG_DEFAULT_PATH "/etc/rupost/agent.yaml"
+#define CONFIG_DEFAULT_CONTROL_SOCKET "/run/rupost-agent/control.sock"
+#define CONFIG_DEFAULT_WEB_LISTEN_ADDRESS ":9469"
+#define CONFIG_MAX_FILE_SIZE (1024 * 1024)
+#define CONFIG_MAX_PROBES 1024
+
+struct ConfigContext {
+        const char *filename;
+        yaml_document_t *document;
+        char **errors; /* "file:line:column: key: what is wrong", NULL-terminated */
+        size_t n_errors;
+        /* While a probe's keys are parsed and its type's verify() runs: the
+         * probe's mapping and key path ("probes[2]"), so that
+         * config_probe_error() can point at the probe's own keys. */
+        yaml_node_t *probe_mapping;
+        const char *probe_prefix;
+};
+
+typedef int (*ConfigParser)(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item,
+                            void *data);
+
+/* Tables end with an entry whose key is NULL. */
+struct ConfigItem {
+        const char *key;
+        ConfigParser parse;
+        size_t offset;
+        /* Inclusive bounds for numbers and durations (usec); both 0 means unbounded. */
+        uint64_t min;
+        uint64_t max;
+        bool required;
+};
+
+/* Parsers for ConfigItem tables; `data` points at the field: char * for
+ * strings and addresses, unsigned for uint, usec_t for durations, bool, and
+ * char ** for strv (item->max, when set, bounds the number of entries). */
+int config_parse_string(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item, void *data);
+int config_parse_uint(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item, void *data);
+int config_parse_duration(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item, void *data);
+int config_parse_bool(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item, void *data);
+/* A sequence of strings, stored as a NULL-terminated char **. */
+int config_parse_strv(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item, void *data);
+/* "host:port", "[v6]:port" or ":port"; stored as a string. */
+int config_parse_address(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item, void *data);
+
+/* Records an error at the node's position (at the current probe's mapping
+ * when node is NULL); returns -EINVAL, or -ENOMEM if it could not be recorded. */
+int config_error(ConfigContext *c, yaml_node_t *node, const char *key, const char *fmt, ...) _printf_(4, 5);
+/* For ProbeType.verify(): an error about the current probe's key `key` (as
+ * "address"), reported at that key's value if present, else at the probe's
+ * mapping, under the full key path ("probes[2].address"). */
+int config_probe_error(ConfigContext *c, const char *key, const char *fmt, ...) _printf_(3, 4);
+
+/* Parses a mapping node with a table; unknown keys are errors. `prefix` is
+ * used in key names of messages ("probes[2].interval"). */
+int config_parse_table(ConfigContext *c, const char *prefix, yaml_node_t *mapping, const ConfigItem *table,
+                       void *base);
+
+typedef struct Config {
+        char *path;
+        char *node;
+        char *web_listen_address;
+        char *control_socket;
+        Probe **probes;
+        size_t n_probes;
+} Config;
+
+Config *config_free(Config *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Config *, config_free);
+
+/* Loads and validates. On failure returns -EINVAL and, when ret_errors is
+ * not NULL, the list of error lines (caller frees with strv_free). Errors
+ * opening the file are returned as their errno and also listed. */
+int config_load_file(const char *path, Config **ret, char ***ret_errors);
+/* The same from memory, for tests and the fuzzer; `filename` is for messages. */
+int config_load_string(const char *filename, const char *data, size_t size, Config **ret, char ***ret_errors);

@@ -1,0 +1,259 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+
+#include "control.h"
+#include "exporter/exporter.h"
+#include "lib/log.h"
+#include "manager.h"
+
+static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+
+        log_info("Received %s, exiting.", strsignal((int) si->ssi_signo));
+        (void) sd_notify(false, "STOPPING=1");
+        return sd_event_exit(m->event, 0);
+}
+
+static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+
+        (void) manager_reload(m);
+        return 0;
+}
+
+/* Pings come from the event loop itself, so a blocked loop stops them and
+ * the service manager restarts us: the watchdog proves invariant 1. */
+static int on_watchdog(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        int r;
+
+        (void) sd_notify(false, "WATCHDOG=1");
+        r = sd_event_source_set_time_relative(s, m->watchdog_usec / 2);
+        if (r < 0)
+                return log_error_errno(r, "Failed to rearm the watchdog timer: %m");
+        return sd_event_source_set_enabled(s, SD_EVENT_ON);
+}
+
+int manager_new(const ManagerOptions *options, Manager **ret) {
+        _cleanup_(manager_freep) Manager *m = NULL;
+        sigset_t mask;
+        int r;
+
+        m = calloc(1, sizeof *m);
+        if (!m)
+                return log_oom();
+        m->options = *options;
+        m->start_realtime = now(CLOCK_REALTIME);
+
+        r = sd_event_default(&m->event);
+        if (r < 0)
+                return log_error_errno(r, "Failed to allocate the event loop: %m");
+
+        /* sd-event wants the signals it watches blocked. */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return log_error_errno(errno, "Failed to block signals: %m");
+
+        r = sd_event_add_signal(m->event, NULL, SIGTERM, on_exit_signal, m);
+        if (r >= 0)
+                r = sd_event_add_signal(m->event, NULL, SIGINT, on_exit_signal, m);
+        if (r >= 0)
+                r = sd_event_add_signal(m->event, NULL, SIGHUP, on_reload_signal, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch signals: %m");
+
+        if (sd_watchdog_enabled(false, &m->watchdog_usec) > 0) {
+                r = sd_event_add_time_relative(m->event, &m->watchdog, CLOCK_MONOTONIC, m->watchdog_usec / 2, 0,
+                                               on_watchdog, m);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to set up the watchdog: %m");
+        }
+
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+        m->control = control_server_free(m->control);
+        m->exporter = exporter_free(m->exporter);
+        m->config = config_free(m->config);
+        m->watchdog = sd_event_source_disable_unref(m->watchdog);
+        m->bus = sd_bus_flush_close_unref(m->bus);
+        m->event = sd_event_unref(m->event);
+        free(m->last_status);
+        free(m);
+        return NULL;
+}
+
+const char *manager_node_name(const Manager *m) {
+        return m->config && m->config->node ? m->config->node : "";
+}
+
+const char *manager_web_listen_address(const Manager *m) {
+        if (m->options.web_listen_address)
+                return m->options.web_listen_address;
+        return m->config && m->config->web_listen_address ? m->config->web_listen_address
+                                                           : CONFIG_DEFAULT_WEB_LISTEN_ADDRESS;
+}
+
+const char *manager_control_socket(const Manager *m) {
+        if (m->options.control_socket)
+                return m->options.control_socket;
+        return m->config && m->config->control_socket ? m->config->control_socket
+                                                       : CONFIG_DEFAULT_CONTROL_SOCKET;
+}
+
+/* One line for `systemctl status`: how many probes are in which state. */
+static void manager_update_status(Manager *m) {
+        unsigned counts[_PROBE_STATUS_MAX] = {};
+        _cleanup_free_ char *line = NULL;
+        size_t n;
+        Probe **probes = manager_probes(m, &n);
+
+        for (size_t i = 0; i < n; i++)
+                counts[probes[i]->status]++;
+        if (asprintf(&line, "%zu probes: %u ok, %u warning, %u critical, %u unknown", n, counts[PROBE_OK],
+                     counts[PROBE_WARNING], counts[PROBE_CRITICAL], counts[PROBE_UNKNOWN]) < 0)
+                return;
+        if (m->last_status && streq(m->last_status, line))
+                return;
+        (void) sd_notifyf(false, "STATUS=%s", line);
+        free(m->last_status);
+        m->last_status = TAKE_PTR(line);
+}
+
+void manager_probe_status_changed(Manager *m, Probe *p, ProbeStatus old) {
+        int level = p->status == PROBE_OK ? LOG_NOTICE : p->status == PROBE_WARNING ? LOG_WARNING : LOG_ERR;
+
+        log_internal(level, 0,
+                     &(LogFields) {
+                             .probe = p->name,
+                             .component = p->component,
+                             .message_id = MESSAGE_ID_PROBE_STATUS_CHANGED,
+                     },
+                     "Probe '%s' is %s (was %s): %s", p->name, probe_status_to_string(p->status),
+                     probe_status_to_string(old), p->last.reason ?: "");
+        manager_update_status(m);
+}
+
+static int manager_attach_probes(Manager *m, Config *old) {
+        int r;
+
+        for (size_t i = 0; i < m->config->n_probes; i++) {
+                Probe *p = m->config->probes[i];
+
+                /* Keep what we know across a reload: results and hysteresis
+                 * counters of the probe with the same name and type. */
+                for (size_t j = 0; old && j < old->n_probes; j++)
+                        if (streq(old->probes[j]->name, p->name) && old->probes[j]->type == p->type)
+                                probe_adopt_state(p, old->probes[j]);
+
+                r = probe_attach(p, m);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* (Re)creates the listeners whose address changed. A new listener is set up
+ * before the old one is dropped, so a failure keeps the old one. */
+static int manager_setup_listeners(Manager *m, const char *old_web, const char *old_control) {
+        int r;
+
+        if (!m->exporter || !old_web || !streq(old_web, manager_web_listen_address(m))) {
+                _cleanup_(exporter_freep) Exporter *e = NULL;
+
+                r = exporter_new(m, manager_web_listen_address(m), &e);
+                if (r < 0)
+                        return r;
+                exporter_free(m->exporter);
+                m->exporter = TAKE_PTR(e);
+        }
+        if (!m->control || !old_control || !streq(old_control, manager_control_socket(m))) {
+                _cleanup_(control_server_freep) ControlServer *s = NULL;
+
+                r = control_server_new(m, manager_control_socket(m), &s);
+                if (r < 0)
+                        return r;
+                control_server_free(m->control);
+                m->control = TAKE_PTR(s);
+        }
+        return 0;
+}
+
+int manager_start(Manager *m, Config *config) {
+        int r;
+
+        m->config = config;
+        r = manager_setup_listeners(m, NULL, NULL);
+        if (r < 0)
+                return r;
+        r = manager_attach_probes(m, NULL);
+        if (r < 0)
+                return r;
+        manager_update_status(m);
+        (void) sd_notify(false, "READY=1");
+        log_info("Started with %zu probes on node '%s', metrics on %s.", config->n_probes, manager_node_name(m),
+                 manager_web_listen_address(m));
+        return 0;
+}
+
+int manager_reload(Manager *m) {
+        _cleanup_(config_freep) Config *config = NULL;
+        _cleanup_strv_free_ char **errors = NULL;
+        _cleanup_free_ char *old_web = NULL, *old_control = NULL;
+        Config *old;
+        int r;
+
+        (void) sd_notify(false, "RELOADING=1");
+
+        r = config_load_file(m->options.config_path, &config, &errors);
+        if (r < 0) {
+                for (char **e = errors; e && *e; e++)
+                        log_error("%s", *e);
+                log_internal(LOG_ERR, r, &(LogFields) { .message_id = MESSAGE_ID_CONFIG_REJECTED },
+                             "New configuration %s rejected (%zu errors), keeping the running one.",
+                             m->options.config_path, strv_length(errors));
+                (void) sd_notify(false, "READY=1");
+                return r;
+        }
+
+        old_web = strdup(manager_web_listen_address(m));
+        old_control = strdup(manager_control_socket(m));
+        if (!old_web || !old_control)
+                return log_oom();
+
+        /* Stop the old probes first: a probe type may hold exclusive resources
+         * (a bus match, a child) that the new one sets up again. */
+        old = m->config;
+        for (size_t i = 0; i < old->n_probes; i++)
+                probe_detach(old->probes[i]);
+
+        m->config = TAKE_PTR(config);
+        r = manager_attach_probes(m, old);
+        config_free(old);
+        if (r < 0)
+                return r;
+
+        r = manager_setup_listeners(m, old_web, old_control);
+        if (r < 0)
+                log_warning_errno(r, "Keeping the previous listeners, the new addresses failed: %m");
+
+        manager_update_status(m);
+        (void) sd_notify(false, "READY=1");
+        log_internal(LOG_NOTICE, 0, &(LogFields) { .message_id = MESSAGE_ID_CONFIG_RELOADED },
+                     "Configuration %s reloaded: %zu probes.", m->options.config_path, m->config->n_probes);
+        return 0;
+}
+
+int manager_run(Manager *m) {
+        return sd_event_loop(m->event);
+}

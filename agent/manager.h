@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#pragma once
+
+/* The manager owns the event loop, the loaded configuration and its probes,
+ * the exporter and the control socket. Everything that is not a command-line
+ * argument hangs off it. */
+
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "probe.h"
+
+typedef struct Exporter Exporter;
+typedef struct ControlServer ControlServer;
+
+typedef struct ManagerOptions {
+        const char *config_path;
+        const char *web_listen_address; /* overrides the config when set */
+        const char *control_socket;     /* overrides the config when set */
+} ManagerOptions;
+
+struct Manager {
+        sd_event *event;
+        sd_bus *bus;
+        ManagerOptions options;
+        Config *config;
+        usec_t start_realtime;
+
+        Exporter *exporter;
+        ControlServer *control;
+
+        sd_event_source *watchdog;
+        usec_t watchdog_usec;
+        char *last_status; /* the STATUS= line last sent, to send only changes */
+};
+
+int manager_new(const ManagerOptions *options, Manager **ret);
+Manager *manager_free(Manager *m);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
+
+/* Takes ownership of the config: sets its probes up and starts scheduling. */
+int manager_start(Manager *m, Config *config);
+/* Reloads the config file; a broken file keeps the old config running. */
+int manager_reload(Manager *m);
+int manager_run(Manager *m);
+
+const char *manager_node_name(const Manager *m);
+const char *manager_web_listen_address(const Manager *m);
+const char *manager_control_socket(const Manager *m);
+static inline Probe **manager_probes(const Manager *m, size_t *ret_n) {
+        *ret_n = m->config ? m->config->n_probes : 0;
+        return m->config ? m->config->probes : NULL;
+}
+
+/* Called by the probe core whenever a probe's reported status changed. */
+void manager_probe_status_changed(Manager *m, Probe *p, ProbeStatus old);

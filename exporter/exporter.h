@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#pragma once
+
+/* GET /metrics over HTTP, served from the results the probes already cached:
+ * a scrape never starts a probe and never waits for one. */
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "agent/lib/buf.h"
+#include "agent/manager.h"
+
+#define EXPORTER_MAX_BODY (16U * 1024U * 1024U)
+
+/* Binds listen_address ("host:port", "[v6]:port", ":port") and serves on the
+ * manager's event loop. */
+int exporter_new(Manager *m, const char *listen_address, Exporter **ret);
+Exporter *exporter_free(Exporter *e);
+/* The port actually bound, also when listen_address asked for port 0. */
+uint16_t exporter_port(const Exporter *e);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Exporter *, exporter_free);
+
+/* Parses a listen address without name resolution: "192.0.2.1:9469",
+ * "[2001:db8::1]:9469", or ":9469" (all addresses, IPv6 dual-stack). Returns
+ * -EINVAL for a malformed address. */
+int exporter_parse_listen_address(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len);
+
+/* Renders the text exposition format 0.0.4 of everything the manager knows.
+ * Fails with -ENOBUFS when out's limit is reached (out then holds a truncated
+ * body that must not be served) and -ENOTUNIQ when probe families clash.
+ * Probes without a result yet report success 0 and status "unknown", and have
+ * no duration and last-run samples. */
+int metrics_render(const Manager *m, Buf *out);
+/* The two parts of metrics_render(): what the probes and the config say, which
+ * only changes when a probe finishes, and the process_* figures, which
+ * change on every call. */
+int metrics_render_state(const Manager *m, Buf *out);
+int metrics_render_process(Buf *out);
+/* A sample value as the text format spells it: integers without exponent,
+ * other values in the shortest form that reads back exactly, NaN, +Inf, -Inf.
+ * Returns the length, as snprintf(). */
+int metrics_format_value(char *buf, size_t size, double v);

@@ -1,0 +1,12 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The one table of probe types. A new type is a const ProbeType in its own
+ * file, declared here and added to the array. */
+
+#include "probe.h"
+#include "probes.h"
+
+const ProbeType *const probe_types[] = {
+        &probe_type_systemd_unit,
+        &probe_type_tcp,
+        NULL,
+};

@@ -1,0 +1,7 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#pragma once
+
+#include "probe.h"
+
+extern const ProbeType probe_type_systemd_unit;
+extern const ProbeType probe_type_tcp;

@@ -1,0 +1,283 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The probe core: deadline, no overlapping runs, jitter bounds, cancellation,
+ * rise/fall hysteresis, and exactly one report per run. A probe type of the
+ * test's own drives each case on a real sd-event loop. */
+
+#include <systemd/sd-event.h>
+
+#include "manager.h"
+#include "probe.h"
+#include "tests.h"
+
+typedef enum Behaviour {
+        FINISH_AT_ONCE,  /* report synchronously from start() */
+        FINISH_LATER,    /* report from a timer after `delay` */
+        NEVER_FINISH,    /* hang: only the core's deadline ends the run */
+} Behaviour;
+
+typedef struct TestProbe {
+        Behaviour behaviour;
+        usec_t delay;
+        ProbeStatus next_status;
+        sd_event_source *later;
+        unsigned starts;
+        unsigned stops;
+        unsigned in_flight;
+        unsigned max_in_flight;
+        usec_t start_times[64];
+} TestProbe;
+
+static int on_later(sd_event_source *s, uint64_t usec, void *userdata) {
+        Probe *p = userdata;
+        TestProbe *t = probe_get_userdata(p);
+        return probe_finish(p, t->next_status, "finished later");
+}
+
+static int test_start(Probe *p) {
+        TestProbe *t = probe_get_userdata(p);
+
+        if (t->starts < ELEMENTSOF(t->start_times))
+                t->start_times[t->starts] = now(CLOCK_MONOTONIC);
+        t->starts++;
+        t->in_flight++;
+        t->max_in_flight = MAX(t->max_in_flight, t->in_flight);
+
+        switch (t->behaviour) {
+        case FINISH_AT_ONCE:
+                return probe_finish(p, t->next_status, "run %u", t->starts);
+        case FINISH_LATER:
+                return sd_event_add_time_relative(probe_get_event(p), &t->later, CLOCK_MONOTONIC, t->delay, 0,
+                                                  on_later, p);
+        case NEVER_FINISH:
+                probe_set_phase(p, "waiting forever");
+                return 0;
+        }
+        return -EINVAL;
+}
+
+static void test_stop(Probe *p) {
+        TestProbe *t = probe_get_userdata(p);
+        t->later = sd_event_source_disable_unref(t->later);
+        t->stops++;
+        t->in_flight--;
+}
+
+static const ProbeType test_type = {
+        .name = "test",
+        .object_size = sizeof(TestProbe),
+        .default_interval = 50 * USEC_PER_MSEC,
+        .default_timeout = 20 * USEC_PER_MSEC,
+        .default_rise = 2,
+        .default_fall = 3,
+        .start = test_start,
+        .stop = test_stop,
+};
+
+typedef struct Fixture {
+        sd_event *event;
+        Manager manager;
+        Probe *probe;
+        TestProbe *t;
+} Fixture;
+
+static void fixture_setup(Fixture *f, Behaviour b) {
+        *f = (Fixture) {};
+        ASSERT_OK(sd_event_new(&f->event));
+        f->manager.event = f->event;
+        ASSERT_OK(probe_new(&test_type, "p1", &f->probe));
+        f->t = probe_get_userdata(f->probe);
+        f->t->behaviour = b;
+        f->t->next_status = PROBE_OK;
+}
+
+static void fixture_teardown(Fixture *f) {
+        f->probe = probe_free(f->probe);
+        f->event = sd_event_unref(f->event);
+}
+
+/* Runs the loop for `usec` of wall time. */
+static void run_for(sd_event *e, usec_t usec) {
+        usec_t end = now(CLOCK_MONOTONIC) + usec;
+        for (usec_t n; (n = now(CLOCK_MONOTONIC)) < end;)
+                ASSERT_OK(sd_event_run(e, end - n));
+}
+
+TEST(deadline_ends_a_hung_run) {
+        Fixture f;
+        fixture_setup(&f, NEVER_FINISH);
+        f.probe->interval = 10 * USEC_PER_SEC; /* one run only */
+        f.probe->timeout = 30 * USEC_PER_MSEC;
+
+        ASSERT_OK(probe_attach(f.probe, &f.manager));
+        /* The first run starts within a second; give the deadline a wide margin. */
+        run_for(f.event, 1500 * USEC_PER_MSEC);
+
+        ASSERT_EQ(f.t->starts, 1);
+        ASSERT_EQ(f.t->stops, 1);
+        ASSERT_TRUE(f.probe->have_result);
+        ASSERT_FALSE(f.probe->running);
+        ASSERT_EQ(f.probe->last.status, PROBE_CRITICAL);
+        ASSERT_EQ(f.probe->n_timeouts, 1);
+        ASSERT_STREQ(f.probe->last.reason, "no answer within 30ms while waiting forever");
+        /* The run was cut at its deadline, not at the interval. */
+        ASSERT_TRUE(f.probe->last.duration >= 30 * USEC_PER_MSEC);
+        ASSERT_TRUE(f.probe->last.duration < 500 * USEC_PER_MSEC);
+        fixture_teardown(&f);
+}
+
+TEST(runs_never_overlap_even_when_triggered) {
+        Fixture f;
+        fixture_setup(&f, FINISH_LATER);
+        f.t->delay = 40 * USEC_PER_MSEC;
+        f.probe->interval = 50 * USEC_PER_MSEC;
+        f.probe->timeout = 45 * USEC_PER_MSEC;
+
+        ASSERT_OK(probe_attach(f.probe, &f.manager));
+        for (unsigned i = 0; i < 40; i++) {
+                /* Hammer the probe with triggers while runs are in flight. */
+                ASSERT_OK(probe_trigger(f.probe));
+                run_for(f.event, 10 * USEC_PER_MSEC);
+        }
+        ASSERT_EQ(f.t->max_in_flight, 1);
+        ASSERT_TRUE(f.t->starts >= 3);
+        /* Every start got exactly one report. */
+        ASSERT_EQ(f.probe->n_runs + (f.probe->running ? 1 : 0), f.t->starts);
+        fixture_teardown(&f);
+}
+
+TEST(trigger_during_run_runs_once_more) {
+        Fixture f;
+        fixture_setup(&f, FINISH_LATER);
+        f.t->delay = 50 * USEC_PER_MSEC;
+        f.probe->interval = 60 * USEC_PER_SEC;
+        f.probe->timeout = 1 * USEC_PER_SEC;
+
+        ASSERT_OK(probe_attach(f.probe, &f.manager));
+        ASSERT_OK(probe_trigger(f.probe));
+        run_for(f.event, 10 * USEC_PER_MSEC);
+        ASSERT_TRUE(f.probe->running);
+        /* Three triggers during one run collapse into a single rerun. */
+        ASSERT_OK(probe_trigger(f.probe));
+        ASSERT_OK(probe_trigger(f.probe));
+        ASSERT_OK(probe_trigger(f.probe));
+        run_for(f.event, 300 * USEC_PER_MSEC);
+        ASSERT_EQ(f.t->starts, 2);
+        ASSERT_EQ(f.probe->n_runs, 2);
+        fixture_teardown(&f);
+}
+
+TEST(interval_jitter_bounds) {
+        Fixture f;
+        fixture_setup(&f, FINISH_AT_ONCE);
+        f.probe->interval = 100 * USEC_PER_MSEC;
+        f.probe->timeout = 50 * USEC_PER_MSEC;
+
+        ASSERT_OK(probe_attach(f.probe, &f.manager));
+        run_for(f.event, 1300 * USEC_PER_MSEC);
+        ASSERT_TRUE(f.t->starts >= 5);
+
+        usec_t min = USEC_INFINITY, sum = 0;
+        unsigned n = MIN(f.t->starts, (unsigned) ELEMENTSOF(f.t->start_times)) - 1;
+        for (unsigned i = 1; i <= n; i++) {
+                usec_t gap = f.t->start_times[i] - f.t->start_times[i - 1];
+                min = MIN(min, gap);
+                sum += gap;
+        }
+        /* Never earlier than the interval; on average within its tenth of jitter
+         * (plus a wide margin for a loaded machine). */
+        ASSERT_TRUE(min >= 100 * USEC_PER_MSEC);
+        ASSERT_TRUE(sum / n <= 160 * USEC_PER_MSEC);
+        fixture_teardown(&f);
+}
+
+TEST(cancel_releases_the_run_without_a_report) {
+        Fixture f;
+        fixture_setup(&f, NEVER_FINISH);
+        f.probe->interval = 10 * USEC_PER_SEC;
+        f.probe->timeout = 5 * USEC_PER_SEC;
+
+        ASSERT_OK(probe_attach(f.probe, &f.manager));
+        ASSERT_OK(probe_trigger(f.probe));
+        run_for(f.event, 20 * USEC_PER_MSEC);
+        ASSERT_TRUE(f.probe->running);
+
+        probe_detach(f.probe);
+        ASSERT_FALSE(f.probe->running);
+        ASSERT_EQ(f.t->stops, 1);
+        ASSERT_EQ(f.probe->n_runs, 0);
+        ASSERT_FALSE(f.probe->have_result);
+        /* Nothing fires after cancellation. */
+        run_for(f.event, 100 * USEC_PER_MSEC);
+        ASSERT_EQ(f.t->starts, 1);
+        fixture_teardown(&f);
+}
+
+/* Feeds raw statuses through the hysteresis as the core does after each run. */
+static ProbeStatus feed(Probe *p, ProbeStatus raw) {
+        p->status = probe_hysteresis_step(p, raw);
+        p->have_result = true;
+        return p->status;
+}
+
+TEST(hysteresis_fall_and_rise) {
+        _cleanup_(probe_freep) Probe *p = NULL;
+        ASSERT_OK(probe_new(&test_type, "h", &p));
+        p->rise = 2;
+        p->fall = 3;
+
+        /* The first result is taken as it comes. */
+        ASSERT_EQ(feed(p, PROBE_OK), PROBE_OK);
+        /* Two failures are absorbed, the third turns it critical. */
+        ASSERT_EQ(feed(p, PROBE_CRITICAL), PROBE_OK);
+        ASSERT_EQ(feed(p, PROBE_CRITICAL), PROBE_OK);
+        ASSERT_EQ(feed(p, PROBE_CRITICAL), PROBE_CRITICAL);
+        /* While failing, the severity follows the latest result at once. */
+        ASSERT_EQ(feed(p, PROBE_WARNING), PROBE_WARNING);
+        /* One success is not enough to recover... */
+        ASSERT_EQ(feed(p, PROBE_OK), PROBE_WARNING);
+        /* ...a failure in between resets the count... */
+        ASSERT_EQ(feed(p, PROBE_CRITICAL), PROBE_CRITICAL);
+        ASSERT_EQ(feed(p, PROBE_OK), PROBE_CRITICAL);
+        /* ...two in a row are. */
+        ASSERT_EQ(feed(p, PROBE_OK), PROBE_OK);
+        /* An isolated failure between successes never shows. */
+        ASSERT_EQ(feed(p, PROBE_UNKNOWN), PROBE_OK);
+        ASSERT_EQ(feed(p, PROBE_OK), PROBE_OK);
+        ASSERT_EQ(feed(p, PROBE_CRITICAL), PROBE_OK);
+}
+
+TEST(hysteresis_first_failure_is_reported) {
+        _cleanup_(probe_freep) Probe *p = NULL;
+        ASSERT_OK(probe_new(&test_type, "h", &p));
+        p->rise = 2;
+        p->fall = 3;
+        ASSERT_EQ(feed(p, PROBE_CRITICAL), PROBE_CRITICAL);
+        ASSERT_EQ(feed(p, PROBE_OK), PROBE_CRITICAL);
+        ASSERT_EQ(feed(p, PROBE_OK), PROBE_OK);
+}
+
+TEST(hysteresis_through_the_scheduler) {
+        Fixture f;
+        fixture_setup(&f, FINISH_AT_ONCE);
+        f.probe->interval = 20 * USEC_PER_MSEC;
+        f.probe->timeout = 10 * USEC_PER_MSEC;
+        f.probe->fall = 2;
+
+        ASSERT_OK(probe_attach(f.probe, &f.manager));
+        run_for(f.event, 1200 * USEC_PER_MSEC);
+        ASSERT_EQ(f.probe->status, PROBE_OK);
+
+        f.t->next_status = PROBE_CRITICAL;
+        uint64_t runs = f.probe->n_runs;
+        while (f.probe->n_runs < runs + 1)
+                ASSERT_OK(sd_event_run(f.event, USEC_INFINITY));
+        ASSERT_EQ(f.probe->last.status, PROBE_CRITICAL);
+        ASSERT_EQ(f.probe->status, PROBE_OK);
+        while (f.probe->n_runs < runs + 2)
+                ASSERT_OK(sd_event_run(f.event, USEC_INFINITY));
+        ASSERT_EQ(f.probe->status, PROBE_CRITICAL);
+        ASSERT_TRUE(f.probe->changed_realtime == f.probe->last.started_realtime);
+        fixture_teardown(&f);
+}
+
+DEFINE_TEST_MAIN()
