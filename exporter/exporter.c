@@ -1,0 +1,431 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The HTTP endpoint: libmicrohttpd in external-epoll mode on the manager's
+ * sd-event loop. MHD's epoll fd is one io source; after every MHD_run() a
+ * timer is armed from MHD_get_timeout() so idle connections time out.
+ *
+ * A hostile or broken client must not hurt the agent: connections are
+ * limited in number, in time and in memory (the request header block must fit
+ * in the per-connection pool, or MHD answers 431), and requests with a body
+ * are refused before the body is read. */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "exporter.h"
+#include "lib/log.h"
+
+#define EXPORTER_CONNECTION_LIMIT 64U
+#define EXPORTER_CONNECTION_TIMEOUT_SEC 10U
+/* The request line and headers must fit, with the response headers. 16 KiB
+ * is ample for a scraper, and 64 connections then pin at most 1 MiB. */
+#define EXPORTER_CONNECTION_MEMORY (16U * 1024U)
+
+#define CONTENT_TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
+
+static const char index_page[] =
+        "<!DOCTYPE html>\n"
+        "<html><head><title>rupost-agent</title></head>\n"
+        "<body><h1>rupost-agent</h1><p><a href=\"/metrics\">Metrics</a></p></body></html>\n";
+
+typedef enum StaticReply {
+        REPLY_INDEX,
+        REPLY_NOT_FOUND,
+        REPLY_METHOD_NOT_ALLOWED,
+        REPLY_BODY_NOT_ACCEPTED,
+        REPLY_RENDER_FAILED,
+        _REPLY_MAX,
+} StaticReply;
+
+static const struct {
+        unsigned status;
+        const char *content_type;
+        const char *body;
+} static_replies[_REPLY_MAX] = {
+        [REPLY_INDEX] = { MHD_HTTP_OK, "text/html; charset=utf-8", index_page },
+        [REPLY_NOT_FOUND] = { MHD_HTTP_NOT_FOUND, "text/plain; charset=utf-8", "Not found; metrics are at /metrics.\n" },
+        [REPLY_METHOD_NOT_ALLOWED] = { MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain; charset=utf-8",
+                                       "Only GET and HEAD are allowed.\n" },
+        [REPLY_BODY_NOT_ACCEPTED] = { MHD_HTTP_BAD_REQUEST, "text/plain; charset=utf-8",
+                                      "Requests must not have a body.\n" },
+        [REPLY_RENDER_FAILED] = { MHD_HTTP_INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8",
+                                  "Failed to render the metrics; see the agent's log.\n" },
+};
+
+struct Exporter {
+        Manager *manager;
+        struct MHD_Daemon *daemon;
+        sd_event_source *io_source;
+        sd_event_source *timer_source;
+        struct MHD_Response *replies[_REPLY_MAX];
+        char *address; /* as bound, for messages */
+        uint16_t port;
+        int last_render_error; /* to log a failing render once, not on every scrape */
+};
+
+int exporter_parse_listen_address(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len) {
+        struct sockaddr_storage ss = {};
+        char host[INET6_ADDRSTRLEN];
+        const char *port_str;
+        size_t host_len;
+        socklen_t len;
+        char *end;
+
+        assert_return(s, -EINVAL);
+        assert_return(ret, -EINVAL);
+        assert_return(ret_len, -EINVAL);
+
+        if (s[0] == '[') {
+                const char *close = strchr(s, ']');
+                if (!close || close[1] != ':')
+                        return -EINVAL;
+                host_len = (size_t) (close - s - 1);
+                if (host_len == 0 || host_len >= sizeof host)
+                        return -EINVAL;
+                memcpy(host, s + 1, host_len);
+                port_str = close + 2;
+        } else {
+                const char *colon = strrchr(s, ':');
+                if (!colon || memchr(s, ':', (size_t) (colon - s)))
+                        return -EINVAL; /* no port, or a bare IPv6 address without brackets */
+                host_len = (size_t) (colon - s);
+                if (host_len >= sizeof host)
+                        return -EINVAL;
+                memcpy(host, s, host_len);
+                port_str = colon + 1;
+        }
+        host[host_len] = 0;
+
+        if (port_str[0] < '0' || port_str[0] > '9')
+                return -EINVAL;
+        errno = 0;
+        unsigned long port = strtoul(port_str, &end, 10);
+        if (errno != 0 || *end != 0 || port > 65535)
+                return -EINVAL;
+
+        if (s[0] == '[') {
+                struct sockaddr_in6 *sa = (struct sockaddr_in6 *) &ss;
+                if (inet_pton(AF_INET6, host, &sa->sin6_addr) != 1)
+                        return -EINVAL;
+                sa->sin6_family = AF_INET6;
+                sa->sin6_port = htons((uint16_t) port);
+                len = sizeof *sa;
+        } else if (host_len == 0) {
+                struct sockaddr_in6 *sa = (struct sockaddr_in6 *) &ss;
+                sa->sin6_family = AF_INET6;
+                sa->sin6_addr = in6addr_any;
+                sa->sin6_port = htons((uint16_t) port);
+                len = sizeof *sa;
+        } else {
+                struct sockaddr_in *sa = (struct sockaddr_in *) &ss;
+                if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
+                        return -EINVAL;
+                sa->sin_family = AF_INET;
+                sa->sin_port = htons((uint16_t) port);
+                len = sizeof *sa;
+        }
+
+        *ret = ss;
+        *ret_len = len;
+        return 0;
+}
+
+static int format_sockaddr(const struct sockaddr_storage *ss, char **ret) {
+        char host[INET6_ADDRSTRLEN];
+        char *s;
+
+        if (ss->ss_family == AF_INET6) {
+                const struct sockaddr_in6 *sa = (const struct sockaddr_in6 *) ss;
+                (void) inet_ntop(AF_INET6, &sa->sin6_addr, host, sizeof host);
+                if (asprintf(&s, "[%s]:%u", host, ntohs(sa->sin6_port)) < 0)
+                        return -ENOMEM;
+        } else {
+                const struct sockaddr_in *sa = (const struct sockaddr_in *) ss;
+                (void) inet_ntop(AF_INET, &sa->sin_addr, host, sizeof host);
+                if (asprintf(&s, "%s:%u", host, ntohs(sa->sin_port)) < 0)
+                        return -ENOMEM;
+        }
+        *ret = s;
+        return 0;
+}
+
+static int bind_one(const struct sockaddr_storage *ss, socklen_t len) {
+        _cleanup_close_ int fd = -EBADF;
+        int one = 1, zero = 0;
+
+        fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_TCP);
+        if (fd < 0)
+                return -errno;
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+                return -errno;
+        /* ":port" means every address, IPv4 included, whatever the sysctl default. */
+        if (ss->ss_family == AF_INET6 &&
+            IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *) ss)->sin6_addr) &&
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) < 0)
+                return -errno;
+        if (bind(fd, (const struct sockaddr *) ss, len) < 0)
+                return -errno;
+        if (listen(fd, SOMAXCONN) < 0)
+                return -errno;
+        return TAKE_FD(fd);
+}
+
+/* Binds the listening socket; logs. On success also returns the address
+ * actually bound (with the real port). */
+static int bind_listen_address(const char *listen_address, struct sockaddr_storage *ret_bound, int *ret_fd) {
+        _cleanup_free_ char *pretty = NULL;
+        struct sockaddr_storage ss, bound;
+        socklen_t len, bound_len = sizeof bound;
+        _cleanup_close_ int fd = -EBADF;
+        int r;
+
+        r = exporter_parse_listen_address(listen_address, &ss, &len);
+        if (r < 0)
+                return log_error_errno(r, "Invalid web listen address '%s': expected IPv4:PORT, [IPv6]:PORT or :PORT.",
+                                       listen_address);
+
+        fd = bind_one(&ss, len);
+        if (fd == -EAFNOSUPPORT && listen_address[0] == ':') {
+                /* A kernel without IPv6: "all addresses" are the IPv4 ones. */
+                struct sockaddr_in *sa = (struct sockaddr_in *) &ss;
+                uint16_t port = ((struct sockaddr_in6 *) &ss)->sin6_port;
+
+                memset(&ss, 0, sizeof ss);
+                sa->sin_family = AF_INET;
+                sa->sin_addr.s_addr = htonl(INADDR_ANY);
+                sa->sin_port = port;
+                len = sizeof *sa;
+                fd = bind_one(&ss, len);
+        }
+        if (fd < 0) {
+                r = format_sockaddr(&ss, &pretty);
+                if (r < 0)
+                        return log_oom();
+                return log_error_errno(fd, "Failed to listen on %s for metrics: %m", pretty);
+        }
+
+        if (getsockname(fd, (struct sockaddr *) &bound, &bound_len) < 0)
+                return log_error_errno(-errno, "Failed to read back the address of the metrics socket: %m");
+
+        *ret_bound = bound;
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+static enum MHD_Result queue_static(Exporter *e, struct MHD_Connection *connection, StaticReply reply) {
+        return MHD_queue_response(connection, static_replies[reply].status, e->replies[reply]);
+}
+
+static enum MHD_Result serve_metrics(Exporter *e, struct MHD_Connection *connection) {
+        struct MHD_Response *response;
+        Buf body = BUF_INIT(EXPORTER_MAX_BODY);
+        enum MHD_Result ret;
+        int r;
+
+        r = metrics_render(e->manager, &body);
+        if (r < 0) {
+                buf_done(&body);
+                if (r != e->last_render_error)
+                        log_error_errno(r, "Failed to render the metrics%s: %m",
+                                        r == -ENOBUFS ? ", they exceed the size limit" : "");
+                e->last_render_error = r;
+                return queue_static(e, connection, REPLY_RENDER_FAILED);
+        }
+        e->last_render_error = 0;
+
+        size_t len = body.len;
+        response = MHD_create_response_from_buffer(len, buf_steal(&body), MHD_RESPMEM_MUST_FREE);
+        if (!response)
+                return MHD_NO; /* out of memory: MHD closes the connection */
+        if (MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, CONTENT_TYPE_METRICS) != MHD_YES) {
+                MHD_destroy_response(response);
+                return MHD_NO;
+        }
+        ret = MHD_queue_response(connection, MHD_HTTP_OK, response);
+        MHD_destroy_response(response);
+        return ret;
+}
+
+static bool request_has_body(struct MHD_Connection *connection) {
+        const char *v;
+
+        if (MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))
+                return true;
+        v = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        return v && !streq(v, "0");
+}
+
+static enum MHD_Result request_handler(void *cls, struct MHD_Connection *connection, const char *url,
+                                       const char *method, const char *version, const char *upload_data,
+                                       size_t *upload_data_size, void **con_cls) {
+        Exporter *e = cls;
+
+        /* Every request is answered on the first call, before any body is
+         * read: MHD then discards the connection instead of the body. */
+        if (!streq(method, MHD_HTTP_METHOD_GET) && !streq(method, MHD_HTTP_METHOD_HEAD))
+                return queue_static(e, connection, REPLY_METHOD_NOT_ALLOWED);
+        if (request_has_body(connection) || *upload_data_size > 0)
+                return queue_static(e, connection, REPLY_BODY_NOT_ACCEPTED);
+        if (streq(url, "/metrics"))
+                return serve_metrics(e, connection);
+        if (streq(url, "/"))
+                return queue_static(e, connection, REPLY_INDEX);
+        return queue_static(e, connection, REPLY_NOT_FOUND);
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap) {
+        _cleanup_free_ char *s = NULL;
+
+        /* MHD reports what clients did wrong here; that is not the agent's
+         * error, so keep it at debug level. */
+        if (log_get_max_level() < LOG_DEBUG || vasprintf(&s, fmt, ap) < 0)
+                return;
+        s[strcspn(s, "\n")] = 0;
+        log_debug("HTTP: %s", s);
+}
+
+static int exporter_arm_timer(Exporter *e) {
+        MHD_UNSIGNED_LONG_LONG timeout_ms;
+        int r;
+
+        if (MHD_get_timeout(e->daemon, &timeout_ms) != MHD_YES)
+                return sd_event_source_set_enabled(e->timer_source, SD_EVENT_OFF);
+
+        usec_t n = now(CLOCK_MONOTONIC), until;
+        if (timeout_ms >= (USEC_INFINITY - 1 - n) / USEC_PER_MSEC)
+                until = USEC_INFINITY - 1;
+        else
+                until = n + timeout_ms * USEC_PER_MSEC;
+        r = sd_event_source_set_time(e->timer_source, until);
+        if (r < 0)
+                return r;
+        return sd_event_source_set_enabled(e->timer_source, SD_EVENT_ONESHOT);
+}
+
+static int exporter_dispatch(Exporter *e) {
+        int r;
+
+        if (MHD_run(e->daemon) != MHD_YES)
+                log_debug("MHD_run() failed, continuing.");
+        r = exporter_arm_timer(e);
+        if (r < 0)
+                log_warning_errno(r, "Failed to arm the HTTP connection timer, ignoring: %m");
+        return 0;
+}
+
+static int on_epoll_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        return exporter_dispatch(userdata);
+}
+
+static int on_timer(sd_event_source *s, usec_t usec, void *userdata) {
+        return exporter_dispatch(userdata);
+}
+
+uint16_t exporter_port(const Exporter *e) {
+        return e ? e->port : 0;
+}
+
+Exporter *exporter_free(Exporter *e) {
+        if (!e)
+                return NULL;
+
+        sd_event_source_disable_unref(e->io_source);
+        sd_event_source_disable_unref(e->timer_source);
+        if (e->daemon)
+                MHD_stop_daemon(e->daemon); /* also closes the listening socket */
+        for (size_t i = 0; i < _REPLY_MAX; i++)
+                if (e->replies[i])
+                        MHD_destroy_response(e->replies[i]);
+        free(e->address);
+        free(e);
+        return NULL;
+}
+
+static int exporter_make_replies(Exporter *e) {
+        for (size_t i = 0; i < _REPLY_MAX; i++) {
+                struct MHD_Response *r = MHD_create_response_from_buffer(
+                        strlen(static_replies[i].body), (void *) static_replies[i].body, MHD_RESPMEM_PERSISTENT);
+                if (!r)
+                        return -ENOMEM;
+                e->replies[i] = r;
+                if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, static_replies[i].content_type) != MHD_YES)
+                        return -ENOMEM;
+        }
+        if (MHD_add_response_header(e->replies[REPLY_METHOD_NOT_ALLOWED], MHD_HTTP_HEADER_ALLOW, "GET, HEAD") != MHD_YES)
+                return -ENOMEM;
+        return 0;
+}
+
+int exporter_new(Manager *m, const char *listen_address, Exporter **ret) {
+        _cleanup_(exporter_freep) Exporter *e = NULL;
+        struct sockaddr_storage bound;
+        const union MHD_DaemonInfo *info;
+        int fd = -EBADF, r;
+
+        assert_return(m, -EINVAL);
+        assert_return(m->event, -EINVAL);
+        assert_return(listen_address, -EINVAL);
+        assert_return(ret, -EINVAL);
+
+        e = calloc(1, sizeof *e);
+        if (!e)
+                return log_oom();
+        e->manager = m;
+
+        r = exporter_make_replies(e);
+        if (r < 0)
+                return log_oom();
+
+        r = bind_listen_address(listen_address, &bound, &fd);
+        if (r < 0)
+                return r;
+        r = format_sockaddr(&bound, &e->address);
+        if (r < 0) {
+                safe_close(fd);
+                return log_oom();
+        }
+        e->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &bound)->sin6_port
+                                                    : ((struct sockaddr_in *) &bound)->sin_port);
+
+        e->daemon = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, request_handler, e,
+                                     MHD_OPTION_LISTEN_SOCKET, fd,
+                                     MHD_OPTION_CONNECTION_LIMIT, EXPORTER_CONNECTION_LIMIT,
+                                     MHD_OPTION_CONNECTION_TIMEOUT, EXPORTER_CONNECTION_TIMEOUT_SEC,
+                                     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) EXPORTER_CONNECTION_MEMORY,
+                                     MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, e,
+                                     MHD_OPTION_END);
+        if (!e->daemon) {
+                /* Whether MHD closed the socket on failure depends on where it
+                 * failed; we are single-threaded, so the number is still ours
+                 * if it is open. */
+                if (fcntl(fd, F_GETFD) >= 0)
+                        safe_close(fd);
+                return log_error_errno(SYNTHETIC_ERRNO(EIO), "Failed to start the HTTP server on %s.", e->address);
+        }
+
+        info = MHD_get_daemon_info(e->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+        if (!info)
+                return log_error_errno(SYNTHETIC_ERRNO(EIO), "Failed to get the epoll fd of the HTTP server.");
+
+        r = sd_event_add_io(m->event, &e->io_source, info->epoll_fd, EPOLLIN, on_epoll_io, e);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch the HTTP server: %m");
+        (void) sd_event_source_set_description(e->io_source, "exporter-io");
+
+        r = sd_event_add_time(m->event, &e->timer_source, CLOCK_MONOTONIC, 0, 0, on_timer, e);
+        if (r < 0)
+                return log_error_errno(r, "Failed to add the HTTP connection timer: %m");
+        (void) sd_event_source_set_description(e->timer_source, "exporter-timer");
+        r = exporter_arm_timer(e);
+        if (r < 0)
+                return log_error_errno(r, "Failed to arm the HTTP connection timer: %m");
+
+        log_debug("Serving metrics on http://%s/metrics", e->address);
+        *ret = TAKE_PTR(e);
+        return 0;
+}

@@ -1,0 +1,453 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The text exposition format 0.0.4, rendered from the cached probe results.
+ *
+ * Rendering runs on every scrape, on the event loop, so it avoids printf:
+ * lines are assembled with memcpy and numbers are formatted by hand. Every
+ * family is written as one block (HELP, TYPE, samples), also when several
+ * probes report samples of the same family. */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "build-config.h"
+#include "exporter.h"
+#include "lib/log.h"
+#include "process-metrics.h"
+
+/* The families the core renders for every probe. */
+typedef enum ProbeFamilyId {
+        PF_SUCCESS,
+        PF_STATUS,
+        PF_DURATION,
+        PF_LAST_RUN,
+        PF_STATUS_CHANGE,
+        PF_RUNS,
+        PF_TIMEOUTS,
+        PF_INTERVAL,
+        PF_TIMEOUT,
+        _PF_MAX,
+} ProbeFamilyId;
+
+static const MetricFamily probe_families[_PF_MAX] = {
+        [PF_SUCCESS] = { "rupost_probe_success", METRIC_GAUGE,
+                         "Whether the reported status of the probe (after rise/fall) is ok." },
+        [PF_STATUS] = { "rupost_probe_status", METRIC_GAUGE,
+                        "Reported status of the probe (after rise/fall), one series per status; unknown until the first result." },
+        [PF_DURATION] = { "rupost_probe_duration_seconds", METRIC_GAUGE,
+                          "How long the last run of the probe took." },
+        [PF_LAST_RUN] = { "rupost_probe_last_run_timestamp_seconds", METRIC_GAUGE,
+                          "When the last run of the probe started; absent until the first result." },
+        [PF_STATUS_CHANGE] = { "rupost_probe_status_change_timestamp_seconds", METRIC_GAUGE,
+                               "When the reported status of the probe last changed; absent until it first did." },
+        [PF_RUNS] = { "rupost_probe_runs_total", METRIC_COUNTER,
+                      "Runs of the probe that finished, including timeouts." },
+        [PF_TIMEOUTS] = { "rupost_probe_timeouts_total", METRIC_COUNTER,
+                          "Runs of the probe that hit their deadline." },
+        [PF_INTERVAL] = { "rupost_probe_interval_seconds", METRIC_GAUGE,
+                          "Configured interval between runs of the probe." },
+        [PF_TIMEOUT] = { "rupost_probe_timeout_seconds", METRIC_GAUGE,
+                         "Configured deadline of one run of the probe." },
+};
+
+/* Names the core writes itself; a probe family may not reuse them. */
+static const char *const reserved_names[] = {
+        "rupost_build_info",
+        "rupost_node_info",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_max_fds",
+        "process_virtual_memory_bytes",
+        "process_resident_memory_bytes",
+        "process_start_time_seconds",
+};
+
+#define PUT_LITERAL(b, s) buf_append((b), (s), sizeof(s) - 1)
+
+static int put_str(Buf *b, const char *s) {
+        return buf_append(b, s, strlen(s));
+}
+
+/* A label value: backslash, double quote and newline are escaped. */
+static int put_label_value(Buf *b, const char *s) {
+        for (;;) {
+                size_t n = strcspn(s, "\\\"\n");
+
+                (void) buf_append(b, s, n);
+                s += n;
+                if (*s == 0)
+                        return buf_status(b);
+                (void) buf_append(b, *s == '\n' ? "\\n" : *s == '"' ? "\\\"" : "\\\\", 2);
+                s++;
+        }
+}
+
+/* HELP text: backslash and newline are escaped, quotes are not. */
+static int put_help_text(Buf *b, const char *s) {
+        for (;;) {
+                size_t n = strcspn(s, "\\\n");
+
+                (void) buf_append(b, s, n);
+                s += n;
+                if (*s == 0)
+                        return buf_status(b);
+                (void) buf_append(b, *s == '\n' ? "\\n" : "\\\\", 2);
+                s++;
+        }
+}
+
+static char *format_u64(char *end, uint64_t v) {
+        /* Writes backwards from end; returns the first character. */
+        do {
+                *--end = (char) ('0' + v % 10);
+                v /= 10;
+        } while (v > 0);
+        return end;
+}
+
+static int put_u64(Buf *b, uint64_t v) {
+        char buf[24], *end = buf + sizeof buf;
+        char *p = format_u64(end, v);
+
+        return buf_append(b, p, (size_t) (end - p));
+}
+
+/* Microseconds as seconds, exactly: 1500000 -> "1.5", 2000000 -> "2". */
+static int put_usec_as_seconds(Buf *b, usec_t u) {
+        char buf[32], *end = buf + sizeof buf, *p = end;
+        uint64_t frac = u % USEC_PER_SEC;
+
+        if (frac > 0) {
+                unsigned digits = 6;
+
+                while (frac % 10 == 0) {
+                        frac /= 10;
+                        digits--;
+                }
+                for (; digits > 0; digits--) {
+                        *--p = (char) ('0' + frac % 10);
+                        frac /= 10;
+                }
+                *--p = '.';
+        }
+        p = format_u64(p, u / USEC_PER_SEC);
+        return buf_append(b, p, (size_t) (end - p));
+}
+
+/* Integers print as integers, anything else in the shortest form that reads
+ * back to the same double; NaN and infinities as Prometheus spells them. */
+int metrics_format_value(char *buf, size_t size, double v) {
+        if (isnan(v))
+                return snprintf(buf, size, "NaN");
+        if (isinf(v))
+                return snprintf(buf, size, v > 0 ? "+Inf" : "-Inf");
+        if (v == 0) /* also -0 */
+                return snprintf(buf, size, "0");
+        if (fabs(v) < 9007199254740992.0 && v == (double) (int64_t) v)
+                return snprintf(buf, size, "%" PRId64, (int64_t) v);
+        for (int precision = 15; precision < 17; precision++) {
+                int n = snprintf(buf, size, "%.*g", precision, v);
+                if (n > 0 && (size_t) n < size && strtod(buf, NULL) == v)
+                        return n;
+        }
+        return snprintf(buf, size, "%.17g", v);
+}
+
+static int put_double(Buf *b, double v) {
+        char buf[40];
+
+        if (v >= 0 && v < 18446744073709551616.0 && v == (double) (uint64_t) v)
+                return put_u64(b, (uint64_t) v);
+        int n = metrics_format_value(buf, sizeof buf, v);
+        return buf_append(b, buf, (size_t) n);
+}
+
+static int put_header(Buf *b, const MetricFamily *f) {
+        (void) PUT_LITERAL(b, "# HELP ");
+        (void) put_str(b, f->name);
+        (void) PUT_LITERAL(b, " ");
+        (void) put_help_text(b, f->help);
+        (void) PUT_LITERAL(b, "\n# TYPE ");
+        (void) put_str(b, f->name);
+        (void) PUT_LITERAL(b, f->type == METRIC_COUNTER ? " counter\n" : " gauge\n");
+        return buf_status(b);
+}
+
+/* "name{probe="x",type="y"" without the closing brace, so callers can add labels. */
+static int put_probe_series(Buf *b, const char *name, const Probe *p) {
+        (void) put_str(b, name);
+        (void) PUT_LITERAL(b, "{probe=\"");
+        (void) put_label_value(b, p->name);
+        (void) PUT_LITERAL(b, "\",type=\"");
+        (void) put_label_value(b, p->type->name);
+        return PUT_LITERAL(b, "\"");
+}
+
+static ProbeStatus probe_reported_status(const Probe *p) {
+        if (!p->have_result || p->status < 0 || p->status >= _PROBE_STATUS_MAX)
+                return PROBE_UNKNOWN;
+        return p->status;
+}
+
+static int render_probe_family(Buf *b, ProbeFamilyId id, Probe *const *probes, size_t n_probes) {
+        const MetricFamily *f = &probe_families[id];
+
+        if (n_probes == 0)
+                return 0;
+        (void) put_header(b, f);
+
+        for (size_t i = 0; i < n_probes; i++) {
+                const Probe *p = probes[i];
+
+                switch (id) {
+                case PF_SUCCESS:
+                        (void) put_probe_series(b, f->name, p);
+                        (void) PUT_LITERAL(b, "} ");
+                        (void) put_u64(b, probe_reported_status(p) == PROBE_OK);
+                        break;
+                case PF_STATUS:
+                        for (ProbeStatus s = 0; s < _PROBE_STATUS_MAX; s++) {
+                                (void) put_probe_series(b, f->name, p);
+                                (void) PUT_LITERAL(b, ",status=\"");
+                                (void) put_str(b, probe_status_to_string(s));
+                                (void) PUT_LITERAL(b, "\"} ");
+                                (void) put_u64(b, probe_reported_status(p) == s);
+                                if (s + 1 < _PROBE_STATUS_MAX)
+                                        (void) PUT_LITERAL(b, "\n");
+                        }
+                        break;
+                case PF_DURATION:
+                        if (!p->have_result)
+                                continue;
+                        (void) put_probe_series(b, f->name, p);
+                        (void) PUT_LITERAL(b, "} ");
+                        (void) put_usec_as_seconds(b, p->last.duration);
+                        break;
+                case PF_LAST_RUN:
+                        if (!p->have_result)
+                                continue;
+                        (void) put_probe_series(b, f->name, p);
+                        (void) PUT_LITERAL(b, "} ");
+                        (void) put_usec_as_seconds(b, p->last.started_realtime);
+                        break;
+                case PF_STATUS_CHANGE:
+                        if (p->changed_realtime == 0)
+                                continue;
+                        (void) put_probe_series(b, f->name, p);
+                        (void) PUT_LITERAL(b, "} ");
+                        (void) put_usec_as_seconds(b, p->changed_realtime);
+                        break;
+                case PF_RUNS:
+                        (void) put_probe_series(b, f->name, p);
+                        (void) PUT_LITERAL(b, "} ");
+                        (void) put_u64(b, p->n_runs);
+                        break;
+                case PF_TIMEOUTS:
+                        (void) put_probe_series(b, f->name, p);
+                        (void) PUT_LITERAL(b, "} ");
+                        (void) put_u64(b, p->n_timeouts);
+                        break;
+                case PF_INTERVAL:
+                        (void) put_probe_series(b, f->name, p);
+                        (void) PUT_LITERAL(b, "} ");
+                        (void) put_usec_as_seconds(b, p->interval);
+                        break;
+                case PF_TIMEOUT:
+                        (void) put_probe_series(b, f->name, p);
+                        (void) PUT_LITERAL(b, "} ");
+                        (void) put_usec_as_seconds(b, p->timeout);
+                        break;
+                default:
+                        abort();
+                }
+                (void) PUT_LITERAL(b, "\n");
+        }
+        return buf_status(b);
+}
+
+typedef struct SampleRef {
+        const Probe *probe;
+        const Sample *sample;
+        size_t index; /* order of appearance, so that equal names keep probe order */
+} SampleRef;
+
+static int sample_ref_compare(const void *a, const void *b) {
+        const SampleRef *x = a, *y = b;
+        int c;
+
+        if (x->sample->family != y->sample->family) {
+                c = strcmp(x->sample->family->name, y->sample->family->name);
+                if (c != 0)
+                        return c;
+        }
+        return x->index < y->index ? -1 : x->index > y->index;
+}
+
+static bool family_name_reserved(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(reserved_names); i++)
+                if (streq(reserved_names[i], name))
+                        return true;
+        for (size_t i = 0; i < _PF_MAX; i++)
+                if (streq(probe_families[i].name, name))
+                        return true;
+        return false;
+}
+
+/* The samples the probes reported themselves, grouped by family name. */
+static int render_probe_samples(Buf *b, Probe *const *probes, size_t n_probes) {
+        _cleanup_free_ SampleRef *refs = NULL;
+        size_t n = 0, k = 0;
+
+        for (size_t i = 0; i < n_probes; i++)
+                if (probes[i]->have_result)
+                        n += probes[i]->last.n_samples;
+        if (n == 0)
+                return 0;
+
+        refs = malloc(n * sizeof *refs);
+        if (!refs)
+                return -ENOMEM;
+        for (size_t i = 0; i < n_probes; i++) {
+                if (!probes[i]->have_result)
+                        continue;
+                for (size_t j = 0; j < probes[i]->last.n_samples; j++) {
+                        const Sample *s = &probes[i]->last.samples[j];
+
+                        if (!s->family || !s->family->name)
+                                continue;
+                        refs[k] = (SampleRef) { .probe = probes[i], .sample = s, .index = k };
+                        k++;
+                }
+        }
+        n = k;
+        qsort(refs, n, sizeof *refs, sample_ref_compare);
+
+        for (size_t i = 0; i < n; i++) {
+                const MetricFamily *f = refs[i].sample->family;
+                const Sample *s = refs[i].sample;
+
+                if (i == 0 || (f != refs[i - 1].sample->family && !streq(f->name, refs[i - 1].sample->family->name))) {
+                        if (family_name_reserved(f->name)) {
+                                log_debug("Metric family '%s' of probe '%s' clashes with a family of the core.",
+                                          f->name, refs[i].probe->name);
+                                return -ENOTUNIQ;
+                        }
+                        (void) put_header(b, f);
+                } else if (f->type != refs[i - 1].sample->family->type) {
+                        log_debug("Metric family '%s' is reported both as %s and as %s.", f->name,
+                                  metric_type_to_string(refs[i - 1].sample->family->type),
+                                  metric_type_to_string(f->type));
+                        return -ENOTUNIQ;
+                }
+
+                (void) put_probe_series(b, f->name, refs[i].probe);
+                if (s->labels && s->labels[0]) {
+                        (void) PUT_LITERAL(b, ",");
+                        (void) put_str(b, s->labels);
+                }
+                (void) PUT_LITERAL(b, "} ");
+                (void) put_double(b, s->value);
+                (void) PUT_LITERAL(b, "\n");
+        }
+        return buf_status(b);
+}
+
+static int render_info(Buf *b, const Manager *m) {
+        static const MetricFamily build_info = {
+                "rupost_build_info", METRIC_GAUGE,
+                "Version and revision rupost-agent was built from; always 1."
+        };
+        static const MetricFamily node_info = {
+                "rupost_node_info", METRIC_GAUGE, "Name of the node this agent watches; always 1."
+        };
+
+        (void) put_header(b, &build_info);
+        (void) PUT_LITERAL(b, "rupost_build_info{version=\"");
+        (void) put_label_value(b, PROJECT_VERSION);
+        (void) PUT_LITERAL(b, "\",revision=\"");
+        (void) put_label_value(b, PROJECT_REVISION);
+        (void) PUT_LITERAL(b, "\"} 1\n");
+
+        (void) put_header(b, &node_info);
+        (void) PUT_LITERAL(b, "rupost_node_info{node=\"");
+        (void) put_label_value(b, manager_node_name(m));
+        return PUT_LITERAL(b, "\"} 1\n");
+}
+
+int metrics_render_state(const Manager *m, Buf *out) {
+        Probe **probes;
+        size_t n_probes;
+        int r;
+
+        assert_return(m, -EINVAL);
+        assert_return(out, -EINVAL);
+
+        probes = manager_probes(m, &n_probes);
+
+        (void) render_info(out, m);
+        for (ProbeFamilyId id = 0; id < _PF_MAX; id++)
+                (void) render_probe_family(out, id, probes, n_probes);
+        r = render_probe_samples(out, probes, n_probes);
+        if (r < 0)
+                return r;
+        return buf_status(out);
+}
+
+int metrics_render_process(Buf *out) {
+        static const MetricFamily
+                cpu = { "process_cpu_seconds_total", METRIC_COUNTER, "Total user and system CPU time spent in seconds." },
+                open_fds = { "process_open_fds", METRIC_GAUGE, "Number of open file descriptors." },
+                max_fds = { "process_max_fds", METRIC_GAUGE, "Maximum number of open file descriptors." },
+                vsz = { "process_virtual_memory_bytes", METRIC_GAUGE, "Virtual memory size in bytes." },
+                rss = { "process_resident_memory_bytes", METRIC_GAUGE, "Resident memory size in bytes." },
+                start = { "process_start_time_seconds", METRIC_GAUGE,
+                          "Start time of the process since unix epoch in seconds." };
+        ProcessMetrics pm;
+        int r;
+
+        r = process_metrics_read(&pm);
+        if (r < 0) {
+                /* Without /proc the other metrics are still worth serving. */
+                log_debug_errno(r, "Failed to read the process metrics, leaving them out: %m");
+                return 0;
+        }
+
+        (void) put_header(out, &cpu);
+        (void) PUT_LITERAL(out, "process_cpu_seconds_total ");
+        (void) put_usec_as_seconds(out, pm.cpu_usec);
+        (void) PUT_LITERAL(out, "\n");
+        (void) put_header(out, &open_fds);
+        (void) PUT_LITERAL(out, "process_open_fds ");
+        (void) put_u64(out, pm.open_fds);
+        (void) PUT_LITERAL(out, "\n");
+        (void) put_header(out, &max_fds);
+        (void) PUT_LITERAL(out, "process_max_fds ");
+        if (pm.max_fds == UINT64_MAX)
+                (void) PUT_LITERAL(out, "+Inf");
+        else
+                (void) put_u64(out, pm.max_fds);
+        (void) PUT_LITERAL(out, "\n");
+        (void) put_header(out, &vsz);
+        (void) PUT_LITERAL(out, "process_virtual_memory_bytes ");
+        (void) put_u64(out, pm.virtual_bytes);
+        (void) PUT_LITERAL(out, "\n");
+        (void) put_header(out, &rss);
+        (void) PUT_LITERAL(out, "process_resident_memory_bytes ");
+        (void) put_u64(out, pm.resident_bytes);
+        (void) PUT_LITERAL(out, "\n");
+        (void) put_header(out, &start);
+        (void) PUT_LITERAL(out, "process_start_time_seconds ");
+        (void) put_usec_as_seconds(out, pm.start_time_usec);
+        return PUT_LITERAL(out, "\n");
+}
+
+int metrics_render(const Manager *m, Buf *out) {
+        int r;
+
+        r = metrics_render_state(m, out);
+        if (r < 0)
+                return r;
+        return metrics_render_process(out);
+}
