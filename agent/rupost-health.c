@@ -1,0 +1,591 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* rupost-health: asks the local rupost-agent over its control socket how the
+ * node is doing, prints it for a human or as JSON, and exits with a
+ * Nagios-compatible code so that monitoring systems can run it as a check. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include "build-config.h"
+#include "config.h"
+#include "control.h"
+#include "control.pb-c.h"
+#include "lib/control-proto.h"
+#include "lib/time-util.h"
+#include "probe.h"
+
+/* Nagios plugin exit codes (Nagios Plugin Development Guidelines). */
+enum {
+        EXIT_NAGIOS_OK = 0,
+        EXIT_NAGIOS_WARNING = 1,
+        EXIT_NAGIOS_CRITICAL = 2,
+        EXIT_NAGIOS_UNKNOWN = 3,
+};
+
+#define DEFAULT_TIMEOUT_USEC (5U * USEC_PER_SEC)
+
+static const char *arg_socket = CONFIG_DEFAULT_CONTROL_SOCKET;
+static bool arg_json = false;
+static usec_t arg_timeout = DEFAULT_TIMEOUT_USEC;
+static const char *arg_timeout_string = "5s";
+
+static inline void json_object_putp(struct json_object **o) {
+        json_object_put(*o);
+}
+
+typedef Rupost__Control__Response Response;
+typedef Rupost__Control__ProbeState ProbeState;
+
+/* How bad a status is when several are combined, as Nagios aggregations do:
+ * CRITICAL > WARNING > UNKNOWN > OK. */
+static int status_rank(ProbeStatus s) {
+        switch (s) {
+        case PROBE_OK:
+                return 0;
+        case PROBE_UNKNOWN:
+                return 1;
+        case PROBE_WARNING:
+                return 2;
+        case PROBE_CRITICAL:
+                return 3;
+        default:
+                return 1;
+        }
+}
+
+static ProbeStatus status_parse(const char *s) {
+        ProbeStatus st = s ? probe_status_from_string(s) : _PROBE_STATUS_INVALID;
+        /* A status this build does not know (a newer agent) counts as unknown. */
+        return st < 0 ? PROBE_UNKNOWN : st;
+}
+
+static int status_exit_code(ProbeStatus s) {
+        switch (s) {
+        case PROBE_OK:
+                return EXIT_NAGIOS_OK;
+        case PROBE_WARNING:
+                return EXIT_NAGIOS_WARNING;
+        case PROBE_CRITICAL:
+                return EXIT_NAGIOS_CRITICAL;
+        default:
+                return EXIT_NAGIOS_UNKNOWN;
+        }
+}
+
+/* The node's status is its worst probe's; a node with no probes proves nothing. */
+static ProbeStatus overall_status(const Response *resp) {
+        ProbeStatus worst = PROBE_OK;
+
+        if (resp->n_probes == 0)
+                return PROBE_UNKNOWN;
+        for (size_t i = 0; i < resp->n_probes; i++) {
+                ProbeStatus s = status_parse(resp->probes[i]->status);
+                if (status_rank(s) > status_rank(worst))
+                        worst = s;
+        }
+        return worst;
+}
+
+static usec_t deadline_remaining(usec_t deadline) {
+        usec_t n = now(CLOCK_MONOTONIC);
+        return n >= deadline ? 0 : deadline - n;
+}
+
+/* Waits for fd until the deadline; -ETIMEDOUT when it passed. */
+static int wait_fd(int fd, short events, usec_t deadline) {
+        for (;;) {
+                usec_t left = deadline_remaining(deadline);
+                struct pollfd pfd = { .fd = fd, .events = events };
+                int k;
+
+                if (left == 0)
+                        return -ETIMEDOUT;
+                k = poll(&pfd, 1, (int) MIN((left + USEC_PER_MSEC - 1) / USEC_PER_MSEC, (usec_t) INT32_MAX));
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k > 0)
+                        return 0;
+        }
+}
+
+static int connect_socket(const char *path, usec_t deadline, int *ret_fd) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int fd = -EBADF;
+        usec_t left = deadline_remaining(deadline);
+        struct timeval tv = {
+                .tv_sec = (time_t) (left / USEC_PER_SEC),
+                .tv_usec = (suseconds_t) (left % USEC_PER_SEC),
+        };
+        size_t l = strlen(path);
+
+        if (l >= sizeof sa.sun_path)
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, path, l + 1);
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        /* A Unix socket connect only waits when the listener's backlog is
+         * full, and then for as long as the send timeout allows; there is no
+         * event to poll for instead. */
+        if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0)
+                return -errno;
+        if (connect(fd, (const struct sockaddr *) &sa,
+                    (socklen_t) (offsetof(struct sockaddr_un, sun_path) + l + 1)) < 0)
+                return errno == EAGAIN || errno == EINPROGRESS ? -ETIMEDOUT : -errno;
+        if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
+                return -errno;
+
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+/* Sends STATUS and returns the agent's response. Does not log: main() turns
+ * the error into one sentence for the operator. */
+static int fetch_status(const char *path, usec_t timeout, ProtobufCMessage **ret) {
+        Rupost__Control__Request req = RUPOST__CONTROL__REQUEST__INIT;
+        _cleanup_(control_message_freep) ProtobufCMessage *msg = NULL;
+        _cleanup_(control_writer_done) ControlWriter w = {};
+        _cleanup_(control_reader_done) ControlReader rd = CONTROL_READER_INIT(CONTROL_MAX_MESSAGE);
+        _cleanup_close_ int fd = -EBADF;
+        usec_t deadline = now(CLOCK_MONOTONIC) + timeout;
+        uint8_t *data;
+        size_t size;
+        int r;
+
+        req.kind = RUPOST__CONTROL__REQUEST__KIND__STATUS;
+        r = control_frame_pack(&req.base, CONTROL_MAX_MESSAGE, &data, &size);
+        if (r < 0)
+                return r;
+        control_writer_set(&w, data, size);
+
+        r = connect_socket(path, deadline, &fd);
+        if (r < 0)
+                return r;
+
+        while ((r = control_writer_write_fd(&w, fd)) == -EAGAIN) {
+                r = wait_fd(fd, POLLOUT, deadline);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+
+        while ((r = control_reader_read_fd(&rd, fd)) == -EAGAIN) {
+                r = wait_fd(fd, POLLIN, deadline);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+
+        r = control_reader_unpack(&rd, &rupost__control__response__descriptor, &msg);
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(msg);
+        return 0;
+}
+
+/* The one sentence an operator reads when the agent could not be asked. */
+static void format_fetch_error(int r, const char *path, char *buf, size_t len) {
+        switch (-r) {
+        case ENOENT:
+                snprintf(buf, len, "the agent is not running (no control socket at %s)", path);
+                break;
+        case ECONNREFUSED:
+                snprintf(buf, len, "the agent is not running (nothing listens on %s)", path);
+                break;
+        case ENOTSOCK:
+                snprintf(buf, len, "%s is not a socket: is --control-socket right?", path);
+                break;
+        case EACCES:
+        case EPERM:
+                snprintf(buf, len,
+                         "permission denied on %s: run as root, or join the group '%s' "
+                         "(adduser $USER %s) and log in again",
+                         path, CONTROL_SOCKET_GROUP, CONTROL_SOCKET_GROUP);
+                break;
+        case ETIMEDOUT:
+                snprintf(buf, len, "the agent did not answer on %s within %s (see --timeout)", path,
+                         arg_timeout_string);
+                break;
+        case ENAMETOOLONG:
+                snprintf(buf, len, "control socket path %s is too long", path);
+                break;
+        case EPIPE:
+        case ECONNRESET:
+                snprintf(buf, len, "the agent closed the connection on %s before answering", path);
+                break;
+        case EMSGSIZE:
+                snprintf(buf, len, "the agent's answer on %s is larger than %u bytes", path, CONTROL_MAX_MESSAGE);
+                break;
+        case EBADMSG:
+                snprintf(buf, len, "the agent's answer on %s is not a valid response (version mismatch?)", path);
+                break;
+        default:
+                snprintf(buf, len, "failed to ask the agent on %s: %s", path, strerror(-r));
+        }
+}
+
+/* "45s", "3m5s", "2h3m", "3d4h": two units are enough to read at a glance. */
+static char *format_age(char *buf, size_t len, double seconds) {
+        uint64_t s = seconds > 0 ? (uint64_t) seconds : 0;
+
+        if (s < 60)
+                snprintf(buf, len, "%" PRIu64 "s", s);
+        else if (s < 3600)
+                snprintf(buf, len, "%" PRIu64 "m%" PRIu64 "s", s / 60, s % 60);
+        else if (s < 86400)
+                snprintf(buf, len, "%" PRIu64 "h%" PRIu64 "m", s / 3600, s % 3600 / 60);
+        else
+                snprintf(buf, len, "%" PRIu64 "d%" PRIu64 "h", s / 86400, s % 86400 / 3600);
+        return buf;
+}
+
+/* "12ms", "1.5s", "<1ms" */
+static char *format_run_duration(char *buf, size_t len, double seconds) {
+        if (seconds < 0.001)
+                snprintf(buf, len, "<1ms");
+        else if (seconds < 1)
+                snprintf(buf, len, "%.0fms", seconds * 1000);
+        else if (seconds < 100)
+                snprintf(buf, len, "%.1fs", seconds);
+        else
+                snprintf(buf, len, "%.0fs", seconds);
+        return buf;
+}
+
+/* Text from the agent may quote what a peer said; never let it send escape
+ * sequences to the operator's terminal. */
+static char *sanitize(const char *s) {
+        char *t = strdup(s ?: "");
+        if (!t)
+                return NULL;
+        for (unsigned char *p = (unsigned char *) t; *p; p++)
+                if (*p < 0x20 || *p == 0x7f)
+                        *p = '?';
+        return t;
+}
+
+static const char *status_color(ProbeStatus s) {
+        switch (s) {
+        case PROBE_OK:
+                return "\033[32m";
+        case PROBE_WARNING:
+                return "\033[33m";
+        case PROBE_CRITICAL:
+                return "\033[1;31m";
+        default:
+                return "\033[35m";
+        }
+}
+
+static bool use_colors(void) {
+        const char *term = getenv("TERM");
+
+        if (getenv("NO_COLOR"))
+                return false;
+        if (term && streq(term, "dumb"))
+                return false;
+        return isatty(STDOUT_FILENO);
+}
+
+enum { COL_PROBE, COL_TYPE, COL_STATUS, COL_AGE, COL_DURATION, COL_REASON, _COL_MAX };
+
+static const char *const column_titles[_COL_MAX] = {
+        "PROBE", "TYPE", "STATUS", "AGE", "DURATION", "REASON",
+};
+
+typedef struct Row {
+        char *cells[_COL_MAX];
+        ProbeStatus status;
+} Row;
+
+static void rows_free(Row *rows, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                for (size_t c = 0; c < _COL_MAX; c++)
+                        free(rows[i].cells[c]);
+        free(rows);
+}
+
+static int row_fill(Row *row, const ProbeState *p, double now_s) {
+        char buf[DURATION_MAX + 64];
+
+        row->status = status_parse(p->status);
+        row->cells[COL_PROBE] = sanitize(p->name);
+        row->cells[COL_TYPE] = sanitize(p->type);
+
+        if (p->have_result && !streq(p->last_status, p->status))
+                /* Hysteresis holds the reported status while the latest
+                 * run already says otherwise: show both. */
+                snprintf(buf, sizeof buf, "%s (last run: %s)", p->status, p->last_status);
+        else
+                snprintf(buf, sizeof buf, "%s", p->status);
+        row->cells[COL_STATUS] = sanitize(buf);
+
+        if (p->have_result) {
+                row->cells[COL_AGE] = sanitize(format_age(buf, sizeof buf, now_s - p->last_run_at));
+                row->cells[COL_DURATION] = sanitize(format_run_duration(buf, sizeof buf, p->duration_seconds));
+                row->cells[COL_REASON] = sanitize(p->reason);
+        } else {
+                row->cells[COL_AGE] = sanitize("-");
+                row->cells[COL_DURATION] = sanitize("-");
+                row->cells[COL_REASON] = sanitize(p->running ? "first run in progress" : "no result yet");
+        }
+
+        for (size_t c = 0; c < _COL_MAX; c++)
+                if (!row->cells[c])
+                        return -ENOMEM;
+        return 0;
+}
+
+static int print_table(const Response *resp, ProbeStatus overall) {
+        size_t widths[_COL_MAX] = {};
+        bool colors = use_colors();
+        double now_s = usec_to_seconds(now(CLOCK_REALTIME));
+        _cleanup_free_ char *node = sanitize(resp->node), *version = sanitize(resp->version);
+        Row *rows;
+        char up[64];
+        int r = 0;
+
+        if (!node || !version)
+                return -ENOMEM;
+
+        printf("node %s, rupost-agent %s, up %s: %s%s%s\n", *node ? node : "(unnamed)", version,
+               format_age(up, sizeof up, now_s - resp->start_time), colors ? status_color(overall) : "",
+               probe_status_to_string(overall), colors ? "\033[0m" : "");
+
+        if (resp->n_probes == 0) {
+                printf("no probes configured\n");
+                return 0;
+        }
+
+        rows = calloc(resp->n_probes, sizeof *rows);
+        if (!rows)
+                return -ENOMEM;
+        for (size_t i = 0; i < resp->n_probes && r >= 0; i++)
+                r = row_fill(&rows[i], resp->probes[i], now_s);
+        if (r < 0)
+                goto finish;
+
+        for (size_t c = 0; c < _COL_MAX; c++) {
+                widths[c] = strlen(column_titles[c]);
+                for (size_t i = 0; i < resp->n_probes; i++)
+                        widths[c] = MAX(widths[c], strlen(rows[i].cells[c]));
+        }
+
+        for (size_t c = 0; c + 1 < _COL_MAX; c++)
+                printf("%-*s  ", (int) widths[c], column_titles[c]);
+        printf("%s\n", column_titles[_COL_MAX - 1]);
+        for (size_t i = 0; i < resp->n_probes; i++)
+                for (size_t c = 0; c < _COL_MAX; c++) {
+                        const char *cell = rows[i].cells[c];
+                        bool color = colors && c == COL_STATUS;
+
+                        if (c + 1 == _COL_MAX) {
+                                printf("%s\n", cell);
+                                continue;
+                        }
+                        printf("%s%s%s%*s  ", color ? status_color(rows[i].status) : "", cell,
+                               color ? "\033[0m" : "", (int) (widths[c] - strlen(cell)), "");
+                }
+
+finish:
+        rows_free(rows, resp->n_probes);
+        return r;
+}
+
+/* json-c objects take ownership of what is added to them; a NULL from an
+ * allocation failure is caught once, by the final serialization. */
+static struct json_object *json_time_or_null(bool have, double t) {
+        return have && t > 0 ? json_object_new_double(t) : NULL;
+}
+
+static int print_json(const Response *resp, ProbeStatus overall) {
+        _cleanup_(json_object_putp) struct json_object *root = json_object_new_object();
+        struct json_object *probes = json_object_new_array();
+        const char *text;
+
+        if (!root || !probes) {
+                json_object_put(probes);
+                return -ENOMEM;
+        }
+
+        json_object_object_add(root, "node", json_object_new_string(resp->node));
+        json_object_object_add(root, "version", json_object_new_string(resp->version));
+        json_object_object_add(root, "start_time", json_object_new_double(resp->start_time));
+        json_object_object_add(root, "status", json_object_new_string(probe_status_to_string(overall)));
+        json_object_object_add(root, "probes", probes);
+
+        for (size_t i = 0; i < resp->n_probes; i++) {
+                const ProbeState *p = resp->probes[i];
+                struct json_object *o = json_object_new_object();
+
+                if (!o || json_object_array_add(probes, o) < 0) {
+                        json_object_put(o);
+                        return -ENOMEM;
+                }
+                json_object_object_add(o, "name", json_object_new_string(p->name));
+                json_object_object_add(o, "type", json_object_new_string(p->type));
+                json_object_object_add(o, "status", json_object_new_string(p->status));
+                json_object_object_add(o, "last_status",
+                                       p->have_result ? json_object_new_string(p->last_status) : NULL);
+                json_object_object_add(o, "reason", p->have_result ? json_object_new_string(p->reason) : NULL);
+                json_object_object_add(o, "last_run_at", json_time_or_null(p->have_result, p->last_run_at));
+                json_object_object_add(o, "changed_at", json_time_or_null(true, p->changed_at));
+                json_object_object_add(o, "duration_seconds",
+                                       p->have_result ? json_object_new_double(p->duration_seconds) : NULL);
+                json_object_object_add(o, "runs", json_object_new_uint64(p->runs));
+                json_object_object_add(o, "timeouts", json_object_new_uint64(p->timeouts));
+                json_object_object_add(o, "running", json_object_new_boolean(p->running));
+        }
+
+        text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+                                                             JSON_C_TO_STRING_NOSLASHESCAPE);
+        if (!text)
+                return -ENOMEM;
+        puts(text);
+        return 0;
+}
+
+static void print_json_error(const char *error) {
+        _cleanup_(json_object_putp) struct json_object *root = json_object_new_object();
+        const char *text;
+
+        if (!root)
+                return;
+        json_object_object_add(root, "status", json_object_new_string("unknown"));
+        json_object_object_add(root, "error", json_object_new_string(error));
+        text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+                                                             JSON_C_TO_STRING_NOSLASHESCAPE);
+        if (text)
+                puts(text);
+}
+
+/* Every way of not knowing the node's state ends here: one line for the
+ * operator on stderr, the same in JSON when asked for, and UNKNOWN. */
+static int fail(const char *fmt, ...) _printf_(1, 2);
+static int fail(const char *fmt, ...) {
+        char msg[1024];
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void) vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+
+        fprintf(stderr, "%s: %s\n", program_invocation_short_name, msg);
+        if (arg_json)
+                print_json_error(msg);
+        return EXIT_NAGIOS_UNKNOWN;
+}
+
+static void help(void) {
+        printf("%s [OPTIONS...]\n\n"
+               "Show the health of this node as seen by rupost-agent.\n\n"
+               "  -h --help                  Show this help\n"
+               "     --version               Show the version\n"
+               "  -s --control-socket=PATH   The agent's control socket (default: %s)\n"
+               "  -j --json                  Print JSON instead of a table\n"
+               "  -t --timeout=DURATION      Give up after this long (default: 5s)\n\n"
+               "Exit status: 0 all probes ok, 1 warning, 2 critical, 3 unknown\n"
+               "(any probe unknown, no probes, or the agent could not be asked).\n"
+               "The worst probe wins: critical > warning > unknown > ok.\n",
+               program_invocation_short_name, CONFIG_DEFAULT_CONTROL_SOCKET);
+}
+
+/* Returns 1 to go on, 0 when done (--help, --version), < 0 on a usage error
+ * (already reported). */
+static int parse_argv(int argc, char *argv[]) {
+        enum { ARG_VERSION = 0x100 };
+        static const struct option options[] = {
+                { "help",           no_argument,       NULL, 'h'         },
+                { "version",        no_argument,       NULL, ARG_VERSION },
+                { "control-socket", required_argument, NULL, 's'         },
+                { "json",           no_argument,       NULL, 'j'         },
+                { "timeout",        required_argument, NULL, 't'         },
+                {}
+        };
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "hs:jt:", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("rupost-health %s (%s)\n", PROJECT_VERSION, PROJECT_REVISION);
+                        return 0;
+                case 's':
+                        if (!*optarg)
+                                return fprintf(stderr, "%s: --control-socket needs a path\n",
+                                               program_invocation_short_name), -EINVAL;
+                        arg_socket = optarg;
+                        break;
+                case 'j':
+                        arg_json = true;
+                        break;
+                case 't':
+                        r = parse_duration(optarg, &arg_timeout);
+                        if (r < 0 || arg_timeout == 0)
+                                return fprintf(stderr,
+                                               "%s: invalid --timeout '%s': expected a positive duration "
+                                               "such as 5s or 500ms\n",
+                                               program_invocation_short_name, optarg), -EINVAL;
+                        arg_timeout_string = optarg;
+                        break;
+                case '?':
+                        return -EINVAL; /* getopt said what */
+                default:
+                        abort();
+                }
+
+        if (optind < argc)
+                return fprintf(stderr, "%s: unexpected argument '%s'\n", program_invocation_short_name,
+                               argv[optind]), -EINVAL;
+        return 1;
+}
+
+int main(int argc, char *argv[]) {
+        _cleanup_(control_message_freep) ProtobufCMessage *msg = NULL;
+        const Response *resp;
+        ProbeStatus overall;
+        char error[1024];
+        int r;
+
+        r = parse_argv(argc, argv);
+        if (r <= 0)
+                return r < 0 ? EXIT_NAGIOS_UNKNOWN : EXIT_NAGIOS_OK;
+
+        r = fetch_status(arg_socket, arg_timeout, &msg);
+        if (r < 0) {
+                format_fetch_error(r, arg_socket, error, sizeof error);
+                return fail("%s", error);
+        }
+        resp = (const Response *) msg;
+        if (resp->error && *resp->error)
+                return fail("the agent refused the request: %s", resp->error);
+
+        overall = overall_status(resp);
+        r = arg_json ? print_json(resp, overall) : print_table(resp, overall);
+        if (r < 0)
+                return fail("failed to format the status: %s", strerror(-r));
+        if (fflush(stdout) != 0 || ferror(stdout))
+                return fail("failed to write the status: %m");
+
+        return status_exit_code(overall);
+}
