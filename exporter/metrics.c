@@ -171,8 +171,9 @@ static int put_header(Buf *b, const MetricFamily *f) {
         (void) put_help_text(b, f->help);
         (void) PUT_LITERAL(b, "\n# TYPE ");
         (void) put_str(b, f->name);
-        (void) PUT_LITERAL(b, f->type == METRIC_COUNTER ? " counter\n" : " gauge\n");
-        return buf_status(b);
+        if (f->type == METRIC_COUNTER)
+                return PUT_LITERAL(b, " counter\n");
+        return PUT_LITERAL(b, " gauge\n");
 }
 
 /* "name{probe="x",type="y"" without the closing brace, so callers can add labels. */

@@ -1,0 +1,386 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "build-config.h"
+#include "exporter/exporter.h"
+#include "exporter/process-metrics.h"
+#include "tests.h"
+
+static const MetricFamily queue_messages = {
+        .name = "rupost_test_queue_messages", .type = METRIC_GAUGE, .help = "Messages in a queue."
+};
+static const MetricFamily queue_messages_counter = {
+        .name = "rupost_test_queue_messages", .type = METRIC_COUNTER, .help = "Same name, other type."
+};
+static const MetricFamily latency = {
+        .name = "rupost_test_latency_seconds", .type = METRIC_GAUGE, .help = "A latency\nwith \\ in its help."
+};
+static const MetricFamily clash = {
+        .name = "rupost_probe_success", .type = METRIC_GAUGE, .help = "Reuses a name of the core."
+};
+
+static void add_sample(Probe *p, const MetricFamily *f, const char *labels, double value) {
+        ProbeResult *r = &p->last;
+
+        r->samples = realloc(r->samples, (r->n_samples + 1) * sizeof *r->samples);
+        ASSERT_TRUE(r->samples);
+        r->samples[r->n_samples++] = (Sample) {
+                .family = f,
+                .labels = labels ? strdup(labels) : NULL,
+                .value = value,
+        };
+}
+
+static Probe *make_probe(const char *type, const char *name) {
+        const ProbeType *t = probe_type_find(type);
+        Probe *p = NULL;
+
+        ASSERT_TRUE(t);
+        ASSERT_OK(probe_new(t, name, &p));
+        p->interval = 30 * USEC_PER_SEC;
+        p->timeout = 2500 * USEC_PER_MSEC;
+        return p;
+}
+
+/* Three probes: one ok with samples, one critical with samples of the same
+ * family, one that has not reported yet. */
+typedef struct Fixture {
+        Config config;
+        Manager manager;
+        Probe *probes[3];
+} Fixture;
+
+static void fixture_init(Fixture *f) {
+        Probe *smtp = make_probe("tcp", "smtp"), *imap = make_probe("tcp", "imap\"in \\quotes\n"),
+              *unit = make_probe("systemd-unit", "postfix-unit");
+
+        smtp->have_result = true;
+        smtp->status = PROBE_OK;
+        smtp->last.status = PROBE_OK;
+        smtp->last.started_realtime = 1700000000123456;
+        smtp->last.duration = 250 * USEC_PER_MSEC;
+        smtp->changed_realtime = 1699999000 * USEC_PER_SEC;
+        smtp->n_runs = 42;
+        smtp->n_timeouts = 3;
+        add_sample(smtp, &queue_messages, "queue=\"active\"", 17);
+        add_sample(smtp, &latency, NULL, 0.125);
+        add_sample(smtp, &queue_messages, "queue=\"deferred\"", 2);
+
+        imap->have_result = true;
+        imap->status = PROBE_CRITICAL;
+        imap->last.status = PROBE_CRITICAL;
+        imap->last.started_realtime = 1700000001 * USEC_PER_SEC;
+        imap->last.duration = 1;
+        imap->n_runs = 7;
+        add_sample(imap, &queue_messages, "queue=\"a\\\"b\"", NAN);
+
+        /* Not reported yet: the raw status field must not leak out. */
+        unit->status = PROBE_OK;
+
+        f->probes[0] = smtp;
+        f->probes[1] = imap;
+        f->probes[2] = unit;
+        f->config = (Config) { .node = (char *) "mx1.example.org", .probes = f->probes, .n_probes = 3 };
+        f->manager = (Manager) { .config = &f->config };
+}
+
+static void fixture_done(Fixture *f) {
+        for (size_t i = 0; i < ELEMENTSOF(f->probes); i++)
+                probe_free(f->probes[i]);
+}
+
+static char *render(const Manager *m) {
+        Buf b = BUF_INIT(EXPORTER_MAX_BODY);
+
+        ASSERT_OK(metrics_render(m, &b));
+        return buf_steal(&b);
+}
+
+static size_t count_occurrences(const char *haystack, const char *needle) {
+        size_t n = 0;
+        for (const char *p = haystack; (p = strstr(p, needle)); p += strlen(needle))
+                n++;
+        return n;
+}
+
+/* Asserts that `line` appears as a whole line. */
+#define ASSERT_LINE(text, line)                                                         \
+        do {                                                                            \
+                _cleanup_free_ char *_l = NULL;                                         \
+                ASSERT_TRUE(asprintf(&_l, "\n%s\n", (line)) > 0);                       \
+                ASSERT_CONTAINS((text), _l);                                            \
+        } while (0)
+
+TEST(core_families) {
+        Fixture f;
+        fixture_init(&f);
+        _cleanup_free_ char *text = render(&f.manager);
+
+        ASSERT_TRUE(strncmp(text, "# HELP rupost_build_info ", strlen("# HELP rupost_build_info ")) == 0);
+        ASSERT_LINE(text, "# TYPE rupost_build_info gauge");
+        ASSERT_LINE(text, "rupost_build_info{version=\"" PROJECT_VERSION "\",revision=\"" PROJECT_REVISION "\"} 1");
+        ASSERT_LINE(text, "rupost_node_info{node=\"mx1.example.org\"} 1");
+
+        ASSERT_LINE(text, "# TYPE rupost_probe_success gauge");
+        ASSERT_LINE(text, "rupost_probe_success{probe=\"smtp\",type=\"tcp\"} 1");
+        ASSERT_LINE(text, "rupost_probe_success{probe=\"imap\\\"in \\\\quotes\\n\",type=\"tcp\"} 0");
+        ASSERT_LINE(text, "rupost_probe_success{probe=\"postfix-unit\",type=\"systemd-unit\"} 0");
+
+        ASSERT_LINE(text, "rupost_probe_duration_seconds{probe=\"smtp\",type=\"tcp\"} 0.25");
+        ASSERT_LINE(text, "rupost_probe_duration_seconds{probe=\"imap\\\"in \\\\quotes\\n\",type=\"tcp\"} 0.000001");
+        ASSERT_LINE(text, "rupost_probe_last_run_timestamp_seconds{probe=\"smtp\",type=\"tcp\"} 1700000000.123456");
+        ASSERT_LINE(text, "rupost_probe_status_change_timestamp_seconds{probe=\"smtp\",type=\"tcp\"} 1699999000");
+        ASSERT_LINE(text, "# TYPE rupost_probe_runs_total counter");
+        ASSERT_LINE(text, "rupost_probe_runs_total{probe=\"smtp\",type=\"tcp\"} 42");
+        ASSERT_LINE(text, "rupost_probe_runs_total{probe=\"postfix-unit\",type=\"systemd-unit\"} 0");
+        ASSERT_LINE(text, "# TYPE rupost_probe_timeouts_total counter");
+        ASSERT_LINE(text, "rupost_probe_timeouts_total{probe=\"smtp\",type=\"tcp\"} 3");
+        ASSERT_LINE(text, "rupost_probe_interval_seconds{probe=\"smtp\",type=\"tcp\"} 30");
+        ASSERT_LINE(text, "rupost_probe_timeout_seconds{probe=\"smtp\",type=\"tcp\"} 2.5");
+
+        /* A probe without a result has no duration, last-run or change samples. */
+        ASSERT_NOT_CONTAINS(text, "rupost_probe_duration_seconds{probe=\"postfix-unit\"");
+        ASSERT_NOT_CONTAINS(text, "rupost_probe_last_run_timestamp_seconds{probe=\"postfix-unit\"");
+        ASSERT_NOT_CONTAINS(text, "rupost_probe_status_change_timestamp_seconds{probe=\"postfix-unit\"");
+        ASSERT_NOT_CONTAINS(text, "rupost_probe_status_change_timestamp_seconds{probe=\"imap");
+
+        fixture_done(&f);
+}
+
+TEST(state_set) {
+        Fixture f;
+        fixture_init(&f);
+        _cleanup_free_ char *text = render(&f.manager);
+
+        ASSERT_LINE(text, "rupost_probe_status{probe=\"smtp\",type=\"tcp\",status=\"ok\"} 1\n"
+                          "rupost_probe_status{probe=\"smtp\",type=\"tcp\",status=\"warning\"} 0\n"
+                          "rupost_probe_status{probe=\"smtp\",type=\"tcp\",status=\"critical\"} 0\n"
+                          "rupost_probe_status{probe=\"smtp\",type=\"tcp\",status=\"unknown\"} 0");
+        ASSERT_LINE(text, "rupost_probe_status{probe=\"imap\\\"in \\\\quotes\\n\",type=\"tcp\",status=\"ok\"} 0\n"
+                          "rupost_probe_status{probe=\"imap\\\"in \\\\quotes\\n\",type=\"tcp\",status=\"warning\"} 0\n"
+                          "rupost_probe_status{probe=\"imap\\\"in \\\\quotes\\n\",type=\"tcp\",status=\"critical\"} 1\n"
+                          "rupost_probe_status{probe=\"imap\\\"in \\\\quotes\\n\",type=\"tcp\",status=\"unknown\"} 0");
+        /* No result yet: unknown, whatever the status field says. */
+        ASSERT_LINE(text, "rupost_probe_status{probe=\"postfix-unit\",type=\"systemd-unit\",status=\"ok\"} 0\n"
+                          "rupost_probe_status{probe=\"postfix-unit\",type=\"systemd-unit\",status=\"warning\"} 0\n"
+                          "rupost_probe_status{probe=\"postfix-unit\",type=\"systemd-unit\",status=\"critical\"} 0\n"
+                          "rupost_probe_status{probe=\"postfix-unit\",type=\"systemd-unit\",status=\"unknown\"} 1");
+        ASSERT_EQ(count_occurrences(text, "\nrupost_probe_status{"), 12);
+
+        fixture_done(&f);
+}
+
+TEST(probe_samples_grouped_by_family) {
+        Fixture f;
+        fixture_init(&f);
+        _cleanup_free_ char *text = render(&f.manager);
+
+        /* Samples of one family from two probes form one block, in probe order. */
+        ASSERT_EQ(count_occurrences(text, "# HELP rupost_test_queue_messages "), 1);
+        ASSERT_EQ(count_occurrences(text, "# TYPE rupost_test_queue_messages "), 1);
+        ASSERT_LINE(text, "# HELP rupost_test_queue_messages Messages in a queue.\n"
+                          "# TYPE rupost_test_queue_messages gauge\n"
+                          "rupost_test_queue_messages{probe=\"smtp\",type=\"tcp\",queue=\"active\"} 17\n"
+                          "rupost_test_queue_messages{probe=\"smtp\",type=\"tcp\",queue=\"deferred\"} 2\n"
+                          "rupost_test_queue_messages{probe=\"imap\\\"in \\\\quotes\\n\",type=\"tcp\",queue=\"a\\\"b\"} NaN");
+        ASSERT_LINE(text, "# HELP rupost_test_latency_seconds A latency\\nwith \\\\ in its help.\n"
+                          "# TYPE rupost_test_latency_seconds gauge\n"
+                          "rupost_test_latency_seconds{probe=\"smtp\",type=\"tcp\"} 0.125");
+
+        /* Every family has exactly one HELP and one TYPE line. */
+        for (const char *p = text; (p = strstr(p, "# TYPE ")); p++) {
+                char name[128], needle[160];
+                ASSERT_EQ(sscanf(p, "# TYPE %127s", name), 1);
+                snprintf(needle, sizeof needle, "# TYPE %s ", name);
+                ASSERT_EQ(count_occurrences(text, needle), 1);
+                snprintf(needle, sizeof needle, "# HELP %s ", name);
+                ASSERT_EQ(count_occurrences(text, needle), 1);
+        }
+
+        fixture_done(&f);
+}
+
+TEST(family_conflicts) {
+        Fixture f;
+        Buf b = BUF_INIT(EXPORTER_MAX_BODY);
+
+        fixture_init(&f);
+        add_sample(f.probes[1], &queue_messages_counter, "queue=\"x\"", 1);
+        ASSERT_ERROR(metrics_render(&f.manager, &b), ENOTUNIQ);
+        buf_done(&b);
+        fixture_done(&f);
+
+        fixture_init(&f);
+        add_sample(f.probes[0], &clash, NULL, 1);
+        ASSERT_ERROR(metrics_render(&f.manager, &b), ENOTUNIQ);
+        buf_done(&b);
+        fixture_done(&f);
+}
+
+TEST(overflow_is_an_error) {
+        Fixture f;
+        Buf b = BUF_INIT(1024);
+
+        fixture_init(&f);
+        ASSERT_ERROR(metrics_render(&f.manager, &b), ENOBUFS);
+        buf_done(&b);
+        fixture_done(&f);
+}
+
+TEST(no_probes) {
+        Config config = { .node = (char *) "n\"1" };
+        Manager m = { .config = &config };
+        _cleanup_free_ char *text = render(&m);
+
+        ASSERT_LINE(text, "rupost_node_info{node=\"n\\\"1\"} 1");
+        ASSERT_NOT_CONTAINS(text, "rupost_probe_");
+        ASSERT_CONTAINS(text, "\nprocess_open_fds ");
+}
+
+TEST(format_value) {
+        static const struct {
+                double v;
+                const char *s;
+        } cases[] = {
+                { 0, "0" },
+                { -0.0, "0" },
+                { 1, "1" },
+                { -3, "-3" },
+                { 1.5, "1.5" },
+                { 0.1, "0.1" },
+                { 1.0 / 3.0, "0.3333333333333333" },
+                { 123456789012.0, "123456789012" },
+                { 9007199254740992.0, "9007199254740992" },
+                { 1e300, "1e+300" },
+                { -2.5e-7, "-2.5e-07" },
+                { NAN, "NaN" },
+                { INFINITY, "+Inf" },
+                { -INFINITY, "-Inf" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char buf[64];
+                int n = metrics_format_value(buf, sizeof buf, cases[i].v);
+                ASSERT_EQ(n, strlen(cases[i].s));
+                ASSERT_STREQ(buf, cases[i].s);
+                if (!isnan(cases[i].v))
+                        ASSERT_TRUE(strtod(buf, NULL) == cases[i].v);
+        }
+}
+
+TEST(process_stat_parse) {
+        /* The command name may hold spaces and parentheses. */
+        static const char stat[] =
+                "4242 (rupost) (agent) S 1 4242 4242 0 -1 4194560 1200 0 0 0 "
+                "250 150 0 0 20 0 1 0 123456 10485760 2048 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 1\n";
+        ProcessMetrics pm = {};
+        uint64_t start;
+
+        ASSERT_OK(process_stat_parse(stat, 100, 4096, &pm, &start));
+        ASSERT_EQ(pm.cpu_usec, 4 * USEC_PER_SEC);
+        ASSERT_EQ(pm.virtual_bytes, 10485760);
+        ASSERT_EQ(pm.resident_bytes, 2048 * 4096);
+        ASSERT_EQ(start, 123456);
+
+        ASSERT_ERROR(process_stat_parse("4242 (x) S 1 2 3", 100, 4096, &pm, &start), EINVAL);
+        ASSERT_ERROR(process_stat_parse("no parenthesis", 100, 4096, &pm, &start), EINVAL);
+        ASSERT_ERROR(process_stat_parse("1 (x) S 1 1 1 0 -1 0 0 0 0 0 -5 1 0 0 20 0 1 0 1 1 1", 100, 4096, &pm,
+                                        &start),
+                     EINVAL);
+}
+
+TEST(process_metrics) {
+        Config config = {};
+        Manager m = { .config = &config };
+        _cleanup_free_ char *a = render(&m), *b = NULL;
+        const char *p;
+
+        ASSERT_LINE(a, "# TYPE process_cpu_seconds_total counter");
+        ASSERT_CONTAINS(a, "\nprocess_resident_memory_bytes ");
+        ASSERT_CONTAINS(a, "\nprocess_virtual_memory_bytes ");
+        ASSERT_CONTAINS(a, "\nprocess_max_fds ");
+        p = strstr(a, "\nprocess_start_time_seconds ");
+        ASSERT_TRUE(p);
+        ASSERT_TRUE(strtod(p + strlen("\nprocess_start_time_seconds "), NULL) > 1.6e9);
+        p = strstr(a, "\nprocess_open_fds ");
+        ASSERT_TRUE(p);
+        ASSERT_TRUE(strtoull(p + strlen("\nprocess_open_fds "), NULL, 10) >= 3);
+
+        /* The start time must not move between scrapes: alerts count its changes as restarts. */
+        b = render(&m);
+        ASSERT_STREQ(strstr(b, "\nprocess_start_time_seconds "), strstr(a, "\nprocess_start_time_seconds "));
+}
+
+static char *find_promtool(void) {
+        const char *path = getenv("PATH") ?: "/usr/bin:/bin";
+        _cleanup_free_ char *copy = strdup(path);
+        char *state = NULL;
+
+        ASSERT_TRUE(copy);
+        for (char *dir = strtok_r(copy, ":", &state); dir; dir = strtok_r(NULL, ":", &state)) {
+                char *candidate;
+                ASSERT_TRUE(asprintf(&candidate, "%s/promtool", dir) > 0);
+                if (access(candidate, X_OK) == 0)
+                        return candidate;
+                free(candidate);
+        }
+        return NULL;
+}
+
+TEST(promtool_check_metrics) {
+        _cleanup_free_ char *promtool = find_promtool(), *text = NULL, *output = NULL;
+        char in_path[] = "/tmp/test-metrics-in.XXXXXX", out_path[] = "/tmp/test-metrics-out.XXXXXX";
+        _cleanup_close_ int in_fd = -EBADF, out_fd = -EBADF;
+        size_t output_size = 0;
+        Fixture f;
+        int status;
+
+        if (!promtool) {
+                fprintf(stderr, "promtool not found, skipping\n");
+                exit(77);
+        }
+
+        fixture_init(&f);
+        /* promtool rejects NaN nowhere, but keep the sample set realistic. */
+        text = render(&f.manager);
+        fixture_done(&f);
+
+        in_fd = mkstemp(in_path);
+        out_fd = mkstemp(out_path);
+        ASSERT_TRUE(in_fd >= 0 && out_fd >= 0);
+        ASSERT_EQ(write(in_fd, text, strlen(text)), (ssize_t) strlen(text));
+        ASSERT_EQ(lseek(in_fd, 0, SEEK_SET), 0);
+
+        pid_t pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                if (dup2(in_fd, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 ||
+                    dup2(out_fd, STDERR_FILENO) < 0)
+                        _exit(127);
+                execl(promtool, "promtool", "check", "metrics", (char *) NULL);
+                _exit(127);
+        }
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+
+        _cleanup_fclose_ FILE *out = fopen(out_path, "re");
+        ASSERT_TRUE(out);
+        output = calloc(1, 65536);
+        ASSERT_TRUE(output);
+        output_size = fread(output, 1, 65535, out);
+        (void) unlink(in_path);
+        (void) unlink(out_path);
+
+        if (output_size > 0)
+                fprintf(stderr, "promtool says:\n%s\n---\n%s", output, text);
+        ASSERT_EQ(output_size, 0);
+        ASSERT_TRUE(WIFEXITED(status));
+        ASSERT_EQ(WEXITSTATUS(status), 0);
+}
+
+DEFINE_TEST_MAIN();
