@@ -345,7 +345,9 @@ static int probe_schedule(Probe *p, usec_t delay) {
                         return r;
                 return sd_event_source_set_enabled(p->timer, SD_EVENT_ONESHOT);
         }
-        r = sd_event_add_time_relative(p->manager->event, &p->timer, CLOCK_BOOTTIME, when, 0, on_timer, p);
+        /* An accuracy of 0 would mean sd-event's default slack of 250ms. */
+        r = sd_event_add_time_relative(p->manager->event, &p->timer, CLOCK_BOOTTIME, when, 1 * USEC_PER_MSEC, on_timer,
+                                       p);
         if (r < 0)
                 return r;
         (void) sd_event_source_set_description(p->timer, "probe-timer");
