@@ -31,7 +31,7 @@ struct ConfigContext {
         size_t n_errors;
         /* While a probe's keys are parsed and its type's verify() runs: the
          * probe's mapping and key path ("probes[2]"), so that
-         * config_probe_error() can point at the probe's own keys. */
+         * config_error(c, NULL, "address", ...) can point at the probe's keys. */
         yaml_node_t *probe_mapping;
         const char *probe_prefix;
 };
@@ -62,13 +62,11 @@ int config_parse_strv(ConfigContext *c, const char *key, yaml_node_t *node, cons
 /* "host:port", "[v6]:port" or ":port"; stored as a string. */
 int config_parse_address(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item, void *data);
 
-/* Records an error at the node's position (at the current probe's mapping
- * when node is NULL); returns -EINVAL, or -ENOMEM if it could not be recorded. */
+/* Records an error at the node's position; returns -EINVAL (-ENOMEM if it
+ * could not be recorded). With node NULL inside a probe (from verify()), `key`
+ * is one of the probe's keys ("address"): the error is reported at that key's
+ * value, or at the probe if the key is absent, as "probes[2].address". */
 int config_error(ConfigContext *c, yaml_node_t *node, const char *key, const char *fmt, ...) _printf_(4, 5);
-/* For ProbeType.verify(): an error about the current probe's key `key` (as
- * "address"), reported at that key's value if present, else at the probe's
- * mapping, under the full key path ("probes[2].address"). */
-int config_probe_error(ConfigContext *c, const char *key, const char *fmt, ...) _printf_(3, 4);
 
 /* Parses a mapping node with a table; unknown keys are errors. `prefix` is
  * used in key names of messages ("probes[2].interval"). */

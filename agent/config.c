@@ -1,0 +1,1145 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The agent's YAML configuration: libyaml loads the whole document (it is
+ * small and bounded), then ConfigItem tables walk it. Every problem becomes one
+ * "file:line:column: key: what is wrong" line and parsing goes on, so that one
+ * --check-config run lists every mistake in a file. */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "lib/parse-util.h"
+
+/* A mangled file must not make us build an unbounded list of errors either. */
+#define CONFIG_MAX_ERRORS 100
+#define CONFIG_NAME_MAX 64
+#define CONFIG_HOST_MAX 253
+/* Echoed user values are cut to this, so one error stays one readable line. */
+#define QUOTE_MAX 72
+
+/* Used when a probe type leaves a default unset. */
+#define FALLBACK_INTERVAL (10 * USEC_PER_SEC)
+#define FALLBACK_TIMEOUT (5 * USEC_PER_SEC)
+
+typedef struct TableRef {
+        const ConfigItem *items;
+        void *base;
+} TableRef;
+
+/* A printable, bounded copy of a user-supplied string for messages: control
+ * characters are escaped so that an error can never span lines. */
+static const char *quote(char buf[static QUOTE_MAX], const char *s) {
+        size_t n = 0;
+
+        for (; *s && n < QUOTE_MAX - 8; s++) {
+                unsigned char ch = (unsigned char) *s;
+                if (ch < 0x20 || ch == 0x7f)
+                        n += (size_t) snprintf(buf + n, QUOTE_MAX - n, "\\x%02x", ch);
+                else
+                        buf[n++] = (char) ch;
+        }
+        if (*s) {
+                /* Do not leave half of a UTF-8 sequence before the ellipsis. */
+                while (n > 0 && ((unsigned char) buf[n - 1] & 0xc0) == 0x80)
+                        n--;
+                if (n > 0 && ((unsigned char) buf[n - 1] & 0xc0) == 0xc0)
+                        n--;
+                memcpy(buf + n, "...", 3);
+                n += 3;
+        }
+        buf[n] = '\0';
+        return buf;
+}
+
+static int escape_controls(char **s) {
+        size_t n = 0;
+        char *e, *o;
+
+        for (const char *i = *s; *i; i++)
+                n += ((unsigned char) *i < 0x20 || *i == 0x7f) ? 4 : 1;
+        if (n == strlen(*s))
+                return 0;
+
+        e = o = malloc(n + 1);
+        if (!e)
+                return -ENOMEM;
+        for (const char *i = *s; *i; i++) {
+                unsigned char ch = (unsigned char) *i;
+                if (ch < 0x20 || ch == 0x7f)
+                        o += snprintf(o, 5, "\\x%02x", ch);
+                else
+                        *o++ = (char) ch;
+        }
+        *o = '\0';
+        free(*s);
+        *s = e;
+        return 0;
+}
+
+static int context_add_errorv(ConfigContext *c, const yaml_mark_t *mark, const char *key, const char *fmt,
+                              va_list ap) {
+        _cleanup_free_ char *what = NULL, *line = NULL;
+        int r;
+
+        if (c->n_errors > CONFIG_MAX_ERRORS)
+                return -EINVAL;
+
+        if (vasprintf(&what, fmt, ap) < 0)
+                return -ENOMEM;
+
+        /* Probe types echo values in their messages too: whatever they
+         * contain, an error stays on one line. */
+        r = escape_controls(&what);
+        if (r < 0)
+                return r;
+
+        if (c->n_errors == CONFIG_MAX_ERRORS)
+                r = asprintf(&line, "%s: too many errors, only the first %d are listed", c->filename,
+                             CONFIG_MAX_ERRORS);
+        else if (mark)
+                r = asprintf(&line, "%s:%zu:%zu: %s%s%s", c->filename, mark->line + 1, mark->column + 1,
+                             key ?: "", key ? ": " : "", what);
+        else
+                r = asprintf(&line, "%s: %s%s%s", c->filename, key ?: "", key ? ": " : "", what);
+        if (r < 0)
+                return -ENOMEM;
+
+        char **l = reallocarray(c->errors, c->n_errors + 2, sizeof(char *));
+        if (!l)
+                return -ENOMEM;
+        c->errors = l;
+        c->errors[c->n_errors++] = TAKE_PTR(line);
+        c->errors[c->n_errors] = NULL;
+        return -EINVAL;
+}
+
+_printf_(4, 5) static int context_add_error(ConfigContext *c, const yaml_mark_t *mark, const char *key,
+                                            const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = context_add_errorv(c, mark, key, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+static yaml_node_t *node_get(ConfigContext *c, int id) {
+        return yaml_document_get_node(c->document, id);
+}
+
+/* YAML's null: an empty plain scalar, "~" or "null". */
+static bool node_is_null(const yaml_node_t *n) {
+        if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+                return false;
+        const char *v = (const char *) n->data.scalar.value;
+        return streq(v, "") || streq(v, "~") || streq(v, "null") || streq(v, "Null") || streq(v, "NULL");
+}
+
+static const char *node_kind(const yaml_node_t *n) {
+        switch (n->type) {
+        case YAML_SCALAR_NODE:
+                return node_is_null(n) ? "no value" : "a scalar";
+        case YAML_SEQUENCE_NODE:
+                return "a list";
+        case YAML_MAPPING_NODE:
+                return "a mapping";
+        default:
+                return "nothing";
+        }
+}
+
+/* The text of a scalar node, or an error that says what was found instead of
+ * `expected`. libyaml accepts "\0" escapes; C strings cannot hold them. */
+static int node_scalar(ConfigContext *c, const char *key, yaml_node_t *node, const char *expected,
+                       const char **ret) {
+        if (node->type != YAML_SCALAR_NODE || node_is_null(node))
+                return config_error(c, node, key, "expected %s, got %s", expected, node_kind(node));
+
+        const char *v = (const char *) node->data.scalar.value;
+        if (strlen(v) != node->data.scalar.length)
+                return config_error(c, node, key, "contains a NUL character");
+
+        *ret = v;
+        return 0;
+}
+
+/* The value node of `key` in a mapping (the first one, if repeated), or NULL. */
+static yaml_node_t *mapping_find(ConfigContext *c, yaml_node_t *mapping, const char *key) {
+        if (!mapping || mapping->type != YAML_MAPPING_NODE)
+                return NULL;
+
+        for (yaml_node_pair_t *p = mapping->data.mapping.pairs.start; p < mapping->data.mapping.pairs.top; p++) {
+                yaml_node_t *k = node_get(c, p->key);
+                if (k && k->type == YAML_SCALAR_NODE && streq((const char *) k->data.scalar.value, key))
+                        return node_get(c, p->value);
+        }
+        return NULL;
+}
+
+static char *key_path(const char *prefix, const char *key) {
+        char *s;
+
+        if (!prefix || !*prefix)
+                return strdup(key);
+        if (asprintf(&s, "%s.%s", prefix, key) < 0)
+                return NULL;
+        return s;
+}
+
+int config_error(ConfigContext *c, yaml_node_t *node, const char *key, const char *fmt, ...) {
+        _cleanup_free_ char *path = NULL;
+        const yaml_mark_t *mark = NULL;
+        va_list ap;
+        int r;
+
+        assert_return(c, -EINVAL);
+        assert_return(fmt, -EINVAL);
+
+        if (node)
+                mark = &node->start_mark;
+        else if (c->probe_mapping) {
+                /* From a probe type's verify(): the key is relative to the probe. */
+                if (key) {
+                        node = mapping_find(c, c->probe_mapping, key);
+                        path = key_path(c->probe_prefix, key);
+                        if (!path)
+                                return -ENOMEM;
+                        key = path;
+                }
+                mark = &(node ?: c->probe_mapping)->start_mark;
+        }
+
+        va_start(ap, fmt);
+        r = context_add_errorv(c, mark, key, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+/* Names a user picks for things that end up in metric labels and logs. */
+static bool name_is_valid(const char *s) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > CONFIG_NAME_MAX)
+                return false;
+        return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
+}
+
+int config_parse_string(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item, void *data) {
+        char **s = data;
+        const char *v;
+        int r;
+
+        r = node_scalar(c, key, node, "a string", &v);
+        if (r < 0)
+                return r;
+        if (*v == '\0')
+                return config_error(c, node, key, "is empty");
+
+        char *copy = strdup(v);
+        if (!copy)
+                return -ENOMEM;
+        free(*s);
+        *s = copy;
+        return 0;
+}
+
+int config_parse_uint(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item, void *data) {
+        char buf[QUOTE_MAX];
+        uint64_t lo = item->min, hi = item->max, v;
+        const char *s;
+        int r;
+
+        r = node_scalar(c, key, node, "a number", &s);
+        if (r < 0)
+                return r;
+
+        if (lo == 0 && hi == 0)
+                hi = UINT_MAX;
+        hi = MIN(hi, (uint64_t) UINT_MAX);
+
+        r = safe_atou64(s, &v);
+        if (r == -EINVAL)
+                return config_error(c, node, key, "'%s' is not a decimal number", quote(buf, s));
+        if (r < 0 || v < lo || v > hi)
+                return config_error(c, node, key, "%s is out of range %" PRIu64 "..%" PRIu64, quote(buf, s), lo,
+                                    hi);
+
+        *(unsigned *) data = (unsigned) v;
+        return 0;
+}
+
+int config_parse_duration(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item,
+                          void *data) {
+        char buf[QUOTE_MAX], lo_s[DURATION_MAX], hi_s[DURATION_MAX];
+        usec_t lo = item->min, hi = item->max, v;
+        const char *s;
+        int r;
+
+        r = node_scalar(c, key, node, "a duration", &s);
+        if (r < 0)
+                return r;
+
+        if (lo == 0 && hi == 0)
+                hi = USEC_INFINITY;
+
+        r = parse_duration(s, &v);
+        if (r == -EINVAL)
+                return config_error(c, node, key, "'%s' is not a duration (like 250ms, 5s or 1m30s)",
+                                    quote(buf, s));
+        if (r < 0 || v < lo || v > hi)
+                return config_error(c, node, key, "%s is out of range %s..%s", quote(buf, s),
+                                    format_duration(lo_s, sizeof lo_s, lo),
+                                    format_duration(hi_s, sizeof hi_s, hi));
+
+        *(usec_t *) data = v;
+        return 0;
+}
+
+int config_parse_bool(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item, void *data) {
+        char buf[QUOTE_MAX];
+        const char *s;
+        int r;
+
+        r = node_scalar(c, key, node, "a boolean", &s);
+        if (r < 0)
+                return r;
+
+        if (streq(s, "true") || streq(s, "yes"))
+                *(bool *) data = true;
+        else if (streq(s, "false") || streq(s, "no"))
+                *(bool *) data = false;
+        else
+                return config_error(c, node, key, "'%s' is not a boolean (true, false, yes or no)", quote(buf, s));
+        return 0;
+}
+
+int config_parse_strv(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item, void *data) {
+        _cleanup_strv_free_ char **l = NULL;
+        size_t n, k = 0;
+        int ret = 0, r;
+
+        if (node->type != YAML_SEQUENCE_NODE)
+                return config_error(c, node, key, "expected a list, got %s", node_kind(node));
+
+        n = (size_t) (node->data.sequence.items.top - node->data.sequence.items.start);
+        if (n == 0)
+                return config_error(c, node, key, "is an empty list");
+        if (item->max > 0 && n > item->max)
+                return config_error(c, node, key, "has %zu entries, more than the limit of %" PRIu64, n,
+                                    item->max);
+
+        l = calloc(n + 1, sizeof(char *));
+        if (!l)
+                return -ENOMEM;
+
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *path = NULL;
+                yaml_node_t *e = node_get(c, node->data.sequence.items.start[i]);
+                const char *s;
+
+                if (!e)
+                        continue;
+                if (asprintf(&path, "%s[%zu]", key, i) < 0)
+                        return -ENOMEM;
+
+                r = node_scalar(c, path, e, "a string", &s);
+                if (r == 0 && *s == '\0')
+                        r = config_error(c, e, path, "is empty");
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0) {
+                        ret = r;
+                        continue;
+                }
+
+                l[k] = strdup(s);
+                if (!l[k])
+                        return -ENOMEM;
+                k++;
+        }
+        if (ret < 0)
+                return ret;
+
+        strv_free(*(char ***) data);
+        *(char ***) data = TAKE_PTR(l);
+        return 0;
+}
+
+/* Checks "host:port", "[v6]:port" or ":port". Returns NULL if valid, else why not. */
+static const char *address_problem(const char *s) {
+        const char *colon, *host;
+        size_t host_len;
+        uint64_t port;
+
+        if (s[0] == '[') {
+                char ip[INET6_ADDRSTRLEN];
+                struct in6_addr a;
+                const char *end = strchr(s, ']');
+
+                if (!end)
+                        return "missing ']'";
+                if ((size_t) (end - s - 1) >= sizeof ip)
+                        return "invalid IPv6 address";
+                memcpy(ip, s + 1, (size_t) (end - s - 1));
+                ip[end - s - 1] = '\0';
+                if (inet_pton(AF_INET6, ip, &a) != 1)
+                        return "invalid IPv6 address";
+                if (end[1] != ':')
+                        return "missing ':port' after ']'";
+                colon = end + 1;
+        } else {
+                colon = strrchr(s, ':');
+                if (!colon)
+                        return "missing ':port'";
+                host = s;
+                host_len = (size_t) (colon - s);
+                if (memchr(host, ':', host_len))
+                        return "IPv6 addresses need brackets, like [::1]:25";
+                if (host_len > CONFIG_HOST_MAX)
+                        return "host name too long";
+                for (size_t i = 0; i < host_len; i++)
+                        if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-_", host[i]))
+                                return "invalid character in host name";
+        }
+
+        if (safe_atou64(colon + 1, &port) < 0 || port < 1 || port > 65535)
+                return "port must be a number 1..65535";
+        return NULL;
+}
+
+int config_parse_address(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item,
+                         void *data) {
+        char buf[QUOTE_MAX];
+        const char *s, *why;
+        int r;
+
+        r = node_scalar(c, key, node, "an address", &s);
+        if (r < 0)
+                return r;
+
+        why = address_problem(s);
+        if (why)
+                return config_error(c, node, key, "'%s' is not host:port, [v6]:port or :port: %s",
+                                    quote(buf, s), why);
+
+        return config_parse_string(c, key, node, item, data);
+}
+
+/* The names of all keys of the tables, for "unknown key" messages. */
+static char *tables_keys(const TableRef *tables, size_t n_tables) {
+        size_t len = 1;
+        char *s;
+
+        for (size_t t = 0; t < n_tables; t++)
+                for (const ConfigItem *i = tables[t].items; i && i->key; i++)
+                        len += strlen(i->key) + 2;
+
+        s = malloc(len);
+        if (!s)
+                return NULL;
+        s[0] = '\0';
+        for (size_t t = 0; t < n_tables; t++)
+                for (const ConfigItem *i = tables[t].items; i && i->key; i++) {
+                        if (s[0])
+                                strcat(s, ", ");
+                        strcat(s, i->key);
+                }
+        return s;
+}
+
+/* Parses one mapping whose keys may come from several tables (a probe's
+ * common keys and its type's own keys). Unknown, repeated and missing
+ * required keys are errors. Returns -ENOMEM only if memory ran out, -EINVAL
+ * if any error was recorded, 0 otherwise. */
+static int parse_tables(ConfigContext *c, const char *prefix, yaml_node_t *mapping, const TableRef *tables,
+                        size_t n_tables) {
+        _cleanup_free_ yaml_node_t **seen = NULL;
+        size_t n_items = 0;
+        int ret = 0, r;
+
+        if (mapping->type != YAML_MAPPING_NODE)
+                return config_error(c, mapping, prefix && *prefix ? prefix : NULL, "expected a mapping, got %s",
+                                    node_kind(mapping));
+
+        for (size_t t = 0; t < n_tables; t++)
+                for (const ConfigItem *i = tables[t].items; i && i->key; i++)
+                        n_items++;
+
+        /* Where each known key was first seen; the work stays linear in the
+         * number of keys however long a mapping is. */
+        seen = calloc(n_items + 1, sizeof(yaml_node_t *));
+        if (!seen)
+                return -ENOMEM;
+
+        for (yaml_node_pair_t *p = mapping->data.mapping.pairs.start; p < mapping->data.mapping.pairs.top; p++) {
+                _cleanup_free_ char *path = NULL;
+                yaml_node_t *k = node_get(c, p->key), *v = node_get(c, p->value);
+                const ConfigItem *item = NULL;
+                void *base = NULL;
+                size_t idx = 0;
+                const char *name;
+
+                if (!k || !v)
+                        continue;
+
+                if (k->type != YAML_SCALAR_NODE || node_is_null(k)) {
+                        r = config_error(c, k, prefix && *prefix ? prefix : NULL,
+                                         "expected a key name, got %s", node_kind(k));
+                        if (r == -ENOMEM)
+                                return r;
+                        ret = r;
+                        continue;
+                }
+                name = (const char *) k->data.scalar.value;
+
+                for (size_t t = 0; t < n_tables && !item; t++)
+                        for (const ConfigItem *i = tables[t].items; i && i->key; i++, idx++)
+                                if (strlen(name) == k->data.scalar.length && streq(i->key, name)) {
+                                        item = i;
+                                        base = tables[t].base;
+                                        break;
+                                }
+
+                if (!item) {
+                        _cleanup_free_ char *known = tables_keys(tables, n_tables);
+                        char buf[QUOTE_MAX];
+
+                        path = key_path(prefix, quote(buf, name));
+                        if (!path || !known)
+                                return -ENOMEM;
+                        if (*known)
+                                r = config_error(c, k, path, "unknown key; expected one of: %s", known);
+                        else
+                                r = config_error(c, k, path, "unknown key; this section takes no keys");
+                        if (r == -ENOMEM)
+                                return r;
+                        ret = r;
+                        continue;
+                }
+
+                path = key_path(prefix, item->key);
+                if (!path)
+                        return -ENOMEM;
+
+                if (seen[idx]) {
+                        r = config_error(c, k, path, "duplicate key (first at line %zu, column %zu)",
+                                         seen[idx]->start_mark.line + 1, seen[idx]->start_mark.column + 1);
+                        if (r == -ENOMEM)
+                                return r;
+                        ret = r;
+                        continue;
+                }
+                seen[idx] = k;
+
+                r = item->parse(c, path, v, item, (uint8_t *) base + item->offset);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        ret = r;
+        }
+
+        size_t idx = 0;
+        for (size_t t = 0; t < n_tables; t++)
+                for (const ConfigItem *i = tables[t].items; i && i->key; i++, idx++) {
+                        _cleanup_free_ char *path = NULL;
+
+                        if (!i->required || seen[idx])
+                                continue;
+                        path = key_path(prefix, i->key);
+                        if (!path)
+                                return -ENOMEM;
+                        r = config_error(c, mapping, path, "required key is missing");
+                        if (r == -ENOMEM)
+                                return r;
+                        ret = r;
+                }
+
+        return ret;
+}
+
+int config_parse_table(ConfigContext *c, const char *prefix, yaml_node_t *mapping, const ConfigItem *table,
+                       void *base) {
+        assert_return(c, -EINVAL);
+        assert_return(mapping, -EINVAL);
+
+        return parse_tables(c, prefix, mapping, &(TableRef) { table, base }, 1);
+}
+
+/* For keys that are read before the table is walked ("name", "type"). */
+static int parse_handled(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item,
+                         void *data) {
+        return 0;
+}
+
+static int parse_node_name(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item,
+                           void *data) {
+        char buf[QUOTE_MAX];
+        const char *s;
+        int r;
+
+        r = node_scalar(c, key, node, "a string", &s);
+        if (r < 0)
+                return r;
+        if (!name_is_valid(s))
+                return config_error(c, node, key, "'%s' is not a valid node name: use 1 to %d of A-Z a-z 0-9 _ . -",
+                                    quote(buf, s), CONFIG_NAME_MAX);
+        return config_parse_string(c, key, node, item, data);
+}
+
+static int parse_socket_path(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item,
+                             void *data) {
+        char buf[QUOTE_MAX];
+        const char *s;
+        int r;
+
+        r = node_scalar(c, key, node, "a path", &s);
+        if (r < 0)
+                return r;
+        if (s[0] != '/')
+                return config_error(c, node, key, "'%s' is not an absolute path", quote(buf, s));
+        if (strlen(s) >= sizeof(((struct sockaddr_un *) NULL)->sun_path))
+                return config_error(c, node, key, "is longer than %zu bytes, the limit for a socket path",
+                                    sizeof(((struct sockaddr_un *) NULL)->sun_path) - 1);
+        return config_parse_string(c, key, node, item, data);
+}
+
+static const ConfigItem web_items[] = {
+        { "listen_address", config_parse_address, offsetof(Config, web_listen_address) },
+        {}
+};
+
+static int parse_web(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item, void *data) {
+        return config_parse_table(c, key, node, web_items, data);
+}
+
+static const ConfigItem probe_items[] = {
+        { "name",     parse_handled,         0 },
+        { "type",     parse_handled,         0 },
+        { "interval", config_parse_duration, offsetof(Probe, interval), 100 * USEC_PER_MSEC, USEC_PER_HOUR },
+        { "timeout",  config_parse_duration, offsetof(Probe, timeout),  10 * USEC_PER_MSEC,  USEC_PER_HOUR },
+        { "rise",     config_parse_uint,     offsetof(Probe, rise),     1,                   100           },
+        { "fall",     config_parse_uint,     offsetof(Probe, fall),     1,                   100           },
+        {}
+};
+
+static char *probe_type_names(void) {
+        size_t len = 1;
+        char *s;
+
+        for (const ProbeType *const *t = probe_types; *t; t++)
+                len += strlen((*t)->name) + 2;
+        s = malloc(len);
+        if (!s)
+                return NULL;
+        s[0] = '\0';
+        for (const ProbeType *const *t = probe_types; *t; t++) {
+                if (s[0])
+                        strcat(s, ", ");
+                strcat(s, (*t)->name);
+        }
+        return s;
+}
+
+/* Reads and checks "name" of probes[index]; *ret_name is NULL if it is not usable. */
+static int probe_read_name(ConfigContext *c, const char *prefix, yaml_node_t *sequence, size_t index,
+                           yaml_node_t *mapping, const char **ret_name) {
+        _cleanup_free_ char *path = key_path(prefix, "name");
+        char buf[QUOTE_MAX];
+        yaml_node_t *node;
+        const char *name;
+        int r;
+
+        *ret_name = NULL;
+        if (!path)
+                return -ENOMEM;
+
+        node = mapping_find(c, mapping, "name");
+        if (!node)
+                return config_error(c, mapping, path, "required key is missing");
+
+        r = node_scalar(c, path, node, "a string", &name);
+        if (r < 0)
+                return r;
+        if (!name_is_valid(name))
+                return config_error(c, node, path, "'%s' is not a valid probe name: use 1 to %d of A-Z a-z 0-9 _ . -",
+                                    quote(buf, name), CONFIG_NAME_MAX);
+
+        /* Names are metric label values and control socket handles: they must be unique. */
+        for (size_t i = 0; i < index; i++) {
+                yaml_node_t *other = mapping_find(c, node_get(c, sequence->data.sequence.items.start[i]), "name");
+
+                if (other && other->type == YAML_SCALAR_NODE && streq((const char *) other->data.scalar.value, name))
+                        return config_error(c, node, path, "duplicate probe name '%s' (first at line %zu, column %zu)",
+                                            name, other->start_mark.line + 1, other->start_mark.column + 1);
+        }
+
+        *ret_name = name;
+        return 0;
+}
+
+static int probe_read_type(ConfigContext *c, const char *prefix, yaml_node_t *mapping, const ProbeType **ret_type) {
+        _cleanup_free_ char *path = key_path(prefix, "type");
+        char buf[QUOTE_MAX];
+        const ProbeType *type;
+        yaml_node_t *node;
+        const char *s;
+        int r;
+
+        *ret_type = NULL;
+        if (!path)
+                return -ENOMEM;
+
+        node = mapping_find(c, mapping, "type");
+        if (!node)
+                return config_error(c, mapping, path, "required key is missing");
+
+        r = node_scalar(c, path, node, "a probe type", &s);
+        if (r < 0)
+                return r;
+
+        type = probe_type_find(s);
+        if (!type) {
+                _cleanup_free_ char *known = probe_type_names();
+                if (!known)
+                        return -ENOMEM;
+                return config_error(c, node, path, "unknown probe type '%s'; known types: %s", quote(buf, s), known);
+        }
+
+        *ret_type = type;
+        return 0;
+}
+
+/* Runs must never overlap: a timeout longer than the interval is an error,
+ * and a type's default timeout is cut to a shorter configured interval. */
+static int probe_check_timing(ConfigContext *c, const char *prefix, yaml_node_t *mapping, Probe *p) {
+        _cleanup_free_ char *path = NULL;
+        char t[DURATION_MAX], i[DURATION_MAX];
+        yaml_node_t *timeout_node = mapping_find(c, mapping, "timeout");
+        yaml_node_t *interval_node = mapping_find(c, mapping, "interval");
+
+        if (p->timeout <= p->interval)
+                return 0;
+
+        if (!timeout_node) {
+                p->timeout = p->interval;
+                return 0;
+        }
+
+        path = key_path(prefix, "timeout");
+        if (!path)
+                return -ENOMEM;
+        return config_error(c, timeout_node, path,
+                            "%s is longer than the interval %s%s; runs of a probe must never overlap",
+                            format_duration(t, sizeof t, p->timeout), format_duration(i, sizeof i, p->interval),
+                            interval_node ? "" : " (the default)");
+}
+
+/* Parses probes[index]. Returns 0 and the probe, -EINVAL with *ret NULL after
+ * recording errors, or -ENOMEM. */
+static int parse_probe(ConfigContext *c, yaml_node_t *sequence, size_t index, yaml_node_t *mapping, Probe **ret) {
+        _cleanup_(probe_freep) Probe *p = NULL;
+        _cleanup_free_ char *prefix = NULL;
+        const ProbeType *type;
+        const char *name;
+        int ret_r = 0, r;
+
+        *ret = NULL;
+
+        if (asprintf(&prefix, "probes[%zu]", index) < 0)
+                return -ENOMEM;
+
+        if (mapping->type != YAML_MAPPING_NODE)
+                return config_error(c, mapping, prefix, "expected a mapping, got %s", node_kind(mapping));
+
+        r = probe_read_name(c, prefix, sequence, index, mapping, &name);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                ret_r = r;
+
+        r = probe_read_type(c, prefix, mapping, &type);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                ret_r = r;
+
+        /* Without its type, none of the probe's own keys can be judged. */
+        if (!type)
+                return ret_r;
+
+        /* A stand-in name so that a bad name does not hide the other errors of this probe. */
+        r = probe_new(type, name ?: "invalid", &p);
+        if (r < 0)
+                return r;
+
+        p->interval = type->default_interval ?: FALLBACK_INTERVAL;
+        p->timeout = type->default_timeout ?: MIN(FALLBACK_TIMEOUT, p->interval);
+        p->rise = type->default_rise ?: 1;
+        p->fall = type->default_fall ?: 1;
+
+        c->probe_mapping = mapping;
+        c->probe_prefix = prefix;
+
+        r = parse_tables(c, prefix, mapping,
+                         (const TableRef[]) {
+                                 { probe_items, p },
+                                 { type->config_items, probe_get_userdata(p) },
+                         },
+                         2);
+        if (r == -ENOMEM)
+                goto finish;
+        if (r < 0)
+                ret_r = r;
+
+        if (ret_r == 0) {
+                r = probe_check_timing(c, prefix, mapping, p);
+                if (r == -ENOMEM)
+                        goto finish;
+                if (r < 0)
+                        ret_r = r;
+        }
+
+        /* verify() may rely on required keys being set, so only a probe whose
+         * keys all parsed gets to it. */
+        if (ret_r == 0 && type->verify) {
+                size_t n_errors = c->n_errors;
+
+                r = type->verify(p, c);
+                if (r == -ENOMEM)
+                        goto finish;
+                if (r < 0) {
+                        if (c->n_errors == n_errors)
+                                r = config_error(c, mapping, prefix, "invalid %s probe", type->name);
+                        if (r == -ENOMEM)
+                                goto finish;
+                        ret_r = r;
+                }
+        }
+        r = ret_r;
+
+finish:
+        c->probe_mapping = NULL;
+        c->probe_prefix = NULL;
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+static int parse_probes(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item,
+                        void *data) {
+        Config *config = data;
+        size_t n;
+        int ret = 0, r;
+
+        if (node->type != YAML_SEQUENCE_NODE)
+                return config_error(c, node, key, "expected a list of probes, got %s", node_kind(node));
+
+        n = (size_t) (node->data.sequence.items.top - node->data.sequence.items.start);
+        if (n > CONFIG_MAX_PROBES)
+                return config_error(c, node, key, "has %zu probes, more than the limit of %d", n, CONFIG_MAX_PROBES);
+        if (n == 0)
+                return 0;
+
+        config->probes = calloc(n, sizeof(Probe *));
+        if (!config->probes)
+                return -ENOMEM;
+
+        for (size_t i = 0; i < n; i++) {
+                yaml_node_t *m = node_get(c, node->data.sequence.items.start[i]);
+                Probe *p;
+
+                if (!m)
+                        continue;
+                r = parse_probe(c, node, i, m, &p);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        ret = r;
+                if (p)
+                        config->probes[config->n_probes++] = p;
+        }
+
+        return ret;
+}
+
+static const ConfigItem config_items[] = {
+        { "node",           parse_node_name,   offsetof(Config, node)           },
+        { "web",            parse_web,         0                                },
+        { "control_socket", parse_socket_path, offsetof(Config, control_socket) },
+        { "probes",         parse_probes,      0                                },
+        {}
+};
+
+/* Anchors and aliases let a collection be reused, which would let a small
+ * file expand into a huge one (and an alias inside its own anchor into a
+ * cycle). Scalars may be reused; lists and mappings may be used only once. */
+static int check_aliases(ConfigContext *c, yaml_node_t *root) {
+        yaml_document_t *d = c->document;
+        size_t n = (size_t) (d->nodes.top - d->nodes.start);
+        _cleanup_free_ unsigned *refs = calloc(n + 1, sizeof(unsigned));
+        int ret = 0, r;
+
+        if (!refs)
+                return -ENOMEM;
+
+        refs[root - d->nodes.start + 1]++;
+        for (yaml_node_t *node = d->nodes.start; node < d->nodes.top; node++) {
+                if (node->type == YAML_SEQUENCE_NODE)
+                        for (yaml_node_item_t *i = node->data.sequence.items.start; i < node->data.sequence.items.top; i++) {
+                                if (*i >= 1 && (size_t) *i <= n)
+                                        refs[*i]++;
+                        }
+                else if (node->type == YAML_MAPPING_NODE)
+                        for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
+                                if (p->key >= 1 && (size_t) p->key <= n)
+                                        refs[p->key]++;
+                                if (p->value >= 1 && (size_t) p->value <= n)
+                                        refs[p->value]++;
+                        }
+        }
+
+        for (size_t id = 1; id <= n; id++) {
+                yaml_node_t *node = d->nodes.start + id - 1;
+
+                if (refs[id] <= 1 || node->type == YAML_SCALAR_NODE)
+                        continue;
+                r = config_error(c, node, NULL, "this %s is used again through a YAML alias; only scalars may be reused",
+                                 node->type == YAML_SEQUENCE_NODE ? "list" : "mapping");
+                if (r == -ENOMEM)
+                        return r;
+                ret = r;
+        }
+        return ret;
+}
+
+static int yaml_error(ConfigContext *c, yaml_parser_t *parser, const char *data, size_t size) {
+        yaml_mark_t mark = parser->problem_mark;
+        const char *problem = parser->problem ?: "invalid YAML";
+
+        switch (parser->error) {
+        case YAML_MEMORY_ERROR:
+                return -ENOMEM;
+
+        case YAML_READER_ERROR: {
+                /* Reader errors (bad encoding, control characters) carry a byte offset, not a mark. */
+                size_t end = MIN(parser->problem_offset, size);
+
+                mark = (yaml_mark_t) {};
+                for (size_t i = 0; i < end; i++)
+                        if (data[i] == '\n') {
+                                mark.line++;
+                                mark.column = 0;
+                        } else
+                                mark.column++;
+                if (parser->problem_value >= 0)
+                        return context_add_error(c, &mark, NULL, "%s (byte 0x%02x)", problem,
+                                                 (unsigned) parser->problem_value & 0xffu);
+                return context_add_error(c, &mark, NULL, "%s", problem);
+        }
+
+        default:
+                if (parser->context)
+                        return context_add_error(c, &mark, NULL, "%s (%s at line %zu, column %zu)", problem,
+                                                 parser->context, parser->context_mark.line + 1,
+                                                 parser->context_mark.column + 1);
+                return context_add_error(c, &mark, NULL, "%s", problem);
+        }
+}
+
+static void parser_done(yaml_parser_t *p) {
+        yaml_parser_delete(p);
+}
+
+static void document_done(yaml_document_t *d) {
+        yaml_document_delete(d);
+}
+
+static void context_done(ConfigContext *c) {
+        c->errors = strv_free(c->errors);
+}
+
+/* Fills what the file left out. The node name defaults to the host name. */
+static int config_fill_defaults(ConfigContext *c, Config *config) {
+        if (!config->node) {
+                char h[HOST_NAME_MAX + 1] = {};
+
+                if (gethostname(h, sizeof h - 1) < 0)
+                        return context_add_error(c, NULL, "node", "not set, and the host name is unavailable: %s",
+                                                 strerror(errno));
+                config->node = strdup(h);
+                if (!config->node)
+                        return -ENOMEM;
+        }
+        if (!config->web_listen_address) {
+                config->web_listen_address = strdup(CONFIG_DEFAULT_WEB_LISTEN_ADDRESS);
+                if (!config->web_listen_address)
+                        return -ENOMEM;
+        }
+        if (!config->control_socket) {
+                config->control_socket = strdup(CONFIG_DEFAULT_CONTROL_SOCKET);
+                if (!config->control_socket)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+static int config_parse_document(ConfigContext *c, Config *config, const char *data, size_t size) {
+        _cleanup_(parser_done) yaml_parser_t parser = {};
+        _cleanup_(document_done) yaml_document_t document = {}, extra = {};
+        yaml_node_t *root, *next;
+        int r;
+
+        if (size > CONFIG_MAX_FILE_SIZE)
+                return context_add_error(c, NULL, NULL, "too large: %zu bytes, the limit is %d", size,
+                                         CONFIG_MAX_FILE_SIZE);
+
+        if (!yaml_parser_initialize(&parser))
+                return -ENOMEM;
+        yaml_parser_set_input_string(&parser, (const unsigned char *) data, size);
+
+        if (!yaml_parser_load(&parser, &document))
+                return yaml_error(c, &parser, data, size);
+        c->document = &document;
+
+        root = yaml_document_get_root_node(&document);
+        if (!root || node_is_null(root))
+                return context_add_error(c, &(yaml_mark_t) {}, NULL, "the configuration is empty");
+
+        /* A second document would be silently ignored; say so instead. */
+        if (!yaml_parser_load(&parser, &extra))
+                return yaml_error(c, &parser, data, size);
+        next = yaml_document_get_root_node(&extra);
+        if (next)
+                return context_add_error(c, &next->start_mark, NULL,
+                                         "a second YAML document; the configuration must be a single document");
+
+        if (root->type != YAML_MAPPING_NODE)
+                return context_add_error(c, &root->start_mark, NULL,
+                                         "the configuration must be a mapping of keys, got %s", node_kind(root));
+
+        r = check_aliases(c, root);
+        if (r < 0)
+                return r;
+
+        return config_parse_table(c, NULL, root, config_items, config);
+}
+
+int config_load_string(const char *filename, const char *data, size_t size, Config **ret, char ***ret_errors) {
+        _cleanup_(context_done) ConfigContext c = {};
+        _cleanup_(config_freep) Config *config = NULL;
+        int r;
+
+        assert_return(filename, -EINVAL);
+        assert_return(data || size == 0, -EINVAL);
+        assert_return(ret, -EINVAL);
+
+        c.filename = filename;
+
+        config = calloc(1, sizeof(Config));
+        if (!config)
+                return -ENOMEM;
+        config->path = strdup(filename);
+        if (!config->path)
+                return -ENOMEM;
+
+        r = config_parse_document(&c, config, data ?: "", size);
+        c.document = NULL;
+        if (r == -ENOMEM)
+                return r;
+
+        if (c.n_errors == 0) {
+                r = config_fill_defaults(&c, config);
+                if (r == -ENOMEM)
+                        return r;
+        }
+
+        if (c.n_errors > 0) {
+                if (ret_errors)
+                        *ret_errors = TAKE_PTR(c.errors);
+                return -EINVAL;
+        }
+
+        if (ret_errors)
+                *ret_errors = NULL;
+        *ret = TAKE_PTR(config);
+        return 0;
+}
+
+static int file_error(const char *path, int error, const char *what, char ***ret_errors) {
+        char **l;
+
+        if (ret_errors) {
+                l = calloc(2, sizeof(char *));
+                if (!l)
+                        return -ENOMEM;
+                if (asprintf(&l[0], "%s: %s: %s", path, what, strerror(error)) < 0) {
+                        free(l);
+                        return -ENOMEM;
+                }
+                *ret_errors = l;
+        }
+        return -error;
+}
+
+int config_load_file(const char *path, Config **ret, char ***ret_errors) {
+        _cleanup_free_ char *data = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
+        size_t size = 0;
+
+        assert_return(path, -EINVAL);
+        assert_return(ret, -EINVAL);
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return file_error(path, errno, "cannot open", ret_errors);
+        if (fstat(fd, &st) < 0)
+                return file_error(path, errno, "cannot stat", ret_errors);
+        if (!S_ISREG(st.st_mode))
+                return file_error(path, S_ISDIR(st.st_mode) ? EISDIR : EINVAL, "not a regular file", ret_errors);
+
+        /* One byte more than the limit, so that an oversized file is noticed
+         * even if it grew since fstat(). */
+        data = malloc(CONFIG_MAX_FILE_SIZE + 1);
+        if (!data)
+                return -ENOMEM;
+        while (size < CONFIG_MAX_FILE_SIZE + 1) {
+                ssize_t n = read(fd, data + size, CONFIG_MAX_FILE_SIZE + 1 - size);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return file_error(path, errno, "cannot read", ret_errors);
+                }
+                if (n == 0)
+                        break;
+                size += (size_t) n;
+        }
+
+        return config_load_string(path, data, size, ret, ret_errors);
+}
+
+Config *config_free(Config *c) {
+        if (!c)
+                return NULL;
+
+        for (size_t i = 0; i < c->n_probes; i++)
+                probe_free(c->probes[i]);
+        free(c->probes);
+        free(c->path);
+        free(c->node);
+        free(c->web_listen_address);
+        free(c->control_socket);
+        free(c);
+        return NULL;
+}
