@@ -2,8 +2,11 @@
 # (sourced by nodebox).
 
 # Units each role runs; everything else in the rootfs stays disabled.
-INFRA_UNITS="nodebox-setup.service"
-MAIL_UNITS="nodebox-setup.service"
+INFRA_UNITS="nodebox-setup.service nodebox-data.service postgresql.service
+ slapd.service slapd2.service memcached.service chrony.service
+ rpcbind.service nfs-ganesha.service"
+MAIL_UNITS="nodebox-setup.service postfix.service dovecot.service
+ nginx.service haproxy.service sogo.service chrony.service"
 
 STOP_TIMEOUT=${NODEBOX_STOP_TIMEOUT:-25}
 
