@@ -263,14 +263,25 @@ static bool request_has_body(struct MHD_Connection *connection) {
 static enum MHD_Result request_handler(void *cls, struct MHD_Connection *connection, const char *url,
                                        const char *method, const char *version, const char *upload_data,
                                        size_t *upload_data_size, void **con_cls) {
+        static int seen_headers;
         Exporter *e = cls;
 
-        /* Every request is answered on the first call, before any body is
-         * read: MHD then discards the connection instead of the body. */
-        if (!streq(method, MHD_HTTP_METHOD_GET) && !streq(method, MHD_HTTP_METHOD_HEAD))
-                return queue_static(e, connection, REPLY_METHOD_NOT_ALLOWED);
-        if (request_has_body(connection) || *upload_data_size > 0)
+        if (!*con_cls) {
+                /* First call, right after the headers. Requests we refuse
+                 * are answered now, before any body is read: MHD then closes
+                 * the connection instead of reading the body. The others are
+                 * answered on the next call, once MHD knows the request is
+                 * complete, so that the connection can be kept alive. */
+                if (!streq(method, MHD_HTTP_METHOD_GET) && !streq(method, MHD_HTTP_METHOD_HEAD))
+                        return queue_static(e, connection, REPLY_METHOD_NOT_ALLOWED);
+                if (request_has_body(connection))
+                        return queue_static(e, connection, REPLY_BODY_NOT_ACCEPTED);
+                *con_cls = &seen_headers;
+                return MHD_YES;
+        }
+        if (*upload_data_size > 0)
                 return queue_static(e, connection, REPLY_BODY_NOT_ACCEPTED);
+
         if (streq(url, "/metrics"))
                 return serve_metrics(e, connection);
         if (streq(url, "/"))
@@ -307,10 +318,23 @@ static int exporter_arm_timer(Exporter *e) {
         return sd_event_source_set_enabled(e->timer_source, SD_EVENT_ONESHOT);
 }
 
+static unsigned exporter_n_connections(Exporter *e) {
+        const union MHD_DaemonInfo *info = MHD_get_daemon_info(e->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        return info ? info->num_connections : 0;
+}
+
 static int exporter_dispatch(Exporter *e) {
+        bool at_limit = exporter_n_connections(e) >= EXPORTER_CONNECTION_LIMIT;
         int r;
 
         if (MHD_run(e->daemon) != MHD_YES)
+                log_debug("MHD_run() failed, continuing.");
+        /* At the connection limit MHD takes the listening socket out of its
+         * epoll set, and puts it back only at the start of a later run. When
+         * this run freed a slot, nothing else may wake us up for that, and
+         * the clients waiting in the backlog would stall: run once more. */
+        if (at_limit && exporter_n_connections(e) < EXPORTER_CONNECTION_LIMIT &&
+            MHD_run(e->daemon) != MHD_YES)
                 log_debug("MHD_run() failed, continuing.");
         r = exporter_arm_timer(e);
         if (r < 0)
@@ -397,6 +421,8 @@ int exporter_new(Manager *m, const char *listen_address, Exporter **ret) {
                                      MHD_OPTION_CONNECTION_LIMIT, EXPORTER_CONNECTION_LIMIT,
                                      MHD_OPTION_CONNECTION_TIMEOUT, EXPORTER_CONNECTION_TIMEOUT_SEC,
                                      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) EXPORTER_CONNECTION_MEMORY,
+                                     /* e.g. HTTP/1.1 without Host is a 400 */
+                                     MHD_OPTION_STRICT_FOR_CLIENT, 1,
                                      MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, e,
                                      MHD_OPTION_END);
         if (!e->daemon) {
