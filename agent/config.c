@@ -84,7 +84,7 @@ static int escape_controls(char **s) {
         return 0;
 }
 
-static int context_add_errorv(ConfigContext *c, const yaml_mark_t *mark, const char *key, const char *fmt,
+_printf_(4, 0) static int context_add_errorv(ConfigContext *c, const yaml_mark_t *mark, const char *key, const char *fmt,
                               va_list ap) {
         _cleanup_free_ char *what = NULL, *line = NULL;
         int r;
