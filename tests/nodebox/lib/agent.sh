@@ -18,8 +18,39 @@ find_agent_deb() {
 	return 0
 }
 
+# The test configuration (the format of rupost-agent.yaml(5)).
+agent_config() {
+	cat <<-EOF
+		node: $1
+		web:
+		  listen_address: "0.0.0.0:9469"
+		control_socket: /run/rupost-agent/control.sock
+		probes:
+		  - name: mail-units
+		    type: systemd-unit
+		    interval: 10s
+		    timeout: 2s
+		    rise: 1
+		    fall: 1
+		    units: [nginx.service, postfix.service, dovecot.service, sogo.service]
+		  - name: smtp
+		    type: tcp
+		    interval: 5s
+		    timeout: 2s
+		    address: "127.0.0.1:25"
+		    expect: "220 "
+		  - name: imaps
+		    type: tcp
+		    interval: 5s
+		    timeout: 2s
+		    address: "127.0.0.1:993"
+		    tls: true
+		    expect: "* OK"
+	EOF
+}
+
 install_agent_everywhere() {
-	local nodes=$1 deb box sum failed=0
+	local nodes=$1 deb box sum
 	deb=$(find_agent_deb "$2")
 	if [ -z "$deb" ]; then
 		rm -f "$RUN_DIR/agent-deb"
@@ -31,35 +62,47 @@ install_agent_everywhere() {
 	# The boxes see $RUN_DIR/shared read-only at /nodebox/shared.
 	cp "$deb" "$RUN_DIR/shared/rupost-agent.deb.tmp"
 	mv "$RUN_DIR/shared/rupost-agent.deb.tmp" "$RUN_DIR/shared/rupost-agent.deb"
+	# Tests read this to know an agent is expected (and must work).
 	echo "$deb" >"$RUN_DIR/agent-deb"
+	local bad=""
 	for box in $(mail_nodes "$nodes"); do
-		install_agent "$box" "$sum" || failed=1
+		install_agent "$box" "$sum" || bad+="$box "
 	done
-	[ "$failed" = 0 ] || die "the agent could not be installed or started (see above)"
-	log "agent: $(basename "$deb") running on: $(mail_nodes "$nodes")"
+	# A broken agent is the product's failure, not the harness's: the
+	# cluster stays up so the tests can report it.
+	if [ -n "$bad" ]; then
+		log "WARNING: rupost-agent is NOT running on: $bad(see above)"
+	else
+		log "agent: $(basename "$deb") running on: $(mail_nodes "$nodes")"
+	fi
 }
 
 install_agent() {
-	local box=$1 sum=$2 have
+	local box=$1 sum=$2 have ilog
+	ilog=$(box_rundir "$box")/agent-install.log
 	have=$(box_exec "$box" cat /var/lib/nodebox/agent.sha256 2>/dev/null || true)
+	agent_config "$box" | box_exec "$box" sh -c \
+		'mkdir -p /etc/rupost && cat >/etc/rupost/agent.yaml.new && mv /etc/rupost/agent.yaml.new /etc/rupost/agent.yaml' ||
+		{ echo "nodebox: $box: cannot write /etc/rupost/agent.yaml" >&2; return 1; }
 	if [ "$have" != "$sum" ]; then
-		# --force-confold: a packaged agent.yaml never replaces the test one.
+		# --force-confold: the test agent.yaml stays, whatever the package ships.
 		if ! box_exec "$box" env DEBIAN_FRONTEND=noninteractive \
-			dpkg -i --force-confold /nodebox/shared/rupost-agent.deb >"$(box_rundir "$box")/agent-install.log" 2>&1; then
+			dpkg -i --force-confold /nodebox/shared/rupost-agent.deb >"$ilog" 2>&1; then
 			echo "nodebox: $box: dpkg -i of the agent failed:" >&2
-			tail -n 20 "$(box_rundir "$box")/agent-install.log" >&2
+			tail -n 20 "$ilog" >&2
 			return 1
 		fi
-		box_exec "$box" /usr/local/lib/nodebox/setup agent-config
 		box_exec "$box" sh -c "mkdir -p /var/lib/nodebox && echo $sum >/var/lib/nodebox/agent.sha256"
-		box_exec "$box" systemctl enable --quiet rupost-agent.service
+		box_exec "$box" systemctl enable --quiet rupost-agent.service || return 1
 		box_exec "$box" systemctl restart rupost-agent.service || true
 	else
 		box_exec "$box" systemctl start rupost-agent.service || true
 	fi
+	# Type=notify: active means it started; give a crash a moment to show.
+	sleep 0.5
 	if ! box_exec "$box" systemctl is-active --quiet rupost-agent.service; then
 		echo "nodebox: $box: rupost-agent.service is not running:" >&2
-		box_exec "$box" journalctl --no-pager -b -u rupost-agent.service -n 25 >&2 || true
+		box_exec "$box" journalctl --no-pager -b -u rupost-agent.service -n 8 >&2 || true
 		return 1
 	fi
 }

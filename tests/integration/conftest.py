@@ -1,0 +1,83 @@
+"""Fixtures for the node-box integration suite.
+
+The session fixture `cluster` runs `nodebox up` (a no-op for boxes that are
+already running, so `tests/integration/run` or a developer can bring the
+cluster up first) and `nodebox down` at the end unless NODEBOX_KEEP=1.
+"""
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+NODEBOX = str(HERE.parent / "nodebox" / "nodebox")
+KEEP = os.environ.get("NODEBOX_KEEP") == "1"
+RUN_DIR = os.environ.get("NODEBOX_RUN_DIR", "/run/rupost-nodebox")
+
+
+class Cluster:
+    """Thin wrapper around the nodebox command."""
+
+    def __init__(self, nodes):
+        self.nodes = nodes
+        self.mail_nodes = [f"node{i}" for i in range(1, nodes + 1)]
+        self.boxes = ["infra"] + self.mail_nodes
+
+    def nodebox(self, *args, check=True, timeout=600):
+        res = subprocess.run([NODEBOX, *args], capture_output=True, text=True,
+                             timeout=timeout)
+        if check and res.returncode != 0:
+            raise AssertionError(
+                f"nodebox {' '.join(args)} exited {res.returncode}\n"
+                f"stdout:\n{res.stdout}\nstderr:\n{res.stderr}")
+        return res
+
+    def exec(self, box, *cmd, check=True, timeout=60, input=None):
+        """Run CMD in BOX; returns the CompletedProcess (text mode)."""
+        res = subprocess.run([NODEBOX, "exec", box, "--", *cmd],
+                             capture_output=True, text=True, timeout=timeout,
+                             input=input)
+        if check and res.returncode != 0:
+            raise AssertionError(
+                f"in {box}: {' '.join(cmd)} exited {res.returncode}\n"
+                f"stdout:\n{res.stdout}\nstderr:\n{res.stderr}")
+        return res
+
+    def python(self, box, code, check=True, timeout=60):
+        """Run a Python snippet inside BOX (its own python3)."""
+        return self.exec(box, "python3", "-c", code, check=check,
+                         timeout=timeout)
+
+    def agent_expected(self):
+        """True when `nodebox up` was given an agent package to install.
+
+        The agent then has to work: a package that fails to install or an
+        agent that crashes is a test failure, not a reason to skip."""
+        return Path(RUN_DIR, "agent-deb").exists()
+
+    def wait_for(self, what, predicate, timeout=30.0, interval=0.2):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = predicate()
+            if last:
+                return last
+            time.sleep(interval)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what} "
+                             f"(last value: {last!r})")
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    nodes = int(os.environ.get("NODEBOX_NODES", "2"))
+    c = Cluster(nodes)
+    args = ["up", "--nodes", str(nodes)]
+    if os.environ.get("NODEBOX_DEB"):
+        args += ["--deb", os.environ["NODEBOX_DEB"]]
+    c.nodebox(*args, timeout=1800)
+    yield c
+    if not KEEP:
+        c.nodebox("down", check=False)
