@@ -64,6 +64,11 @@ struct Exporter {
         sd_event_source *timer_source;
         struct MHD_Response *replies[_REPLY_MAX];
         char *address; /* as bound, for messages */
+        /* The probe part of the body, rendered again only when a probe
+         * reported or the config changed; see metrics_state_hash(). */
+        Buf cache;
+        uint64_t cache_hash;
+        bool cache_valid;
         uint16_t port;
         int last_render_error; /* to log a failing render once, not on every scrape */
 };
@@ -221,13 +226,33 @@ static enum MHD_Result queue_static(Exporter *e, struct MHD_Connection *connecti
         return MHD_queue_response(connection, static_replies[reply].status, e->replies[reply]);
 }
 
+static int exporter_render(Exporter *e, Buf *body) {
+        uint64_t hash = metrics_state_hash(e->manager);
+        int r;
+
+        if (!e->cache_valid || hash != e->cache_hash) {
+                e->cache_valid = false;
+                buf_reset(&e->cache);
+                r = metrics_render_state(e->manager, &e->cache);
+                if (r < 0)
+                        return r;
+                e->cache_hash = hash;
+                e->cache_valid = true;
+        }
+
+        r = buf_append(body, e->cache.data, e->cache.len);
+        if (r < 0)
+                return r;
+        return metrics_render_process(body);
+}
+
 static enum MHD_Result serve_metrics(Exporter *e, struct MHD_Connection *connection) {
         struct MHD_Response *response;
         Buf body = BUF_INIT(EXPORTER_MAX_BODY);
         enum MHD_Result ret;
         int r;
 
-        r = metrics_render(e->manager, &body);
+        r = exporter_render(e, &body);
         if (r < 0) {
                 buf_done(&body);
                 if (r != e->last_render_error)
@@ -365,6 +390,7 @@ Exporter *exporter_free(Exporter *e) {
         for (size_t i = 0; i < _REPLY_MAX; i++)
                 if (e->replies[i])
                         MHD_destroy_response(e->replies[i]);
+        buf_done(&e->cache);
         free(e->address);
         free(e);
         return NULL;
@@ -400,6 +426,7 @@ int exporter_new(Manager *m, const char *listen_address, Exporter **ret) {
         if (!e)
                 return log_oom();
         e->manager = m;
+        e->cache = BUF_INIT(EXPORTER_MAX_BODY);
 
         r = exporter_make_replies(e);
         if (r < 0)

@@ -36,6 +36,9 @@ int metrics_render(const Manager *m, Buf *out);
  * change on every call. */
 int metrics_render_state(const Manager *m, Buf *out);
 int metrics_render_process(Buf *out);
+/* A hash of everything metrics_render_state() reads: while it is unchanged,
+ * a body rendered earlier is still exact. */
+uint64_t metrics_state_hash(const Manager *m);
 /* A sample value as the text format spells it: integers without exponent,
  * other values in the shortest form that reads back exactly, NaN, +Inf, -Inf.
  * Returns the length, as snprintf(). */

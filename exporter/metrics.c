@@ -377,6 +377,63 @@ static int render_info(Buf *b, const Manager *m) {
         return PUT_LITERAL(b, "\"} 1\n");
 }
 
+/* FNV-1a, 64 bit: fast enough to run over the whole state on every scrape,
+ * and collisions between two states a scrape apart are not a concern. */
+#define FNV_OFFSET UINT64_C(0xcbf29ce484222325)
+#define FNV_PRIME UINT64_C(0x100000001b3)
+
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n) {
+        const unsigned char *c = p;
+        for (size_t i = 0; i < n; i++)
+                h = (h ^ c[i]) * FNV_PRIME;
+        return h;
+}
+
+static uint64_t hash_u64(uint64_t h, uint64_t v) {
+        return hash_bytes(h, &v, sizeof v);
+}
+
+static uint64_t hash_str(uint64_t h, const char *s) {
+        /* Include the terminator, so that "ab"+"c" differs from "a"+"bc". */
+        return s ? hash_bytes(h, s, strlen(s) + 1) : hash_u64(h, UINT64_MAX);
+}
+
+uint64_t metrics_state_hash(const Manager *m) {
+        uint64_t h = FNV_OFFSET;
+        size_t n_probes;
+        Probe **probes = manager_probes(m, &n_probes);
+
+        h = hash_str(h, manager_node_name(m));
+        h = hash_u64(h, n_probes);
+        for (size_t i = 0; i < n_probes; i++) {
+                const Probe *p = probes[i];
+
+                h = hash_str(h, p->name);
+                h = hash_str(h, p->type->name);
+                h = hash_u64(h, p->have_result);
+                h = hash_u64(h, (uint64_t) p->status);
+                h = hash_u64(h, p->interval);
+                h = hash_u64(h, p->timeout);
+                h = hash_u64(h, p->changed_realtime);
+                h = hash_u64(h, p->n_runs);
+                h = hash_u64(h, p->n_timeouts);
+                if (!p->have_result)
+                        continue;
+                h = hash_u64(h, p->last.started_realtime);
+                h = hash_u64(h, p->last.duration);
+                h = hash_u64(h, p->last.n_samples);
+                for (size_t j = 0; j < p->last.n_samples; j++) {
+                        const Sample *s = &p->last.samples[j];
+
+                        h = hash_u64(h, (uint64_t) (uintptr_t) s->family);
+                        h = hash_str(h, s->family ? s->family->name : NULL);
+                        h = hash_str(h, s->labels);
+                        h = hash_bytes(h, &s->value, sizeof s->value);
+                }
+        }
+        return h;
+}
+
 int metrics_render_state(const Manager *m, Buf *out) {
         Probe **probes;
         size_t n_probes;

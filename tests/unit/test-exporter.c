@@ -120,6 +120,34 @@ TEST(scrape) {
         server_stop(&s);
 }
 
+static char *scrape(Server *s) {
+        char *r = EXCHANGE(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        ASSERT_TRUE(strncmp(r, "HTTP/1.1 200 ", 13) == 0);
+        return r;
+}
+
+TEST(scrape_follows_probe_results) {
+        Server s;
+        server_start(&s);
+
+        _cleanup_free_ char *a = scrape(&s);
+        ASSERT_CONTAINS(a, "\nrupost_probe_runs_total{probe=\"smtp\",type=\"tcp\"} 0\n");
+
+        /* What a finished run changes shows up in the next scrape. */
+        s.probes[0]->n_runs = 1;
+        s.probes[0]->status = PROBE_CRITICAL;
+        _cleanup_free_ char *b = scrape(&s);
+        ASSERT_CONTAINS(b, "\nrupost_probe_runs_total{probe=\"smtp\",type=\"tcp\"} 1\n");
+        ASSERT_CONTAINS(b, "\nrupost_probe_success{probe=\"smtp\",type=\"tcp\"} 0\n");
+
+        /* So does a new node name (a reload). */
+        s.config.node = (char *) "mx2";
+        _cleanup_free_ char *c = scrape(&s);
+        ASSERT_CONTAINS(c, "\nrupost_node_info{node=\"mx2\"} 1\n");
+        ASSERT_NOT_CONTAINS(c, "node=\"mx1\"");
+        server_stop(&s);
+}
+
 TEST(head) {
         Server s;
         server_start(&s);

@@ -223,6 +223,25 @@ TEST(family_conflicts) {
         fixture_done(&f);
 }
 
+TEST(state_hash) {
+        Fixture f;
+
+        fixture_init(&f);
+        uint64_t h = metrics_state_hash(&f.manager);
+        ASSERT_TRUE(h == metrics_state_hash(&f.manager));
+
+        f.probes[0]->last.samples[0].value = 18;
+        uint64_t h2 = metrics_state_hash(&f.manager);
+        ASSERT_TRUE(h2 != h);
+        f.probes[2]->n_runs++;
+        uint64_t h3 = metrics_state_hash(&f.manager);
+        ASSERT_TRUE(h3 != h2);
+        free(f.probes[1]->last.samples[0].labels);
+        f.probes[1]->last.samples[0].labels = strdup("queue=\"c\"");
+        ASSERT_TRUE(metrics_state_hash(&f.manager) != h3);
+        fixture_done(&f);
+}
+
 TEST(overflow_is_an_error) {
         Fixture f;
         Buf b = BUF_INIT(1024);
