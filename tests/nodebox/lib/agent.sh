@@ -12,6 +12,11 @@ find_agent_deb() {
 		readlink -f "$given"
 		return 0
 	fi
+	# A running cluster keeps the package it was brought up with.
+	if [ -s "$RUN_DIR/agent-deb" ] && [ -f "$(cat "$RUN_DIR/agent-deb")" ]; then
+		cat "$RUN_DIR/agent-deb"
+		return 0
+	fi
 	local newest
 	newest=$(ls -t "$REPO_ROOT"/../rupost-agent_*.deb "$REPO_ROOT"/build-deb/rupost-agent_*.deb 2>/dev/null | head -n 1)
 	[ -n "$newest" ] && readlink -f "$newest"
