@@ -59,15 +59,22 @@ class Cluster:
         return Path(RUN_DIR, "agent-deb").exists()
 
     def wait_for(self, what, predicate, timeout=30.0, interval=0.2):
+        """Poll PREDICATE until it returns something true.  Failures inside
+        it (a service still starting) count as "not yet"; the last one is
+        reported on timeout."""
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
-            last = predicate()
-            if last:
-                return last
+            try:
+                last = predicate()
+            except (AssertionError, ValueError, KeyError, StopIteration) as e:
+                last = e
+            else:
+                if last:
+                    return last
             time.sleep(interval)
         raise AssertionError(f"timed out after {timeout}s waiting for {what} "
-                             f"(last value: {last!r})")
+                             f"(last: {last!r})")
 
 
 @pytest.fixture(scope="session")
