@@ -16,6 +16,7 @@
 #include "config.h"
 #include "lib/log.h"
 #include "lib/sockaddr.h"
+#include "lib/tls-inspect.h"
 #include "probes.h"
 
 #define BANNER_MAX 512
@@ -45,11 +46,6 @@ static const MetricFamily family_connect_seconds = {
         .name = "rupost_tcp_connect_duration_seconds",
         .type = METRIC_GAUGE,
         .help = "Time the last TCP connect of the probe took.",
-};
-static const MetricFamily family_cert_expiry = {
-        .name = "rupost_tls_certificate_expiry_timestamp_seconds",
-        .type = METRIC_GAUGE,
-        .help = "When the certificate the peer presented (the leaf) expires.",
 };
 
 static const ConfigItem tcp_config_items[] = {
@@ -189,7 +185,7 @@ static void tcp_certificate_sample(Probe *p) {
         if (!cert)
                 return;
         if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1)
-                (void) probe_add_sample(p, &family_cert_expiry, (double) timegm(&tm), NULL);
+                (void) probe_add_sample(p, &tls_family_certificate_expiry, (double) timegm(&tm), NULL);
         X509_free(cert);
 }
 

@@ -5,3 +5,4 @@
 
 extern const ProbeType probe_type_systemd_unit;
 extern const ProbeType probe_type_tcp;
+extern const ProbeType probe_type_smtp, probe_type_lmtp, probe_type_imap, probe_type_managesieve;
