@@ -69,9 +69,15 @@ install_agent_everywhere() {
 	mv "$RUN_DIR/shared/rupost-agent.deb.tmp" "$RUN_DIR/shared/rupost-agent.deb"
 	# Tests read this to know an agent is expected (and must work).
 	echo "$deb" >"$RUN_DIR/agent-deb"
-	local bad=""
+	# In parallel: dpkg and the agent's start dominate, one box each.
+	local bad="" pids=() boxes=() i
 	for box in $(mail_nodes "$nodes"); do
-		install_agent "$box" "$sum" || bad+="$box "
+		install_agent "$box" "$sum" &
+		pids+=($!)
+		boxes+=("$box")
+	done
+	for i in "${!pids[@]}"; do
+		wait "${pids[$i]}" || bad+="${boxes[$i]} "
 	done
 	# A broken agent is the product's failure, not the harness's: the
 	# cluster stays up so the tests can report it.

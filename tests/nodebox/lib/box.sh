@@ -316,12 +316,26 @@ reconcile_node_count() {
 	have=$(running_node_count)
 	[ -n "$have" ] && [ "$have" != "$want" ] || return 0
 	log "node count changes from $have to $want: restarting the mail boxes"
-	for box in $(known_boxes); do
-		[ "$box" != infra ] || continue
+	local mail
+	mail=$(known_boxes | grep -v '^infra$' || true)
+	# shellcheck disable=SC2086  # a list of box names
+	stop_boxes $mail
+	for box in $mail; do
 		cleanup_box_runtime "$box"
 		local n=${box#node}
 		[ "$n" -le "$want" ] || purge_box_state "$box"
 	done
+}
+
+# Power boxes off in parallel: each stop mostly waits for the box's shutdown.
+stop_boxes() {
+	local box pids=() p rc=0
+	for box in "$@"; do
+		stop_box "$box" &
+		pids+=($!)
+	done
+	for p in "${pids[@]}"; do wait "$p" || rc=1; done
+	return $rc
 }
 
 # --- shared directories ----------------------------------------------------

@@ -1,4 +1,5 @@
 # Shared settings and small helpers for nodebox (sourced, not run).
+# shellcheck disable=SC2034  # settings used by the files that source this one
 
 # Runtime state (pids, logs, the shared tmpfs) and persistent state (the
 # cached rootfs and each box's overlay upper layer).
