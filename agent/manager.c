@@ -6,6 +6,7 @@
 
 #include "control.h"
 #include "exporter/exporter.h"
+#include "lib/curl-glue.h"
 #include "lib/log.h"
 #include "manager.h"
 
@@ -86,6 +87,7 @@ Manager *manager_free(Manager *m) {
         m->control = control_server_free(m->control);
         m->exporter = exporter_free(m->exporter);
         m->config = config_free(m->config);
+        m->curl = curl_glue_free(m->curl);
         m->watchdog = sd_event_source_disable_unref(m->watchdog);
         m->bus = sd_bus_flush_close_unref(m->bus);
         m->event = sd_event_unref(m->event);

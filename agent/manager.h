@@ -13,6 +13,7 @@
 
 typedef struct Exporter Exporter;
 typedef struct ControlServer ControlServer;
+typedef struct CurlGlue CurlGlue;
 
 typedef struct ManagerOptions {
         const char *config_path;
@@ -29,6 +30,7 @@ struct Manager {
 
         Exporter *exporter;
         ControlServer *control;
+        CurlGlue *curl; /* libcurl multi of the HTTP probes, created on first use */
 
         sd_event_source *watchdog;
         usec_t watchdog_usec;

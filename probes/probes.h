@@ -5,4 +5,7 @@
 
 extern const ProbeType probe_type_systemd_unit;
 extern const ProbeType probe_type_tcp;
+extern const ProbeType probe_type_http;
+extern const ProbeType probe_type_nginx;
+extern const ProbeType probe_type_haproxy;
 extern const ProbeType probe_type_smtp, probe_type_lmtp, probe_type_imap, probe_type_managesieve;
