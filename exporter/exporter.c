@@ -314,7 +314,7 @@ static enum MHD_Result request_handler(void *cls, struct MHD_Connection *connect
         return queue_static(e, connection, REPLY_NOT_FOUND);
 }
 
-static void mhd_logger(void *cls, const char *fmt, va_list ap) {
+_printf_(2, 0) static void mhd_logger(void *cls, const char *fmt, va_list ap) {
         _cleanup_free_ char *s = NULL;
 
         /* MHD reports what clients did wrong here; that is not the agent's
@@ -343,7 +343,7 @@ static int exporter_arm_timer(Exporter *e) {
         return sd_event_source_set_enabled(e->timer_source, SD_EVENT_ONESHOT);
 }
 
-static unsigned exporter_n_connections(Exporter *e) {
+unsigned exporter_n_connections(const Exporter *e) {
         const union MHD_DaemonInfo *info = MHD_get_daemon_info(e->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
         return info ? info->num_connections : 0;
 }
@@ -470,7 +470,9 @@ int exporter_new(Manager *m, const char *listen_address, Exporter **ret) {
                 return log_error_errno(r, "Failed to watch the HTTP server: %m");
         (void) sd_event_source_set_description(e->io_source, "exporter-io");
 
-        r = sd_event_add_time(m->event, &e->timer_source, CLOCK_MONOTONIC, 0, 0, on_timer, e);
+        /* MHD asks for a timeout of 0 when it has buffered work (pipelined
+         * requests): sd-event's default slack of 250ms would stall those. */
+        r = sd_event_add_time(m->event, &e->timer_source, CLOCK_MONOTONIC, 0, USEC_PER_MSEC, on_timer, e);
         if (r < 0)
                 return log_error_errno(r, "Failed to add the HTTP connection timer: %m");
         (void) sd_event_source_set_description(e->timer_source, "exporter-timer");

@@ -18,6 +18,8 @@ int exporter_new(Manager *m, const char *listen_address, Exporter **ret);
 Exporter *exporter_free(Exporter *e);
 /* The port actually bound, also when listen_address asked for port 0. */
 uint16_t exporter_port(const Exporter *e);
+/* Open client connections, for tests. */
+unsigned exporter_n_connections(const Exporter *e);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Exporter *, exporter_free);
 
 /* Parses a listen address without name resolution: "192.0.2.1:9469",
