@@ -166,6 +166,51 @@ def test_sogo_answers_through_nginx(cluster):
     assert "Active connections" in out
 
 
+IMAP_LOGIN = r"""
+import imaplib, ssl, sys
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4_SSL(sys.argv[1], 993, ssl_context=ctx)
+print(m.login(sys.argv[2], sys.argv[3])[0])
+m.logout()
+"""
+
+
+def test_sogo_login_uses_ldap_postgres_memcached(cluster):
+    def login(password):
+        return cluster.exec(
+            "infra", "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}",
+            "--max-time", "20", "-H", "Content-Type: application/json",
+            "-d", '{"userName": "%s", "password": "%s"}' % (ALICE[0], password),
+            "https://node2/SOGo/connect").stdout
+
+    assert cluster.wait_for("a SOGo login as alice", lambda: login(ALICE[1]) == "200",
+                            timeout=30)
+    assert login("wrong-password") == "403"
+
+
+def test_ldap_controller_failover(cluster):
+    """Two controllers of one domain: logins keep working without ldap1."""
+    def imap_login(node):
+        r = cluster.exec("infra", "python3", "-c", IMAP_LOGIN, node, "bob@rupost.test",
+                         "bob-secret", check=False, timeout=30)
+        return r.stdout.strip() == "OK"
+
+    assert imap_login("node1")
+    cluster.exec("infra", "systemctl", "stop", "slapd.service")
+    try:
+        assert cluster.exec("infra", "nc", "-z", "-w", "1", "ldap1", "389",
+                            check=False).returncode != 0
+        assert cluster.wait_for("a login through ldap2", lambda: imap_login("node1"),
+                                timeout=20)
+    finally:
+        cluster.exec("infra", "systemctl", "start", "slapd.service")
+    assert cluster.wait_for("ldap1 back", lambda: cluster.exec(
+        "infra", "nc", "-z", "-w", "1", "ldap1", "389", check=False).returncode == 0,
+        timeout=20)
+
+
 def test_partition_isolate_heal(cluster):
     def reach(src, dst, port="25"):
         return cluster.exec(src, "nc", "-z", "-w", "1", dst, port,
