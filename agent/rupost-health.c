@@ -410,10 +410,19 @@ finish:
         return r;
 }
 
+/* Microseconds are the agent's resolution; json-c's default of 17
+ * significant digits would print 0.000089 as 8.8999999999999995e-05. */
+static struct json_object *json_seconds(double t) {
+        char buf[64];
+
+        snprintf(buf, sizeof buf, "%.6f", t);
+        return json_object_new_double_s(t, buf);
+}
+
 /* json-c objects take ownership of what is added to them; a NULL from an
  * allocation failure is caught once, by the final serialization. */
 static struct json_object *json_time_or_null(bool have, double t) {
-        return have && t > 0 ? json_object_new_double(t) : NULL;
+        return have && t > 0 ? json_seconds(t) : NULL;
 }
 
 static int print_json(const Response *resp, ProbeStatus overall) {
@@ -428,7 +437,7 @@ static int print_json(const Response *resp, ProbeStatus overall) {
 
         json_object_object_add(root, "node", json_object_new_string(resp->node));
         json_object_object_add(root, "version", json_object_new_string(resp->version));
-        json_object_object_add(root, "start_time", json_object_new_double(resp->start_time));
+        json_object_object_add(root, "start_time", json_seconds(resp->start_time));
         json_object_object_add(root, "status", json_object_new_string(probe_status_to_string(overall)));
         json_object_object_add(root, "probes", probes);
 
@@ -449,7 +458,7 @@ static int print_json(const Response *resp, ProbeStatus overall) {
                 json_object_object_add(o, "last_run_at", json_time_or_null(p->have_result, p->last_run_at));
                 json_object_object_add(o, "changed_at", json_time_or_null(true, p->changed_at));
                 json_object_object_add(o, "duration_seconds",
-                                       p->have_result ? json_object_new_double(p->duration_seconds) : NULL);
+                                       p->have_result ? json_seconds(p->duration_seconds) : NULL);
                 json_object_object_add(o, "runs", json_object_new_uint64(p->runs));
                 json_object_object_add(o, "timeouts", json_object_new_uint64(p->timeouts));
                 json_object_object_add(o, "running", json_object_new_boolean(p->running));
