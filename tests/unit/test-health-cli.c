@@ -1,0 +1,474 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The rupost-health binary as an operator and a monitoring system use it:
+ * against a control server run in a child process, checking the exit code,
+ * the table and the JSON. */
+
+#include <fcntl.h>
+#include <grp.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include "tests.h"
+
+#include "build-config.h"
+#include "config.h"
+#include "control.h"
+#include "lib/buf.h"
+#include "manager.h"
+#include "probe.h"
+
+typedef struct ProbeSpec {
+        const char *name;
+        ProbeStatus status;
+        ProbeStatus last_status;
+        const char *reason;
+        bool have_result;
+} ProbeSpec;
+
+typedef struct TestServer {
+        pid_t pid;
+        char dir[64];
+        char path[128];
+} TestServer;
+
+_Noreturn static void server_child(const char *path, const ProbeSpec *specs, size_t n, int ready_fd) {
+        _cleanup_(control_server_freep) ControlServer *s = NULL;
+        Probe **probes = calloc(n + 1, sizeof *probes);
+        Config config = { .node = (char *) "mail7" };
+        sd_event *e = NULL;
+        Manager m = {};
+        sigset_t ss;
+
+        /* A failed assertion in the test must not leave a server behind. */
+        ASSERT_OK(prctl(PR_SET_PDEATHSIG, SIGKILL));
+        if (getppid() == 1)
+                _exit(EXIT_FAILURE);
+
+        ASSERT_TRUE(probes);
+        for (size_t i = 0; i < n; i++) {
+                Probe *p;
+
+                ASSERT_OK(probe_new(probe_type_find("tcp"), specs[i].name, &p));
+                p->status = specs[i].status;
+                p->have_result = specs[i].have_result;
+                if (specs[i].have_result) {
+                        p->last.status = specs[i].last_status;
+                        p->last.reason = specs[i].reason ? strdup(specs[i].reason) : NULL;
+                        /* Hours ago, so that the AGE column reads the same however
+                         * slowly the test runs. */
+                        p->last.started_realtime = now(CLOCK_REALTIME) - 3 * USEC_PER_HOUR;
+                        p->last.duration = 12 * USEC_PER_MSEC;
+                }
+                p->changed_realtime = now(CLOCK_REALTIME) - 60 * USEC_PER_SEC;
+                p->n_runs = 5;
+                p->n_timeouts = 1;
+                probes[i] = p;
+        }
+        config.probes = probes;
+        config.n_probes = n;
+
+        ASSERT_OK(sigemptyset(&ss));
+        ASSERT_OK(sigaddset(&ss, SIGTERM));
+        ASSERT_OK(sigprocmask(SIG_BLOCK, &ss, NULL));
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(sd_event_add_signal(e, NULL, SIGTERM, NULL, NULL));
+        m.event = e;
+        m.config = &config;
+        m.start_realtime = now(CLOCK_REALTIME) - 2 * USEC_PER_HOUR - 3 * USEC_PER_MINUTE;
+
+        if (control_server_new(&m, path, &s) < 0)
+                _exit(10);
+        ASSERT_EQ(write(ready_fd, "R", 1), 1);
+        safe_close(ready_fd);
+
+        ASSERT_OK(sd_event_loop(e));
+
+        s = control_server_free(s);
+        for (size_t i = 0; i < n; i++)
+                probe_free(probes[i]);
+        free(probes);
+        sd_event_unref(e);
+        exit(EXIT_SUCCESS);
+}
+
+static void test_dir_make(TestServer *t) {
+        snprintf(t->dir, sizeof t->dir, "/tmp/test-health-XXXXXX");
+        ASSERT_TRUE(mkdtemp(t->dir));
+        snprintf(t->path, sizeof t->path, "%s/control.sock", t->dir);
+}
+
+static void server_start(TestServer *t, const ProbeSpec *specs, size_t n) {
+        int pipefd[2];
+        char c;
+
+        test_dir_make(t);
+        ASSERT_OK(pipe2(pipefd, O_CLOEXEC));
+        t->pid = fork();
+        ASSERT_TRUE(t->pid >= 0);
+        if (t->pid == 0) {
+                safe_close(pipefd[0]);
+                server_child(t->path, specs, n, pipefd[1]);
+        }
+        safe_close(pipefd[1]);
+        ASSERT_EQ(read(pipefd[0], &c, 1), 1); /* EOF here: the server failed to start */
+        safe_close(pipefd[0]);
+}
+
+static void server_stop(TestServer *t) {
+        int status;
+
+        ASSERT_OK(kill(t->pid, SIGTERM));
+        ASSERT_EQ(waitpid(t->pid, &status, 0), t->pid);
+        ASSERT_TRUE(WIFEXITED(status));
+        ASSERT_EQ(WEXITSTATUS(status), 0);
+        ASSERT_OK(rmdir(t->dir));
+}
+
+typedef struct Run {
+        int exit_code;
+        char *out;
+        char *err;
+        usec_t took;
+} Run;
+
+static void run_done(Run *r) {
+        free(r->out);
+        free(r->err);
+}
+
+/* Runs the built rupost-health with args (NULL-terminated), optionally as
+ * another user, and collects everything it printed. */
+static Run run_cli_as(uid_t uid, const char *const *args) {
+        const char *root = getenv("TEST_BUILD_ROOT");
+        char binary[512];
+        const char *argv[16] = {};
+        Buf out = BUF_INIT(1024 * 1024), err = BUF_INIT(1024 * 1024);
+        int po[2], pe[2], status;
+        usec_t start = now(CLOCK_MONOTONIC);
+        size_t n = 0;
+        Run run = {};
+        pid_t pid;
+
+        snprintf(binary, sizeof binary, "%s/rupost-health", root ?: ".");
+        argv[n++] = binary;
+        for (; *args; args++) {
+                ASSERT_TRUE(n + 1 < ELEMENTSOF(argv));
+                argv[n++] = *args;
+        }
+
+        ASSERT_OK(pipe2(po, O_CLOEXEC));
+        ASSERT_OK(pipe2(pe, O_CLOEXEC));
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                if (dup2(po[1], STDOUT_FILENO) < 0 || dup2(pe[1], STDERR_FILENO) < 0)
+                        _exit(127);
+                if (uid != 0 && (setgroups(0, NULL) < 0 || setgid(uid) < 0 || setuid(uid) < 0))
+                        _exit(126);
+                execv(binary, (char **) argv);
+                _exit(127);
+        }
+        safe_close(po[1]);
+        safe_close(pe[1]);
+
+        /* Read both pipes as they fill, so a chatty child never blocks. */
+        for (bool eo = false, ee = false; !eo || !ee;) {
+                struct pollfd p[2] = { { .fd = eo ? -1 : po[0], .events = POLLIN },
+                                       { .fd = ee ? -1 : pe[0], .events = POLLIN } };
+                char buf[4096];
+                ssize_t l;
+
+                ASSERT_TRUE(poll(p, 2, 30000) > 0);
+                if (p[0].revents) {
+                        l = read(po[0], buf, sizeof buf);
+                        if (l <= 0)
+                                eo = true;
+                        else
+                                ASSERT_OK(buf_append(&out, buf, (size_t) l));
+                }
+                if (p[1].revents) {
+                        l = read(pe[0], buf, sizeof buf);
+                        if (l <= 0)
+                                ee = true;
+                        else
+                                ASSERT_OK(buf_append(&err, buf, (size_t) l));
+                }
+        }
+        safe_close(po[0]);
+        safe_close(pe[0]);
+
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        run.took = now(CLOCK_MONOTONIC) - start;
+        ASSERT_TRUE(WIFEXITED(status));
+        run.exit_code = WEXITSTATUS(status);
+        ASSERT_TRUE(run.exit_code != 126 && run.exit_code != 127);
+        ASSERT_OK(buf_puts(&out, ""));
+        ASSERT_OK(buf_puts(&err, ""));
+        run.out = buf_steal(&out);
+        run.err = buf_steal(&err);
+        ASSERT_TRUE(run.out && run.err);
+        buf_done(&out);
+        buf_done(&err);
+        return run;
+}
+
+#define run_cli(...) run_cli_as(0, (const char *const[]) { __VA_ARGS__, NULL })
+
+static Run run_against(const ProbeSpec *specs, size_t n, const char *extra) {
+        TestServer t;
+        Run r;
+
+        server_start(&t, specs, n);
+        r = run_cli("--control-socket", t.path, extra ?: "--timeout=10s");
+        server_stop(&t);
+        return r;
+}
+
+#define OK(name) { name, PROBE_OK, PROBE_OK, "fine", true }
+#define WARN(name) { name, PROBE_WARNING, PROBE_WARNING, "slow: 900ms", true }
+#define CRIT(name) { name, PROBE_CRITICAL, PROBE_CRITICAL, "connection refused", true }
+#define UNKN(name) { name, PROBE_UNKNOWN, PROBE_UNKNOWN, "could not run", true }
+
+TEST(exit_ok) {
+        static const ProbeSpec specs[] = { OK("smtp"), OK("imap") };
+        _cleanup_(run_done) Run r = run_against(specs, ELEMENTSOF(specs), NULL);
+
+        ASSERT_EQ(r.exit_code, 0);
+        ASSERT_STREQ(r.err, "");
+        /* Header: node, agent version, uptime, overall status. */
+        ASSERT_CONTAINS(r.out, "node mail7, rupost-agent " PROJECT_VERSION ", up 2h3m: ok\n");
+        ASSERT_CONTAINS(r.out, "PROBE  TYPE  STATUS  AGE   DURATION  REASON\n");
+        ASSERT_CONTAINS(r.out, "smtp   tcp   ok      3h0m  12ms      fine\n");
+        ASSERT_CONTAINS(r.out, "imap   tcp   ok      3h0m  12ms      fine\n");
+        /* Not a terminal: no color codes. */
+        ASSERT_NOT_CONTAINS(r.out, "\033[");
+}
+
+TEST(exit_warning_beats_unknown) {
+        static const ProbeSpec specs[] = { OK("smtp"), UNKN("ldap"), WARN("imap") };
+        _cleanup_(run_done) Run r = run_against(specs, ELEMENTSOF(specs), NULL);
+
+        ASSERT_EQ(r.exit_code, 1);
+        ASSERT_CONTAINS(r.out, "up 2h3m: warning\n");
+        ASSERT_CONTAINS(r.out, "slow: 900ms");
+}
+
+TEST(exit_critical_beats_all) {
+        static const ProbeSpec specs[] = { WARN("imap"), CRIT("smtp"), UNKN("ldap"), OK("pop3") };
+        _cleanup_(run_done) Run r = run_against(specs, ELEMENTSOF(specs), NULL);
+
+        ASSERT_EQ(r.exit_code, 2);
+        ASSERT_CONTAINS(r.out, ": critical\n");
+        ASSERT_CONTAINS(r.out, "smtp   tcp   critical  3h0m  12ms      connection refused\n");
+}
+
+TEST(exit_unknown) {
+        static const ProbeSpec specs[] = { OK("smtp"), UNKN("ldap") };
+        _cleanup_(run_done) Run r = run_against(specs, ELEMENTSOF(specs), NULL);
+
+        ASSERT_EQ(r.exit_code, 3);
+        ASSERT_CONTAINS(r.out, ": unknown\n");
+}
+
+TEST(exit_no_probes) {
+        _cleanup_(run_done) Run r = run_against(NULL, 0, NULL);
+
+        ASSERT_EQ(r.exit_code, 3);
+        ASSERT_CONTAINS(r.out, "no probes configured");
+}
+
+TEST(hysteresis_and_first_run_shown) {
+        static const ProbeSpec specs[] = {
+                { "smtp", PROBE_OK, PROBE_CRITICAL, "connection refused", true },
+                { "ldap", PROBE_UNKNOWN, 0, NULL, false },
+        };
+        _cleanup_(run_done) Run r = run_against(specs, ELEMENTSOF(specs), NULL);
+
+        /* Still ok for the node: the fall threshold has not been reached. */
+        ASSERT_EQ(r.exit_code, 3);
+        ASSERT_CONTAINS(r.out, "smtp   tcp   ok (last run: critical)  3h0m  12ms      connection refused\n");
+        ASSERT_CONTAINS(r.out, "ldap   tcp   unknown                  -     -         no result yet\n");
+}
+
+TEST(reason_cannot_drive_the_terminal) {
+        static const ProbeSpec specs[] = { { "smtp", PROBE_CRITICAL, PROBE_CRITICAL,
+                                             "banner \033[2J\033]0;owned\007 here", true } };
+        _cleanup_(run_done) Run r = run_against(specs, ELEMENTSOF(specs), NULL);
+
+        ASSERT_EQ(r.exit_code, 2);
+        ASSERT_NOT_CONTAINS(r.out, "\033");
+        ASSERT_NOT_CONTAINS(r.out, "\007");
+        ASSERT_CONTAINS(r.out, "banner ?[2J?]0;owned? here");
+}
+
+static struct json_object *get(struct json_object *o, const char *key) {
+        struct json_object *v = NULL;
+
+        if (!json_object_object_get_ex(o, key, &v))
+                ASSERT_FAIL("JSON has no key \"%s\"", key);
+        return v;
+}
+
+TEST(json_output) {
+        static const ProbeSpec specs[] = {
+                CRIT("smtp"),
+                { "ldap", PROBE_UNKNOWN, 0, NULL, false },
+        };
+        _cleanup_(run_done) Run r = run_against(specs, ELEMENTSOF(specs), "--json");
+        struct json_object *root, *probes, *p;
+        double now_s = usec_to_seconds(now(CLOCK_REALTIME));
+
+        ASSERT_EQ(r.exit_code, 2);
+        root = json_tokener_parse(r.out);
+        ASSERT_TRUE(root);
+
+        ASSERT_STREQ(json_object_get_string(get(root, "node")), "mail7");
+        ASSERT_STREQ(json_object_get_string(get(root, "version")), PROJECT_VERSION);
+        ASSERT_STREQ(json_object_get_string(get(root, "status")), "critical");
+        ASSERT_TRUE(fabs(now_s - 7380 - json_object_get_double(get(root, "start_time"))) < 10);
+
+        probes = get(root, "probes");
+        ASSERT_TRUE(json_object_is_type(probes, json_type_array));
+        ASSERT_EQ(json_object_array_length(probes), 2);
+
+        p = json_object_array_get_idx(probes, 0);
+        ASSERT_STREQ(json_object_get_string(get(p, "name")), "smtp");
+        ASSERT_STREQ(json_object_get_string(get(p, "type")), "tcp");
+        ASSERT_STREQ(json_object_get_string(get(p, "status")), "critical");
+        ASSERT_STREQ(json_object_get_string(get(p, "last_status")), "critical");
+        ASSERT_STREQ(json_object_get_string(get(p, "reason")), "connection refused");
+        ASSERT_TRUE(fabs(now_s - 10800 - json_object_get_double(get(p, "last_run_at"))) < 10);
+        ASSERT_TRUE(fabs(now_s - 60 - json_object_get_double(get(p, "changed_at"))) < 10);
+        ASSERT_TRUE(fabs(json_object_get_double(get(p, "duration_seconds")) - 0.012) < 1e-9);
+        ASSERT_EQ(json_object_get_uint64(get(p, "runs")), 5);
+        ASSERT_EQ(json_object_get_uint64(get(p, "timeouts")), 1);
+        ASSERT_TRUE(json_object_is_type(get(p, "running"), json_type_boolean));
+        ASSERT_FALSE(json_object_get_boolean(get(p, "running")));
+
+        /* Never ran: what does not exist yet is null, not a fake zero. */
+        p = json_object_array_get_idx(probes, 1);
+        ASSERT_STREQ(json_object_get_string(get(p, "status")), "unknown");
+        ASSERT_TRUE(get(p, "last_status") == NULL);
+        ASSERT_TRUE(get(p, "reason") == NULL);
+        ASSERT_TRUE(get(p, "last_run_at") == NULL);
+        ASSERT_TRUE(get(p, "duration_seconds") == NULL);
+
+        json_object_put(root);
+}
+
+TEST(agent_not_running) {
+        TestServer t;
+        _cleanup_(run_done) Run r = {}, j = {};
+
+        test_dir_make(&t);
+        r = run_cli("--control-socket", t.path);
+        ASSERT_EQ(r.exit_code, 3);
+        ASSERT_STREQ(r.out, "");
+        ASSERT_CONTAINS(r.err, "the agent is not running (no control socket at ");
+        ASSERT_CONTAINS(r.err, t.path);
+
+        /* With --json, monitoring that parses stdout learns it too. */
+        j = run_cli("--control-socket", t.path, "--json");
+        ASSERT_EQ(j.exit_code, 3);
+        struct json_object *root = json_tokener_parse(j.out);
+        ASSERT_TRUE(root);
+        ASSERT_STREQ(json_object_get_string(get(root, "status")), "unknown");
+        ASSERT_CONTAINS(json_object_get_string(get(root, "error")), "the agent is not running");
+        json_object_put(root);
+        ASSERT_OK(rmdir(t.dir));
+}
+
+static int listen_unix(const char *path) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd;
+
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof sa));
+        ASSERT_OK(listen(fd, 8));
+        return fd;
+}
+
+TEST(agent_socket_left_behind) {
+        TestServer t;
+        _cleanup_(run_done) Run r = {};
+
+        /* A socket file nobody listens on: an agent that died. */
+        test_dir_make(&t);
+        safe_close(listen_unix(t.path));
+        r = run_cli("--control-socket", t.path);
+        ASSERT_EQ(r.exit_code, 3);
+        ASSERT_CONTAINS(r.err, "the agent is not running (nothing listens on ");
+        ASSERT_OK(unlink(t.path));
+        ASSERT_OK(rmdir(t.dir));
+}
+
+TEST(agent_does_not_answer) {
+        TestServer t;
+        _cleanup_(run_done) Run r = {};
+        int fd;
+
+        /* The kernel accepts the connection; nobody ever answers. */
+        test_dir_make(&t);
+        fd = listen_unix(t.path);
+        r = run_cli("--control-socket", t.path, "--timeout", "300ms");
+        ASSERT_EQ(r.exit_code, 3);
+        ASSERT_CONTAINS(r.err, "did not answer");
+        ASSERT_CONTAINS(r.err, "within 300ms");
+        ASSERT_TRUE(r.took >= 300 * USEC_PER_MSEC);
+        ASSERT_TRUE(r.took < 5 * USEC_PER_SEC);
+        safe_close(fd);
+        ASSERT_OK(unlink(t.path));
+        ASSERT_OK(rmdir(t.dir));
+}
+
+TEST(permission_denied) {
+        static const ProbeSpec specs[] = { OK("smtp") };
+        const struct passwd *pw = getpwnam("nobody");
+        TestServer t;
+        _cleanup_(run_done) Run r = {};
+
+        if (geteuid() != 0 || !pw) {
+                fprintf(stderr, "skipped: needs root and a 'nobody' user\n");
+                return;
+        }
+        server_start(&t, specs, ELEMENTSOF(specs));
+        /* The directory is reachable; the 0660 socket is what says no. */
+        ASSERT_OK(chmod(t.dir, 0755));
+        r = run_cli_as(pw->pw_uid, (const char *const[]) { "--control-socket", t.path, NULL });
+        ASSERT_EQ(r.exit_code, 3);
+        ASSERT_CONTAINS(r.err, "permission denied");
+        ASSERT_CONTAINS(r.err, "join the group '" CONTROL_SOCKET_GROUP "'");
+        server_stop(&t);
+}
+
+TEST(usage_errors) {
+        _cleanup_(run_done) Run a = {}, b = {}, c = {}, h = {}, v = {};
+
+        a = run_cli("--timeout", "0");
+        ASSERT_EQ(a.exit_code, 3);
+        ASSERT_CONTAINS(a.err, "invalid --timeout '0'");
+        b = run_cli("--timeout", "soon");
+        ASSERT_EQ(b.exit_code, 3);
+        ASSERT_CONTAINS(b.err, "invalid --timeout 'soon'");
+        c = run_cli("--bogus");
+        ASSERT_EQ(c.exit_code, 3);
+
+        h = run_cli("--help");
+        ASSERT_EQ(h.exit_code, 0);
+        ASSERT_CONTAINS(h.out, "--control-socket");
+        ASSERT_CONTAINS(h.out, CONFIG_DEFAULT_CONTROL_SOCKET);
+        v = run_cli("--version");
+        ASSERT_EQ(v.exit_code, 0);
+        ASSERT_CONTAINS(v.out, "rupost-health " PROJECT_VERSION);
+}
+
+DEFINE_TEST_MAIN();
