@@ -90,6 +90,24 @@ def test_box_confinement(cluster):
     assert " -x" in args
 
 
+def test_mail_node_layout(cluster):
+    # The install guide's limits for dovecot (a drop-in in every box).
+    out = cluster.exec("node1", "systemctl", "show", "dovecot.service",
+                       "-p", "LimitNOFILE", "-p", "LimitNPROC").stdout.split()
+    assert "LimitNOFILE=1048576" in out and "LimitNPROC=4194304" in out
+    # Postfix's queue on the shared tree: root's directory, postfix's subdirs,
+    # under the 420:420 MailQueues.
+    q = "/srv/nfs/MailQueues/node1"
+    assert cluster.exec("node1", "postconf", "-h", "queue_directory").stdout.strip() == q
+    assert cluster.exec("node1", "stat", "-c", "%U %a", q).stdout.split() == ["root", "755"]
+    assert cluster.exec("node1", "stat", "-c", "%U", f"{q}/active").stdout.strip() == "postfix"
+    assert cluster.exec("node1", "stat", "-c", "%u:%g",
+                        "/srv/nfs/MailQueues").stdout.strip() == "420:420"
+    cluster.exec("node1", "postfix", "check")
+    # Each node sees the other's queue (what queue evacuation needs).
+    assert cluster.exec("node2", "test", "-d", f"{q}/deferred", check=False).returncode == 0
+
+
 def test_infra_services(cluster):
     # PostgreSQL: the product's three databases, owned by rupost, over the bridge.
     out = cluster.exec("node1", "env", "PGPASSWORD=rupost", "psql", "-h", "infra",
