@@ -5,6 +5,10 @@
 
 extern const ProbeType probe_type_systemd_unit;
 extern const ProbeType probe_type_tcp;
+extern const ProbeType probe_type_time;
+extern const ProbeType probe_type_nfs;
+/* Defined by the time probe; other probes report clock offsets of their servers in it. */
+extern const MetricFamily family_time_offset_seconds;
 extern const ProbeType probe_type_http;
 extern const ProbeType probe_type_nginx;
 extern const ProbeType probe_type_haproxy;

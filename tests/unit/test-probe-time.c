@@ -1,0 +1,296 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The time probe against fake NTP servers forked on loopback: servers in
+ * step, ahead and behind, a kiss-o'-death, an unsynchronised server, a stray
+ * reply before the real one, a closed port and a silent server. The reasons
+ * are what an operator reads, so they are asserted word for word where it
+ * matters. */
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/timex.h>
+#include <sys/wait.h>
+
+#include "config.h"
+#include "manager.h"
+#include "probe.h"
+#include "probes/ntp-packet.h"
+#include "tests.h"
+
+typedef enum Behaviour {
+        SERVE,
+        SERVE_KOD,
+        SERVE_LEAP3,
+        SERVE_STRAY_FIRST,
+        SILENT,
+} Behaviour;
+
+typedef struct Server {
+        pid_t pid;
+        uint16_t port;
+} Server;
+
+static void put64(uint8_t *p, uint64_t v) {
+        for (int i = 7; i >= 0; i--, v >>= 8)
+                p[i] = (uint8_t) v;
+}
+
+/* A server whose clock is `offset` seconds off ours, answering every request. */
+static Server server_start(Behaviour how, double offset) {
+        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof sa;
+        Server s = {};
+
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof sa));
+        ASSERT_OK(getsockname(fd, (struct sockaddr *) &sa, &len));
+        s.port = ntohs(sa.sin_port);
+        s.pid = fork();
+        ASSERT_TRUE(s.pid >= 0);
+        if (s.pid > 0) {
+                close(fd);
+                return s;
+        }
+        /* Dies with the test, also when an assertion aborts it. */
+        (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+        for (;;) {
+                uint8_t q[NTP_PACKET_SIZE], b[NTP_PACKET_SIZE] = {};
+                struct sockaddr_in from;
+                socklen_t fl = sizeof from;
+
+                if (recvfrom(fd, q, sizeof q, 0, (struct sockaddr *) &from, &fl) != NTP_PACKET_SIZE)
+                        continue;
+                if (how == SILENT)
+                        continue;
+                int64_t shift = (int64_t) (offset * 4294967296.0);
+                NtpTimestamp t = ntp_timestamp_from_realtime(now(CLOCK_REALTIME)) + (uint64_t) shift;
+                b[0] = (how == SERVE_LEAP3 ? 3 : 0) << 6 | 4 << 3 | 4;
+                b[1] = how == SERVE_KOD ? 0 : 3;
+                memcpy(b + 12, how == SERVE_KOD ? "RATE" : "\x7f\x00\x00\x01", 4);
+                memcpy(b + 24, q + 40, 8);
+                put64(b + 32, t);
+                put64(b + 40, t);
+                if (how == SERVE_STRAY_FIRST) {
+                        /* An answer to some other request, then the real one. */
+                        uint8_t stray[NTP_PACKET_SIZE];
+                        memcpy(stray, b, sizeof stray);
+                        stray[31] ^= 0xff;
+                        stray[1] = 0;
+                        (void) sendto(fd, stray, sizeof stray, 0, (struct sockaddr *) &from, fl);
+                        usleep(20000);
+                }
+                (void) sendto(fd, b, sizeof b, 0, (struct sockaddr *) &from, fl);
+        }
+}
+
+static void server_stop(Server *s) {
+        (void) kill(s->pid, SIGKILL);
+        (void) waitpid(s->pid, NULL, 0);
+}
+
+/* A UDP port with nobody behind it: bound, read back, closed. */
+static uint16_t closed_port(void) {
+        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof sa;
+
+        ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof sa));
+        ASSERT_OK(getsockname(fd, (struct sockaddr *) &sa, &len));
+        close(fd);
+        return ntohs(sa.sin_port);
+}
+
+static Probe *run_probe(Config **ret_config, sd_event *e, Manager *m, const char *keys) {
+        char yaml[2048];
+        _cleanup_strv_free_ char **errors = NULL;
+        Config *config = NULL;
+
+        snprintf(yaml, sizeof yaml,
+                 "node: test\n"
+                 "probes:\n"
+                 "  - name: clock\n"
+                 "    type: time\n"
+                 "    interval: 1m\n"
+                 "    timeout: 500ms\n"
+                 "%s",
+                 keys);
+        int r = config_load_string("test.yaml", yaml, strlen(yaml), &config, &errors);
+        for (char **i = errors; i && *i; i++)
+                fprintf(stderr, "%s\n", *i);
+        ASSERT_OK(r);
+
+        Probe *p = config->probes[0];
+        ASSERT_OK(probe_attach(p, m));
+        ASSERT_OK(probe_trigger(p));
+        usec_t end = now(CLOCK_MONOTONIC) + 3 * USEC_PER_SEC;
+        while (!p->have_result && now(CLOCK_MONOTONIC) < end)
+                ASSERT_OK(sd_event_run(e, 100 * USEC_PER_MSEC));
+        ASSERT_TRUE(p->have_result);
+        *ret_config = config;
+        return p;
+}
+
+static double sample_value(Probe *p, const char *family, const char *labels) {
+        for (size_t i = 0; i < p->last.n_samples; i++) {
+                const Sample *s = &p->last.samples[i];
+                if (streq(s->family->name, family) && (!labels || (s->labels && streq(s->labels, labels))))
+                        return s->value;
+        }
+        ASSERT_FAIL("no sample %s{%s}", family, labels ?: "");
+}
+
+typedef struct Case {
+        const char *name;
+        Behaviour how;
+        double offset;
+        const char *extra;
+        ProbeStatus status;
+        const char *reason;
+        const char *reason2; /* a second part, after the measured numbers */
+} Case;
+
+static const Case cases[] = {
+        { "in step", SERVE, 0.0, "", PROBE_OK, "1 NTP source within" },
+        /* The exact figures depend on scheduling; their shape does not. */
+        { "ahead, critical", SERVE, 1.234, "", PROBE_CRITICAL, " is 1.2", " s ahead (delay " },
+        { "ahead, critical (advice)", SERVE, 1.234, "", PROBE_CRITICAL,
+          " ms): more than the 1 s the cluster tolerates; check chrony on that host" },
+        { "behind, warning", SERVE, -0.7, "", PROBE_WARNING, " is 0.7", " s behind (delay " },
+        { "behind, warning (advice)", SERVE, -0.7, "", PROBE_WARNING,
+          " ms): close to the 1 s the cluster tolerates (warning above 0.5 s); check chrony on that host" },
+        { "tighter thresholds", SERVE, 0.3, "    skew_warning: 100ms\n    skew_critical: 200ms\n", PROBE_CRITICAL,
+          "more than the 0.2 s the cluster tolerates" },
+        { "kiss-o'-death", SERVE_KOD, 0, "", PROBE_WARNING, "kiss-o'-death (code RATE)" },
+        { "unsynchronised server", SERVE_LEAP3, 0, "", PROBE_WARNING,
+          "says the server itself is not synchronized (leap indicator 3)" },
+        { "stray reply first", SERVE_STRAY_FIRST, 0.0, "", PROBE_OK, "1 NTP source within" },
+        { "silent server", SILENT, 0, "", PROBE_CRITICAL, "no answer within 500ms while waiting for NTP replies from 127.0.0.1:" },
+};
+
+TEST(time_probe_against_fake_servers) {
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                const Case *c = &cases[i];
+                _cleanup_(config_freep) Config *config = NULL;
+                sd_event *e = NULL;
+                Manager m = {};
+                char keys[512];
+
+                fprintf(stderr, "case: %s\n", c->name);
+                ASSERT_OK(sd_event_new(&e));
+                m.event = e;
+                Server s = server_start(c->how, c->offset);
+                snprintf(keys, sizeof keys, "    ignore_kernel_clock: true\n    servers: [\"127.0.0.1:%u\"]\n%s",
+                         s.port, c->extra);
+                Probe *p = run_probe(&config, e, &m, keys);
+                fprintf(stderr, "  -> %s: %s\n", probe_status_to_string(p->last.status), p->last.reason);
+                ASSERT_EQ(p->last.status, c->status);
+                ASSERT_CONTAINS(p->last.reason, c->reason);
+                if (c->reason2)
+                        ASSERT_CONTAINS(strstr(p->last.reason, c->reason), c->reason2);
+                if (c->how == SERVE || c->how == SERVE_STRAY_FIRST) {
+                        char label[64];
+                        snprintf(label, sizeof label, "source=\"127.0.0.1:%u\"", s.port);
+                        ASSERT_TRUE(fabs(sample_value(p, "rupost_time_offset_seconds", label) - c->offset) < 0.05);
+                        ASSERT_TRUE(sample_value(p, "rupost_time_max_skew_seconds", NULL) >= fabs(c->offset) - 0.05);
+                }
+                config = config_free(config);
+                server_stop(&s);
+                sd_event_unref(e);
+        }
+}
+
+TEST(time_probe_names_the_worst_of_several) {
+        _cleanup_(config_freep) Config *config = NULL;
+        sd_event *e = NULL;
+        Manager m = {};
+        char keys[512];
+
+        ASSERT_OK(sd_event_new(&e));
+        m.event = e;
+        Server a = server_start(SERVE, 0.1), b = server_start(SERVE, -2.5), c = server_start(SERVE, 0.6);
+        uint16_t closed = closed_port();
+        snprintf(keys, sizeof keys,
+                 "    ignore_kernel_clock: true\n"
+                 "    servers: [\"127.0.0.1:%u\"]\n"
+                 "    peers: [\"127.0.0.1:%u\", \"127.0.0.1:%u\", \"127.0.0.1:%u\"]\n",
+                 a.port, b.port, c.port, closed);
+        Probe *p = run_probe(&config, e, &m, keys);
+        fprintf(stderr, "  -> %s: %s\n", probe_status_to_string(p->last.status), p->last.reason);
+        ASSERT_EQ(p->last.status, PROBE_CRITICAL);
+        char want[128];
+        snprintf(want, sizeof want, "127.0.0.1:%u is 2.", b.port);
+        ASSERT_TRUE(strncmp(p->last.reason, want, strlen(want)) == 0);
+        ASSERT_CONTAINS(p->last.reason, " s behind (delay ");
+        snprintf(want, sizeof want, "cannot compare with 127.0.0.1:%u: nothing listens on its NTP port", closed);
+        ASSERT_CONTAINS(p->last.reason, want);
+        ASSERT_TRUE(fabs(sample_value(p, "rupost_time_max_skew_seconds", NULL) - 2.5) < 0.05);
+        config = config_free(config);
+        server_stop(&a);
+        server_stop(&b);
+        server_stop(&c);
+        sd_event_unref(e);
+}
+
+TEST(time_probe_kernel_view) {
+        _cleanup_(config_freep) Config *config = NULL;
+        struct timex tx = {};
+        sd_event *e = NULL;
+        Manager m = {};
+
+        ASSERT_OK(sd_event_new(&e));
+        m.event = e;
+        /* Whatever this machine's clock state is, the probe must read it the
+         * way the kernel reports it. */
+        Probe *p = run_probe(&config, e, &m, "    max_error: 250ms\n");
+        ASSERT_TRUE(ntp_adjtime(&tx) >= 0);
+        fprintf(stderr, "  maxerror %ld us -> %s: %s\n", tx.maxerror, probe_status_to_string(p->last.status),
+                p->last.reason);
+        if (tx.maxerror > 250000) {
+                ASSERT_EQ(p->last.status, PROBE_CRITICAL);
+                ASSERT_CONTAINS(p->last.reason, "the kernel clock is not synchronised (maxerror");
+                ASSERT_CONTAINS(p->last.reason, "check that chronyd runs");
+                ASSERT_TRUE(sample_value(p, "rupost_time_sync_status", NULL) == 0);
+        } else {
+                ASSERT_EQ(p->last.status, PROBE_OK);
+                ASSERT_TRUE(sample_value(p, "rupost_time_sync_status", NULL) == 1);
+        }
+        ASSERT_TRUE(fabs(sample_value(p, "rupost_time_maxerror_seconds", NULL) - tx.maxerror / 1e6) < 0.01);
+        config = config_free(config);
+        sd_event_unref(e);
+}
+
+TEST(time_probe_config_errors) {
+        static const struct {
+                const char *keys;
+                const char *error;
+        } bad[] = {
+                { "    servers: [\"ntp.example.org\"]\n", "servers: 'ntp.example.org' is not a numeric" },
+                { "    peers: [\"10.0.0.5:99999\"]\n", "peers: '10.0.0.5:99999' is not a numeric" },
+                { "    servers: [\":123\"]\n", "is not a numeric" },
+                { "    skew_warning: 2s\n", "skew_warning: is above skew_critical" },
+                { "    max_error: 20s\n", "max_error" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_strv_free_ char **errors = NULL;
+                Config *config = NULL;
+                char yaml[512];
+
+                snprintf(yaml, sizeof yaml, "probes:\n  - name: clock\n    type: time\n%s", bad[i].keys);
+                ASSERT_ERROR(config_load_string("t.yaml", yaml, strlen(yaml), &config, &errors), EINVAL);
+                ASSERT_TRUE(errors && errors[0]);
+                fprintf(stderr, "%s\n", errors[0]);
+                ASSERT_CONTAINS(errors[0], bad[i].error);
+        }
+
+        /* Bare addresses get port 123; IPv6 with and without brackets. */
+        _cleanup_strv_free_ char **errors = NULL;
+        _cleanup_(config_freep) Config *config = NULL;
+        static const char ok[] = "probes:\n  - name: clock\n    type: time\n"
+                                 "    servers: [\"10.0.0.5\", \"2001:db8::5\", \"[2001:db8::6]:1123\", \"[::1]\"]\n";
+        ASSERT_OK(config_load_string("t.yaml", ok, strlen(ok), &config, &errors));
+}
+
+DEFINE_TEST_MAIN()
