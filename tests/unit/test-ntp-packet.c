@@ -61,7 +61,7 @@ TEST(ntp_offset_and_delay) {
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 double o, d;
-#define TS(x) (base + (NtpTimestamp) llround((x) * 4294967296.0))
+#define TS(x) (base + (NtpTimestamp) ((x) * 4294967296.0 + 0.5))
                 ntp_offset_delay(TS(cases[i].t1), TS(cases[i].t2), TS(cases[i].t3), TS(cases[i].t4), &o, &d);
 #undef TS
                 ASSERT_TRUE(fabs(o - cases[i].offset) < 1e-6);
