@@ -421,7 +421,7 @@ static int nfs_judge(Probe *p, const NfsReport *rep) {
                                rep->files_free, rep->files);
                 if (status == PROBE_OK)
                         (void) buf_printf(&reason,
-                                          "%s: %s, owner %u:%u, write+fsync+read+unlink in %.0f ms, %d%% space free "
+                                          "%s: %s, owner %u:%u, write+fsync+read+unlink in %.1f ms, %d%% space free "
                                           "(%s of %s)",
                                           n->path, n->fstype, rep->uid, rep->gid,
                                           (double) rep->io_duration / USEC_PER_MSEC, space, a, s);
@@ -438,13 +438,17 @@ static void on_child_done(Child *c, int status, const char *output, size_t size,
         NfsProbe *n = probe_get_userdata(p);
         NfsReport rep;
 
+        bool complete = status == 0 && size == sizeof rep;
+
+        /* Copy before freeing the handle: `output` belongs to it. */
+        if (complete)
+                memcpy(&rep, output, sizeof rep);
         n->child = child_abandon(c);
-        if (status != 0 || size != sizeof rep) {
+        if (!complete) {
                 (void) probe_finish(p, PROBE_UNKNOWN, "the check of %s ended without a report (%s %d)", n->path,
                                     status < 0 ? "error" : "exit status", status);
                 return;
         }
-        memcpy(&rep, output, sizeof rep);
         (void) nfs_judge(p, &rep);
 }
 

@@ -1,0 +1,368 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The nfs probe against real mounts in a private mount namespace: tmpfs
+ * stands in for a healthy share (owner, options, space), and a FUSE
+ * filesystem served by a forked process that reads every request and never
+ * answers stands in for an NFS server that went away. Such a mount leaves a
+ * stat() in uninterruptible sleep, immune to SIGKILL, exactly like a hard NFS
+ * mount. The test proves the deadline ends the run, the event loop stays on
+ * time meanwhile, no second child is spawned while the first is stuck, and
+ * the stuck child is reaped once the server is gone.
+ *
+ * Needs root (mounts) and /dev/fuse; skipped (exit 77) without them. The FUSE
+ * side speaks the kernel protocol directly (INIT only), so no library is
+ * needed. */
+
+#include <fcntl.h>
+#include <linux/fuse.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "config.h"
+#include "lib/child.h"
+#include "manager.h"
+#include "probe.h"
+#include "tests.h"
+
+static void setup_namespace(void) {
+        static bool done = false;
+        sigset_t mask;
+
+        if (done)
+                return;
+        if (geteuid() != 0) {
+                fprintf(stderr, "skipped: needs root to mount test filesystems\n");
+                exit(77);
+        }
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+                fprintf(stderr, "skipped: cannot make a private mount namespace: %m\n");
+                exit(77);
+        }
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGCHLD);
+        ASSERT_OK(sigprocmask(SIG_BLOCK, &mask, NULL));
+        done = true;
+}
+
+static char *make_dir(void) {
+        char *d = strdup("/tmp/rupost-test-nfs-XXXXXX");
+        ASSERT_TRUE(d && mkdtemp(d));
+        return d;
+}
+
+static char *mount_tmpfs(const char *options, unsigned long flags) {
+        char *d = make_dir();
+        ASSERT_OK(mount("tmpfs", d, "tmpfs", flags, options));
+        return d;
+}
+
+static void unmount_dir(char *d) {
+        (void) umount2(d, MNT_DETACH);
+        (void) rmdir(d);
+        free(d);
+}
+
+typedef struct Run {
+        Config *config;
+        sd_event *event;
+        Manager manager;
+        Probe *probe;
+} Run;
+
+static void run_load_timeout(Run *run, const char *path, const char *timeout, const char *keys) {
+        char yaml[2048];
+        _cleanup_strv_free_ char **errors = NULL;
+
+        snprintf(yaml, sizeof yaml,
+                 "node: test\n"
+                 "probes:\n"
+                 "  - name: queues\n"
+                 "    type: nfs\n"
+                 "    interval: 1h\n"
+                 "    timeout: %s\n"
+                 "    path: \"%s\"\n"
+                 "%s",
+                 timeout, path, keys);
+        int r = config_load_string("test.yaml", yaml, strlen(yaml), &run->config, &errors);
+        for (char **i = errors; i && *i; i++)
+                fprintf(stderr, "%s\n", *i);
+        ASSERT_OK(r);
+        ASSERT_OK(sd_event_new(&run->event));
+        run->manager = (Manager) { .event = run->event, .config = run->config };
+        run->probe = run->config->probes[0];
+        ASSERT_OK(probe_attach(run->probe, &run->manager));
+}
+
+static void run_load(Run *run, const char *path, const char *keys) {
+        run_load_timeout(run, path, "2s", keys);
+}
+
+static void run_once(Run *run) {
+        uint64_t before = run->probe->n_runs;
+
+        ASSERT_OK(probe_trigger(run->probe));
+        usec_t end = now(CLOCK_MONOTONIC) + 5 * USEC_PER_SEC;
+        while (run->probe->n_runs == before && now(CLOCK_MONOTONIC) < end)
+                ASSERT_OK(sd_event_run(run->event, 50 * USEC_PER_MSEC));
+        ASSERT_TRUE(run->probe->n_runs == before + 1);
+        fprintf(stderr, "  -> %s: %s\n", probe_status_to_string(run->probe->last.status), run->probe->last.reason);
+}
+
+static void run_done(Run *run) {
+        run->config = config_free(run->config);
+        run->event = sd_event_unref(run->event);
+}
+
+static bool sample(Probe *p, const char *family, double *ret) {
+        for (size_t i = 0; i < p->last.n_samples; i++)
+                if (streq(p->last.samples[i].family->name, family)) {
+                        *ret = p->last.samples[i].value;
+                        return true;
+                }
+        return false;
+}
+
+static double sample_value(Probe *p, const char *family) {
+        double v;
+        if (!sample(p, family, &v))
+                ASSERT_FAIL("no sample of %s", family);
+        return v;
+}
+
+TEST(nfs_healthy_share) {
+        setup_namespace();
+        char *d = mount_tmpfs("size=64m,mode=0755", 0);
+        char canary[256];
+        Run run = {};
+
+        ASSERT_OK(chown(d, 420, 420));
+        run_load(&run, d, "    fstype: tmpfs\n");
+        run_once(&run);
+        ASSERT_EQ(run.probe->last.status, PROBE_OK);
+        ASSERT_CONTAINS(run.probe->last.reason, ": tmpfs, owner 420:420, write+fsync+read+unlink in ");
+        ASSERT_CONTAINS(run.probe->last.reason, "100% space free (64.0 MiB of 64.0 MiB)");
+        ASSERT_TRUE(sample_value(run.probe, "rupost_nfs_mount_present") == 1);
+        ASSERT_TRUE(sample_value(run.probe, "rupost_nfs_mount_responsive") == 1);
+        ASSERT_TRUE(sample_value(run.probe, "rupost_nfs_owner_ok") == 1);
+        ASSERT_TRUE(sample_value(run.probe, "rupost_filesystem_size_bytes") == 64.0 * 1024 * 1024);
+        ASSERT_TRUE(sample_value(run.probe, "rupost_filesystem_avail_bytes") > 0);
+        ASSERT_TRUE(sample_value(run.probe, "rupost_filesystem_files_free") > 0);
+        ASSERT_TRUE(sample_value(run.probe, "rupost_nfs_check_duration_seconds") < 2);
+        /* The canary's mtime is our own clock here. */
+        ASSERT_TRUE(fabs(sample_value(run.probe, "rupost_time_offset_seconds")) < 0.5);
+        /* The canary is named after the node and does not stay behind. */
+        snprintf(canary, sizeof canary, "%s/.rupost-agent-test", d);
+        ASSERT_TRUE(access(canary, F_OK) < 0 && errno == ENOENT);
+        run_done(&run);
+        unmount_dir(d);
+}
+
+TEST(nfs_findings) {
+        static const struct {
+                const char *name;
+                const char *tmpfs_options;
+                unsigned long flags;
+                unsigned uid;
+                const char *keys;
+                ProbeStatus status;
+                const char *reason;
+                const char *reason2;
+        } cases[] = {
+                { "wrong owner", "size=8m", 0, 0, "    fstype: tmpfs\n", PROBE_CRITICAL,
+                  "owner is 0:0, expected 420:420: run chown -R 420:420 /tmp/rupost-test-nfs-", " on the NFS server" },
+                { "configured owner", "size=8m", 0, 0, "    fstype: tmpfs\n    owner: \"0:0\"\n", PROBE_OK,
+                  "owner 0:0" },
+                { "not NFS", "size=8m", 0, 420, "", PROBE_CRITICAL, " is mounted as tmpfs from tmpfs, expected nfs4" },
+                { "option missing", "size=8m", 0, 420,
+                  "    fstype: tmpfs\n    required_options: [\"local_lock=none\", \"rw\"]\n", PROBE_CRITICAL,
+                  " is mounted without local_lock=none (options: rw,", ": add it to the mount options" },
+                { "read-only", "size=8m", MS_RDONLY, 420, "    fstype: tmpfs\n", PROBE_CRITICAL,
+                  " is mounted read-only: remount it rw", "create of the canary " },
+                { "space low", "size=1m", 0, 420, "    fstype: tmpfs\n    space_critical: 5\n", PROBE_CRITICAL,
+                  "% space free on /tmp/rupost-test-nfs-", ": free space or grow the export" },
+                { "space warning", "size=1m", 0, 420, "    fstype: tmpfs\n    space_warning: 50\n    space_critical: 1\n",
+                  PROBE_WARNING, "% space free on " },
+        };
+        setup_namespace();
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                fprintf(stderr, "case: %s\n", cases[i].name);
+                char *d = mount_tmpfs(cases[i].tmpfs_options, 0);
+                Run run = {};
+
+                ASSERT_OK(chown(d, cases[i].uid, cases[i].uid));
+                if (strstr(cases[i].name, "space")) {
+                        /* Fill the 1 MiB filesystem up to its last few blocks. */
+                        char f[256];
+                        snprintf(f, sizeof f, "%s/filler", d);
+                        int fd = open(f, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+                        char block[4096] = {};
+                        ASSERT_TRUE(fd >= 0);
+                        for (int k = 0; k < (strstr(cases[i].name, "warning") ? 180 : 250); k++)
+                                ASSERT_TRUE(write(fd, block, sizeof block) == sizeof block);
+                        close(fd);
+                }
+                if (cases[i].flags)
+                        ASSERT_OK(mount(NULL, d, NULL, MS_REMOUNT | cases[i].flags, cases[i].tmpfs_options));
+                run_load(&run, d, cases[i].keys);
+                run_once(&run);
+                ASSERT_EQ(run.probe->last.status, cases[i].status);
+                ASSERT_CONTAINS(run.probe->last.reason, cases[i].reason);
+                if (cases[i].reason2)
+                        ASSERT_CONTAINS(run.probe->last.reason, cases[i].reason2);
+                run_done(&run);
+                unmount_dir(d);
+        }
+}
+
+TEST(nfs_not_mounted) {
+        setup_namespace();
+        char *d = make_dir();
+        Run run = {};
+
+        run_load(&run, d, "");
+        run_once(&run);
+        ASSERT_EQ(run.probe->last.status, PROBE_CRITICAL);
+        ASSERT_CONTAINS(run.probe->last.reason, " is not mounted (not in /proc/self/mountinfo): mount the share");
+        ASSERT_TRUE(sample_value(run.probe, "rupost_nfs_mount_present") == 0);
+        run_done(&run);
+        (void) rmdir(d);
+        free(d);
+}
+
+/* The hanging server: answers INIT so the mount works, then reads every
+ * request and answers none. Ending the process closes the device, which
+ * aborts the connection and fails the waiting requests. */
+static pid_t fuse_hang_start(const char *dir) {
+        char options[128];
+        int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+
+        if (fd < 0) {
+                fprintf(stderr, "skipped: /dev/fuse: %m\n");
+                exit(77);
+        }
+        snprintf(options, sizeof options, "fd=%d,rootmode=40000,user_id=0,group_id=0", fd);
+        if (mount("rupost-hang", dir, "fuse", MS_NOSUID | MS_NODEV, options) < 0) {
+                fprintf(stderr, "skipped: cannot mount FUSE: %m\n");
+                exit(77);
+        }
+        pid_t pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid > 0) {
+                close(fd);
+                return pid;
+        }
+        (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+        static char buf[1024 * 1024 + 4096];
+        for (;;) {
+                ssize_t n = read(fd, buf, sizeof buf);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < (ssize_t) sizeof(struct fuse_in_header))
+                        _exit(n < 0 ? 1 : 0);
+                struct fuse_in_header *in = (struct fuse_in_header *) buf;
+                if (in->opcode != FUSE_INIT)
+                        continue; /* the hang */
+                struct fuse_init_in *init = (struct fuse_init_in *) (in + 1);
+                struct {
+                        struct fuse_out_header h;
+                        struct fuse_init_out o;
+                } out = {
+                        .h = { .len = sizeof out, .unique = in->unique },
+                        .o = { .major = FUSE_KERNEL_VERSION, .minor = FUSE_KERNEL_MINOR_VERSION,
+                               .max_readahead = init->max_readahead, .max_write = 4096 },
+                };
+                if (write(fd, &out, sizeof out) != sizeof out)
+                        _exit(2);
+        }
+}
+
+typedef struct Ticks {
+        usec_t period;
+        usec_t next;
+        usec_t max_late;
+        unsigned n;
+} Ticks;
+
+static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
+        Ticks *t = userdata;
+        usec_t n = now(CLOCK_MONOTONIC);
+
+        if (n > t->next && n - t->next > t->max_late)
+                t->max_late = n - t->next;
+        t->n++;
+        t->next = n + t->period;
+        return sd_event_source_set_time_relative(s, t->period);
+}
+
+TEST(nfs_hung_server) {
+        setup_namespace();
+        char *d = make_dir();
+        char description[256];
+        sd_event_source *tick = NULL;
+        Ticks ticks = { .period = 50 * USEC_PER_MSEC };
+        Run run = {};
+
+        pid_t server = fuse_hang_start(d);
+        run_load_timeout(&run, d, "300ms", "    fstype: fuse\n");
+        snprintf(description, sizeof description, "nfs %s", d);
+
+        /* Another timer on the same loop, as the other probes and the
+         * watchdog would have. */
+        ticks.next = now(CLOCK_MONOTONIC) + ticks.period;
+        ASSERT_OK(sd_event_add_time_relative(run.event, &tick, CLOCK_MONOTONIC, ticks.period, 1, on_tick, &ticks));
+        ASSERT_OK(sd_event_source_set_enabled(tick, SD_EVENT_ON));
+
+        /* 1: the check hangs in stat(); the deadline ends the run. */
+        usec_t t0 = now(CLOCK_MONOTONIC);
+        run_once(&run);
+        usec_t took = now(CLOCK_MONOTONIC) - t0;
+        ASSERT_EQ(run.probe->last.status, PROBE_CRITICAL);
+        ASSERT_STREQ(run.probe->last.reason, "no answer within 300ms while waiting for stat, write and fsync on the share");
+        ASSERT_TRUE(sample_value(run.probe, "rupost_nfs_mount_responsive") == 0);
+        ASSERT_TRUE(took < 600 * USEC_PER_MSEC);
+        ASSERT_EQ(child_abandoned_alive(description), 1);
+        fprintf(stderr, "  run took %.0f ms; %u ticks of 50 ms, at most %.1f ms late\n", took / 1e3, ticks.n,
+                ticks.max_late / 1e3);
+        ASSERT_TRUE(ticks.n >= 4);
+        ASSERT_TRUE(ticks.max_late < 40 * USEC_PER_MSEC);
+
+        /* The child is stuck for good: SIGKILL did not end it. */
+        usec_t end = now(CLOCK_MONOTONIC) + 300 * USEC_PER_MSEC;
+        while (now(CLOCK_MONOTONIC) < end)
+                ASSERT_OK(sd_event_run(run.event, 50 * USEC_PER_MSEC));
+        ASSERT_EQ(child_abandoned_alive(description), 1);
+
+        /* 2: no second child while the first is stuck. */
+        run_once(&run);
+        ASSERT_EQ(run.probe->last.status, PROBE_CRITICAL);
+        ASSERT_CONTAINS(run.probe->last.reason, "previous check of ");
+        ASSERT_CONTAINS(run.probe->last.reason, " still hung (since 20");
+        ASSERT_CONTAINS(run.probe->last.reason, "): the NFS server does not answer");
+        ASSERT_TRUE(sample_value(run.probe, "rupost_nfs_mount_responsive") == 0);
+        ASSERT_EQ(child_abandoned_alive(description), 1);
+        ASSERT_TRUE(run.probe->last.duration < 100 * USEC_PER_MSEC);
+
+        /* Release: the server goes away, the connection is aborted, the stuck
+         * child returns and is reaped. */
+        ASSERT_OK(kill(server, SIGTERM));
+        ASSERT_EQ(waitpid(server, NULL, 0), server);
+        end = now(CLOCK_MONOTONIC) + 5 * USEC_PER_SEC;
+        while (child_abandoned_alive(description) > 0 && now(CLOCK_MONOTONIC) < end)
+                ASSERT_OK(sd_event_run(run.event, 50 * USEC_PER_MSEC));
+        ASSERT_EQ(child_abandoned_alive(description), 0);
+
+        /* 3: a fresh check runs again and reports the dead mount. */
+        run_once(&run);
+        ASSERT_EQ(run.probe->last.status, PROBE_CRITICAL);
+        ASSERT_CONTAINS(run.probe->last.reason, "cannot stat ");
+
+        tick = sd_event_source_disable_unref(tick);
+        run_done(&run);
+        unmount_dir(d);
+}
+
+DEFINE_TEST_MAIN()
