@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import KEEP, RUN_DIR
+from conftest import KEEP, NODEBOX, RUN_DIR
 
 CG_PARENTS = ("/sys/fs/cgroup/unified/rupost-nodebox", "/sys/fs/cgroup/rupost-nodebox")
 
@@ -32,13 +32,32 @@ def test_down_leaves_nothing_behind(cluster):
     cluster.nodebox("down", timeout=300)
     print(f"nodebox down took {time.monotonic() - t0:.1f} s")
 
+    assert_clean()
+    assert not Path(RUN_DIR, "boxes").exists()
+    # A second down is harmless.
+    cluster.nodebox("down")
+
+
+def assert_clean():
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True,
                            text=True, check=True).stdout
     assert "rupost-nb-" not in netns
     assert not [p for p in CG_PARENTS if os.path.exists(p)]
-    mounts = Path("/proc/self/mountinfo").read_text()
-    assert "rupost-nodebox" not in mounts
+    assert "rupost-nodebox" not in Path("/proc/self/mountinfo").read_text()
     assert not box_processes()
-    assert not Path(RUN_DIR, "boxes").exists()
-    # A second down is harmless.
-    cluster.nodebox("down")
+
+
+@pytest.mark.skipif(KEEP, reason="NODEBOX_KEEP=1: the cluster is kept running")
+def test_down_cleans_up_after_an_interrupted_up(cluster):
+    # Kill `up` while the boxes boot: half-made state everywhere.
+    proc = subprocess.Popen([NODEBOX, "up", "--nodes", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not box_processes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.kill()
+    proc.wait()
+    assert box_processes(), "up did not get as far as launching a box"
+    cluster.nodebox("down", timeout=300)
+    assert_clean()

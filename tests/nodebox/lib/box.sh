@@ -64,7 +64,10 @@ box_exec() {
 	pid1=$(box_pid1 "$box") || die "box '$box' is not running"
 	cg=$(box_cgroup "$box")
 	(
-		echo "$BASHPID" >"$cg/cgroup.procs" 2>/dev/null || true
+		# A leaf of its own: on a cgroup2 host with controllers the box's root
+		# cgroup may hold no processes once systemd delegated controllers.
+		mkdir -p "$cg/nodebox-exec" 2>/dev/null &&
+			echo "$BASHPID" >"$cg/nodebox-exec/cgroup.procs" 2>/dev/null || true
 		exec nsenter -t "$pid1" -m -u -i -n -p -C -r -w -- \
 			setpriv --bounding-set -sys_time,-sys_module --inh-caps -all \
 			env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
@@ -185,10 +188,22 @@ box_boot_failed() {
 	return 1
 }
 
+# Once PID 1 exists, the launcher (unshare, waiting for it) leaves the box's
+# cgroup: the namespace root stays where it is, and the box's root cgroup is
+# left to its systemd (which may enable controllers there on cgroup2 hosts).
+park_launcher() {
+	local box=$1 pid parking
+	pid=$(box_launcher_pid "$box") || return 0
+	parking=$(cg_parent)/launchers
+	mkdir -p "$parking"
+	echo "$pid" >"$parking/cgroup.procs" 2>/dev/null || true
+}
+
 wait_box_ready() {
 	local box=$1 t0=$SECONDS pid1="" state
 	while :; do
 		if pid1=$(box_pid1 "$box") && [ -S "/proc/$pid1/root/run/systemd/private" ]; then
+			park_launcher "$box"
 			break
 		fi
 		if [ -s "$(box_rundir "$box")/pid" ] && ! box_launcher_pid "$box" >/dev/null; then
