@@ -22,6 +22,10 @@
 #define CONFIG_MAX_ERRORS 100
 #define CONFIG_NAME_MAX 64
 #define CONFIG_HOST_MAX 253
+/* The configuration nests 5 deep at most (probes, a probe, its units). */
+#define CONFIG_MAX_DEPTH 32
+#define CONFIG_MAX_ANCHORS 256
+#define CONFIG_MAX_ALIASES 1024
 /* Echoed user values are cut to this, so one error stays one readable line. */
 #define QUOTE_MAX 72
 
@@ -649,8 +653,10 @@ static char *probe_type_names(void) {
         return s;
 }
 
-/* Reads and checks "name" of probes[index]; *ret_name is NULL if it is not usable. */
-static int probe_read_name(ConfigContext *c, const char *prefix, yaml_node_t *sequence, size_t index,
+/* Reads and checks "name" of probes[index]; *ret_name is NULL if it is not
+ * usable. names[] holds the name nodes of the probes before it (NULL where
+ * invalid); this one's is added. */
+static int probe_read_name(ConfigContext *c, const char *prefix, yaml_node_t **names, size_t index,
                            yaml_node_t *mapping, const char **ret_name) {
         _cleanup_free_ char *path = key_path(prefix, "name");
         char buf[QUOTE_MAX];
@@ -674,14 +680,12 @@ static int probe_read_name(ConfigContext *c, const char *prefix, yaml_node_t *se
                                     quote(buf, name), CONFIG_NAME_MAX);
 
         /* Names are metric label values and control socket handles: they must be unique. */
-        for (size_t i = 0; i < index; i++) {
-                yaml_node_t *other = mapping_find(c, node_get(c, sequence->data.sequence.items.start[i]), "name");
-
-                if (other && other->type == YAML_SCALAR_NODE && streq((const char *) other->data.scalar.value, name))
+        for (size_t i = 0; i < index; i++)
+                if (names[i] && streq((const char *) names[i]->data.scalar.value, name))
                         return config_error(c, node, path, "duplicate probe name '%s' (first at line %zu, column %zu)",
-                                            name, other->start_mark.line + 1, other->start_mark.column + 1);
-        }
+                                            name, names[i]->start_mark.line + 1, names[i]->start_mark.column + 1);
 
+        names[index] = node;
         *ret_name = name;
         return 0;
 }
@@ -745,7 +749,7 @@ static int probe_check_timing(ConfigContext *c, const char *prefix, yaml_node_t 
 
 /* Parses probes[index]. Returns 0 and the probe, -EINVAL with *ret NULL after
  * recording errors, or -ENOMEM. */
-static int parse_probe(ConfigContext *c, yaml_node_t *sequence, size_t index, yaml_node_t *mapping, Probe **ret) {
+static int parse_probe(ConfigContext *c, yaml_node_t **names, size_t index, yaml_node_t *mapping, Probe **ret) {
         _cleanup_(probe_freep) Probe *p = NULL;
         _cleanup_free_ char *prefix = NULL;
         const ProbeType *type;
@@ -760,7 +764,7 @@ static int parse_probe(ConfigContext *c, yaml_node_t *sequence, size_t index, ya
         if (mapping->type != YAML_MAPPING_NODE)
                 return config_error(c, mapping, prefix, "expected a mapping, got %s", node_kind(mapping));
 
-        r = probe_read_name(c, prefix, sequence, index, mapping, &name);
+        r = probe_read_name(c, prefix, names, index, mapping, &name);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
@@ -838,6 +842,7 @@ finish:
 
 static int parse_probes(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item,
                         void *data) {
+        _cleanup_free_ yaml_node_t **names = NULL;
         Config *config = data;
         size_t n;
         int ret = 0, r;
@@ -852,7 +857,8 @@ static int parse_probes(ConfigContext *c, const char *key, yaml_node_t *node, co
                 return 0;
 
         config->probes = calloc(n, sizeof(Probe *));
-        if (!config->probes)
+        names = calloc(n, sizeof(yaml_node_t *));
+        if (!config->probes || !names)
                 return -ENOMEM;
 
         for (size_t i = 0; i < n; i++) {
@@ -861,7 +867,7 @@ static int parse_probes(ConfigContext *c, const char *key, yaml_node_t *node, co
 
                 if (!m)
                         continue;
-                r = parse_probe(c, node, i, m, &p);
+                r = parse_probe(c, names, i, m, &p);
                 if (r == -ENOMEM)
                         return r;
                 if (r < 0)
@@ -873,13 +879,71 @@ static int parse_probes(ConfigContext *c, const char *key, yaml_node_t *node, co
         return ret;
 }
 
+#define H(field) offsetof(Config, healing.field)
+static const ConfigItem healing_items[] = {
+        { "units",               config_parse_strv,     H(units), .required = true                           },
+        { "member_probes",       config_parse_strv,     H(member_probes), .required = true                   },
+        { "stop_timeout",        config_parse_duration, H(stop_timeout),    100 * USEC_PER_MSEC, USEC_PER_HOUR },
+        { "start_timeout",       config_parse_duration, H(start_timeout),   100 * USEC_PER_MSEC, USEC_PER_HOUR },
+        { "backoff_initial",     config_parse_duration, H(backoff_initial), 100 * USEC_PER_MSEC, USEC_PER_DAY  },
+        { "backoff_max",         config_parse_duration, H(backoff_max),     100 * USEC_PER_MSEC, USEC_PER_DAY  },
+        { "stable_period",       config_parse_duration, H(stable_period),   USEC_PER_SEC,        USEC_PER_DAY  },
+        { "round_interval",      config_parse_duration, H(round_interval),  100 * USEC_PER_MSEC, USEC_PER_HOUR },
+        { "healthy_rounds",      config_parse_uint,     H(healthy_rounds),  1,                   1000          },
+        { "max_attempts",        config_parse_uint,     H(max_attempts),    0,                   1000          },
+        { "agent_check_address", config_parse_address, H(agent_check_address)                               },
+        { "state_file",          config_parse_string,   H(state_file)                                        },
+        {}
+};
+#undef H
+
+static int parse_healing(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item, void *data) {
+        Config *config = data;
+
+        config->healing.enabled = true;
+        return config_parse_table(c, key, node, healing_items, data);
+}
+
 static const ConfigItem config_items[] = {
         { "node",           parse_node_name,   offsetof(Config, node)           },
         { "web",            parse_web,         0                                },
         { "control_socket", parse_socket_path, offsetof(Config, control_socket) },
         { "probes",         parse_probes,      0                                },
+        { "healing",        parse_healing,     0                                },
         {}
 };
+
+/* What the healing section says must fit the rest of the file: members are
+ * probes that exist, and the backoff can grow. */
+static int check_healing(ConfigContext *c, yaml_node_t *root, Config *config) {
+        HealingConfig *h = &config->healing;
+        yaml_node_t *node;
+        int ret = 0, r;
+
+        if (!h->enabled)
+                return 0;
+        node = mapping_find(c, root, "healing");
+
+        for (char **m = h->member_probes; m && *m; m++) {
+                bool found = false;
+                for (size_t i = 0; i < config->n_probes; i++)
+                        if (streq(config->probes[i]->name, *m))
+                                found = true;
+                if (!found) {
+                        r = config_error(c, node, "healing.member_probes", "no probe is named '%s'", *m);
+                        if (r == -ENOMEM)
+                                return r;
+                        ret = r;
+                }
+        }
+        if (h->backoff_initial > h->backoff_max) {
+                r = config_error(c, node, "healing.backoff_initial", "is longer than backoff_max");
+                if (r == -ENOMEM)
+                        return r;
+                ret = r;
+        }
+        return ret;
+}
 
 /* Anchors and aliases let a collection be reused, which would let a small
  * file expand into a huge one (and an alias inside its own anchor into a
@@ -969,6 +1033,59 @@ static void context_done(ConfigContext *c) {
         c->errors = strv_free(c->errors);
 }
 
+/* libyaml's scanner does work proportional to the nesting depth for every
+ * token, and its loader compares every anchor and alias with all anchors
+ * before it: a 1 MiB file of "[[[[..." keeps it busy for many minutes. This
+ * first pass over the events stops such input while it is still cheap.
+ * Syntax errors are left to the real load, which meets them at the same place. */
+static int check_structure(ConfigContext *c, const char *data, size_t size) {
+        _cleanup_(parser_done) yaml_parser_t parser = {};
+        unsigned depth = 0, n_anchors = 0, n_aliases = 0;
+
+        if (!yaml_parser_initialize(&parser))
+                return -ENOMEM;
+        yaml_parser_set_input_string(&parser, (const unsigned char *) data, size);
+
+        for (;;) {
+                yaml_event_t e;
+                bool anchor;
+
+                if (!yaml_parser_parse(&parser, &e))
+                        return parser.error == YAML_MEMORY_ERROR ? -ENOMEM : 0;
+
+                yaml_event_type_t type = e.type;
+                yaml_mark_t mark = e.start_mark;
+                anchor = (type == YAML_SCALAR_EVENT && e.data.scalar.anchor) ||
+                         (type == YAML_SEQUENCE_START_EVENT && e.data.sequence_start.anchor) ||
+                         (type == YAML_MAPPING_START_EVENT && e.data.mapping_start.anchor);
+                yaml_event_delete(&e);
+
+                switch (type) {
+                case YAML_STREAM_END_EVENT:
+                        return 0;
+                case YAML_SEQUENCE_START_EVENT:
+                case YAML_MAPPING_START_EVENT:
+                        if (++depth > CONFIG_MAX_DEPTH)
+                                return context_add_error(c, &mark, NULL, "nested deeper than %d levels",
+                                                         CONFIG_MAX_DEPTH);
+                        break;
+                case YAML_SEQUENCE_END_EVENT:
+                case YAML_MAPPING_END_EVENT:
+                        depth--;
+                        break;
+                case YAML_ALIAS_EVENT:
+                        if (++n_aliases > CONFIG_MAX_ALIASES)
+                                return context_add_error(c, &mark, NULL, "more than %d aliases", CONFIG_MAX_ALIASES);
+                        break;
+                default:
+                        break;
+                }
+
+                if (anchor && ++n_anchors > CONFIG_MAX_ANCHORS)
+                        return context_add_error(c, &mark, NULL, "more than %d anchors", CONFIG_MAX_ANCHORS);
+        }
+}
+
 /* Fills what the file left out. The node name defaults to the host name. */
 static int config_fill_defaults(ConfigContext *c, Config *config) {
         if (!config->node) {
@@ -991,6 +1108,34 @@ static int config_fill_defaults(ConfigContext *c, Config *config) {
                 if (!config->control_socket)
                         return -ENOMEM;
         }
+
+        HealingConfig *h = &config->healing;
+        if (!h->enabled)
+                return 0;
+        if (h->stop_timeout == 0)
+                h->stop_timeout = 10 * USEC_PER_SEC;
+        if (h->start_timeout == 0)
+                h->start_timeout = 60 * USEC_PER_SEC;
+        if (h->backoff_initial == 0)
+                h->backoff_initial = 5 * USEC_PER_SEC;
+        if (h->backoff_max == 0)
+                h->backoff_max = 5 * USEC_PER_MINUTE;
+        if (h->stable_period == 0)
+                h->stable_period = 10 * USEC_PER_MINUTE;
+        if (h->round_interval == 0)
+                h->round_interval = 1 * USEC_PER_SEC;
+        if (h->healthy_rounds == 0)
+                h->healthy_rounds = 3;
+        if (!h->agent_check_address) {
+                h->agent_check_address = strdup(HEALING_DEFAULT_AGENT_CHECK_ADDRESS);
+                if (!h->agent_check_address)
+                        return -ENOMEM;
+        }
+        if (!h->state_file) {
+                h->state_file = strdup(HEALING_DEFAULT_STATE_FILE);
+                if (!h->state_file)
+                        return -ENOMEM;
+        }
         return 0;
 }
 
@@ -1003,6 +1148,10 @@ static int config_parse_document(ConfigContext *c, Config *config, const char *d
         if (size > CONFIG_MAX_FILE_SIZE)
                 return context_add_error(c, NULL, NULL, "too large: %zu bytes, the limit is %d", size,
                                          CONFIG_MAX_FILE_SIZE);
+
+        r = check_structure(c, data, size);
+        if (r < 0)
+                return r;
 
         if (!yaml_parser_initialize(&parser))
                 return -ENOMEM;
@@ -1032,7 +1181,11 @@ static int config_parse_document(ConfigContext *c, Config *config, const char *d
         if (r < 0)
                 return r;
 
-        return config_parse_table(c, NULL, root, config_items, config);
+        r = config_parse_table(c, NULL, root, config_items, config);
+        if (r == -ENOMEM)
+                return r;
+        int k = check_healing(c, root, config);
+        return k < 0 ? k : r;
 }
 
 int config_load_string(const char *filename, const char *data, size_t size, Config **ret, char ***ret_errors) {
@@ -1140,6 +1293,10 @@ Config *config_free(Config *c) {
         free(c->node);
         free(c->web_listen_address);
         free(c->control_socket);
+        strv_free(c->healing.units);
+        strv_free(c->healing.member_probes);
+        free(c->healing.agent_check_address);
+        free(c->healing.state_file);
         free(c);
         return NULL;
 }

@@ -303,8 +303,8 @@ TEST(missing_required_keys) {
 TEST(probe_types_and_names) {
         assert_errors("probes:\n"
                       "  - name: x\n"
-                      "    type: smtp\n",
-                      "test.yaml:3:11: probes[0].type: unknown probe type 'smtp'; known types: ", NULL);
+                      "    type: no-such-type\n",
+                      "test.yaml:3:11: probes[0].type: unknown probe type 'no-such-type'; known types: systemd-unit, tcp, ", NULL);
         assert_errors("probes:\n"
                       "  - {name: a, type: tcp, address: 127.0.0.1:25}\n"
                       "  - {name: b, type: tcp, address: 127.0.0.1:25}\n"
@@ -452,12 +452,23 @@ TEST(errors_are_all_listed) {
                       NULL);
 }
 
+_printf_(4, 5) static size_t appendf(char *buf, size_t size, size_t pos, const char *fmt, ...) {
+        va_list ap;
+        int n;
+
+        va_start(ap, fmt);
+        n = vsnprintf(buf + pos, size - pos, fmt, ap);
+        va_end(ap);
+        ASSERT_TRUE(n >= 0 && (size_t) n < size - pos);
+        return pos + (size_t) n;
+}
+
 TEST(limits) {
         _cleanup_strv_free_ char **errors = NULL;
         _cleanup_free_ char *big = NULL;
         Config *c = NULL;
         size_t n = 0;
-        char *s;
+        size_t pos;
 
         /* Over the size limit: rejected before parsing. */
         big = malloc(CONFIG_MAX_FILE_SIZE + 1);
@@ -470,10 +481,10 @@ TEST(limits) {
 
         /* More probes than allowed; exactly the limit is fine. */
         for (int n_probes = CONFIG_MAX_PROBES; n_probes <= CONFIG_MAX_PROBES + 1; n_probes++) {
-                s = big;
-                s += sprintf(s, "probes:\n");
+                pos = appendf(big, CONFIG_MAX_FILE_SIZE + 1, 0, "probes:\n");
                 for (int i = 0; i < n_probes; i++)
-                        s += sprintf(s, "  - {name: p%d, type: tcp, address: 127.0.0.1:25}\n", i);
+                        pos = appendf(big, CONFIG_MAX_FILE_SIZE + 1, pos,
+                                      "  - {name: p%d, type: tcp, address: 127.0.0.1:25}\n", i);
                 if (n_probes > CONFIG_MAX_PROBES)
                         assert_errors(big, "test.yaml:2:3: probes: has 1025 probes, more than the limit of 1024", NULL);
                 else {
@@ -482,10 +493,28 @@ TEST(limits) {
                 }
         }
 
+        /* Deep nesting and many anchors make libyaml slow (quadratic): both are
+         * stopped early. This file would keep it busy for minutes. */
+        memset(big, '[', CONFIG_MAX_FILE_SIZE);
+        memcpy(big, "node: ", 6);
+        big[CONFIG_MAX_FILE_SIZE] = '\0';
+        assert_errors(big, "test.yaml:1:38: nested deeper than 32 levels", NULL);
+
+        pos = appendf(big, CONFIG_MAX_FILE_SIZE + 1, 0, "node: [");
+        for (int i = 0; i < 300; i++)
+                pos = appendf(big, CONFIG_MAX_FILE_SIZE + 1, pos, "&a%d x, ", i);
+        assert_errors(big, "test.yaml:1:2202: more than 256 anchors", NULL);
+
+        pos = appendf(big, CONFIG_MAX_FILE_SIZE + 1, 0, "node: [&a x");
+        for (int i = 0; i < 1100; i++)
+                pos = appendf(big, CONFIG_MAX_FILE_SIZE + 1, pos, ", *a");
+        appendf(big, CONFIG_MAX_FILE_SIZE + 1, pos, "]\n");
+        assert_errors(big, "test.yaml:1:4110: more than 1024 aliases", NULL);
+
         /* The error list is bounded too. */
-        s = big;
+        pos = 0;
         for (int i = 0; i < 500; i++)
-                s += sprintf(s, "k%d: 1\n", i);
+                pos = appendf(big, CONFIG_MAX_FILE_SIZE + 1, pos, "k%d: 1\n", i);
         ASSERT_ERROR(config_load_string("test.yaml", big, strlen(big), &c, &errors), EINVAL);
         n = strv_length(errors);
         ASSERT_EQ(n, 101);
