@@ -8,6 +8,8 @@
 const ProbeType *const probe_types[] = {
         &probe_type_systemd_unit,
         &probe_type_tcp,
+        &probe_type_postgres,
+        &probe_type_ldap,
         &probe_type_time,
         &probe_type_nfs,
         &probe_type_http,

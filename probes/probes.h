@@ -5,6 +5,8 @@
 
 extern const ProbeType probe_type_systemd_unit;
 extern const ProbeType probe_type_tcp;
+extern const ProbeType probe_type_postgres;
+extern const ProbeType probe_type_ldap;
 extern const ProbeType probe_type_time;
 extern const ProbeType probe_type_nfs;
 /* Defined by the time probe; other probes report clock offsets of their servers in it. */

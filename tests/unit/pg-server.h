@@ -204,9 +204,11 @@ static inline int pg_server_start(PgServer *s, const char *extra_conf, bool stan
                 "port = %u\n"
                 "unix_socket_directories = '%s'\n"
                 "fsync = off\n"
-                "max_connections = 20\n"
+                /* A standby needs at least the primary's value, which initdb
+                 * recorded as its default. */
+                "%s\n"
                 "%s\n",
-                s->port, s->dir, extra_conf ?: "");
+                s->port, s->dir, standby ? "" : "max_connections = 20", extra_conf ?: "");
         fclose(f);
 
         if (standby) {
