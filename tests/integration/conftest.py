@@ -80,6 +80,8 @@ class Cluster:
 @pytest.fixture(scope="session")
 def cluster():
     nodes = int(os.environ.get("NODEBOX_NODES", "2"))
+    # The smoke test crosses nodes (deliver on node1, read on node2).
+    assert nodes >= 2, "the integration suite needs NODEBOX_NODES >= 2"
     c = Cluster(nodes)
     args = ["up", "--nodes", str(nodes)]
     if os.environ.get("NODEBOX_DEB"):

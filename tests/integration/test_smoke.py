@@ -13,6 +13,20 @@ import pytest
 DOMAIN = "rupost.test"
 ALICE = ("alice@rupost.test", "alice-secret")
 
+ADMIN_SOCKET = r"""
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect("/run/haproxy/admin.sock")
+s.sendall(sys.argv[1].encode() + b"\n")
+out = b""
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    out += d
+print(out.decode())
+"""
+
 IMAP_CHECK = r"""
 import imaplib, ssl, sys
 ctx = ssl.create_default_context()
@@ -165,12 +179,22 @@ def test_second_smtp_listener_and_haproxy(cluster):
             "import socket; s = socket.create_connection(('node1', %s), 5);"
             "print(s.recv(200).decode())" % port)).stdout
         assert out.startswith("220 "), (port, out)
-    out = cluster.python("node1", (
-        "import socket; s = socket.socket(socket.AF_UNIX);"
-        "s.connect('/run/haproxy/admin.sock'); s.sendall(b'show peers\\n');"
-        "import time; time.sleep(0.3); print(s.recv(65536).decode())")).stdout
+
+    def admin(box, command):
+        return cluster.exec(box, "python3", "-c", ADMIN_SOCKET, command).stdout
+
+    # Every node's haproxy peers with every other one on port 10000 ...
     for node in cluster.mail_nodes:
-        assert node in out
+        others = [n for n in cluster.mail_nodes if n != node]
+        cluster.wait_for(f"{node}'s haproxy peers", lambda: all(
+            f"id={o}(remote,active)" in out and "last_status=ESTA" in out
+            for out in [admin(node, "show peers")] for o in others), timeout=20)
+    # ... and a client's stickiness learnt on node1 shows up on node2.
+    admin("node1", "clear table smtp")
+    cluster.python("infra", "import socket; socket.create_connection(('node1', 8025), 5).recv(100)")
+    infra_ip = "10.231.0.10"
+    cluster.wait_for("the stick-table entry on node2", lambda: infra_ip in admin(
+        "node2", "show table smtp"), timeout=10)
 
 
 def test_sogo_answers_through_nginx(cluster):
