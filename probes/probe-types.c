@@ -12,6 +12,7 @@ const ProbeType *const probe_types[] = {
         &probe_type_ldap,
         &probe_type_time,
         &probe_type_nfs,
+        &probe_type_memcached,
         &probe_type_http,
         &probe_type_nginx,
         &probe_type_haproxy,

@@ -9,6 +9,7 @@ extern const ProbeType probe_type_postgres;
 extern const ProbeType probe_type_ldap;
 extern const ProbeType probe_type_time;
 extern const ProbeType probe_type_nfs;
+extern const ProbeType probe_type_memcached;
 /* Defined by the time probe; other probes report clock offsets of their servers in it. */
 extern const MetricFamily family_time_offset_seconds;
 extern const ProbeType probe_type_http;
