@@ -333,6 +333,9 @@ static void run_done(Run *run) {
         for (int i = 0; i < 5; i++)
                 (void) sd_event_run(run->event, 10 * USEC_PER_MSEC);
         run->event = sd_event_unref(run->event);
+        /* What the real manager would free: its last status line. */
+        free(run->manager.last_status);
+        run->manager.last_status = NULL;
 }
 
 static char *keys(const char *controllers, const char *password, const char *extra) {

@@ -102,6 +102,9 @@ static Probe *run_probe(Run *run, uint16_t port, const char *extra) {
 static void run_done(Run *run) {
         run->config = config_free(run->config);
         run->event = sd_event_unref(run->event);
+        /* What the real manager would free: its last status line. */
+        free(run->manager.last_status);
+        run->manager.last_status = NULL;
 }
 
 static char *password_key(const char *file, const char *more) {
