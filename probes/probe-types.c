@@ -13,6 +13,7 @@ const ProbeType *const probe_types[] = {
         &probe_type_time,
         &probe_type_nfs,
         &probe_type_memcached,
+        &probe_type_dns,
         &probe_type_http,
         &probe_type_nginx,
         &probe_type_haproxy,

@@ -10,6 +10,7 @@ extern const ProbeType probe_type_ldap;
 extern const ProbeType probe_type_time;
 extern const ProbeType probe_type_nfs;
 extern const ProbeType probe_type_memcached;
+extern const ProbeType probe_type_dns;
 /* Defined by the time probe; other probes report clock offsets of their servers in it. */
 extern const MetricFamily family_time_offset_seconds;
 extern const ProbeType probe_type_http;
