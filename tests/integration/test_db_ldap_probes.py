@@ -1,0 +1,133 @@
+"""The postgres and ldap probes in node1 against the infra box.
+
+infra runs PostgreSQL with the three RuPost databases and two directory
+controllers (ldap1 = 10.231.0.10, ldap2 = 10.231.0.9) of dc=rupost,dc=test
+with the RuPost schema. The probes are appended to node1's agent
+configuration for this module and removed afterwards.
+
+Faults are real: PostgreSQL stopped in infra (critical), and packets to one
+controller dropped with nft inside node1 (warning, the other controller
+serves, the run costs the controller's budget and not the probe's timeout).
+"""
+
+import json
+import re
+
+import pytest
+
+INFRA = "10.231.0.10"
+LDAP2 = "10.231.0.9"
+CONFIG = "/etc/rupost/agent.yaml"
+PG_PASSWORD_FILE = "/etc/rupost/test-postgres.password"
+LDAP_PASSWORD_FILE = "/etc/rupost/test-ldap.password"
+NFT_TABLE = "rupost_test_ldap"
+
+PROBES = f"""
+  - name: shared-db
+    type: postgres
+    interval: 2s
+    timeout: 3s
+    rise: 1
+    fall: 1
+    host: {INFRA}
+    user: rupost
+    password_file: {PG_PASSWORD_FILE}
+  - name: directory
+    type: ldap
+    interval: 2s
+    timeout: 4s
+    rise: 1
+    fall: 1
+    domain: rupost.test
+    controllers: ["ldap://{INFRA}:389", "ldap://{LDAP2}:389"]
+    bind_dn: "cn=rupost-svc,dc=rupost,dc=test"
+    password_file: {LDAP_PASSWORD_FILE}
+    search_filter: "(mail=alice@rupost.test)"
+    flavor: freeipa
+    controller_timeout: 1500ms
+"""
+
+
+def health(cluster):
+    r = cluster.exec("node1", "rupost-health", "--json", check=False)
+    assert r.returncode in (0, 1, 2, 3), r.stderr
+    report = json.loads(r.stdout)
+    assert "probes" in report, report
+    return report
+
+
+def probe(cluster, name):
+    return next(p for p in health(cluster)["probes"] if p["name"] == name)
+
+
+def wait_status(cluster, name, status, timeout=30):
+    """Waits for a fresh result with STATUS; returns the probe's record."""
+    return cluster.wait_for(f"{name} {status}", lambda: (
+        lambda p: p if p["status"] == status and p["last_status"] == status else None)(
+            probe(cluster, name)), timeout=timeout, interval=0.3)
+
+
+@pytest.fixture(scope="module")
+def probes(cluster):
+    if not cluster.agent_expected():
+        pytest.skip("no rupost-agent .deb was given to nodebox up, so there is no agent to test")
+    original = cluster.exec("node1", "cat", CONFIG).stdout
+    cluster.exec("node1", "sh", "-c",
+                 f"umask 077; echo rupost > {PG_PASSWORD_FILE}; "
+                 f"echo rupost-svc-secret > {LDAP_PASSWORD_FILE}")
+    cluster.exec("node1", "sh", "-c", f"cat > {CONFIG}", input=original.rstrip("\n") + "\n" + PROBES)
+    cluster.exec("node1", "systemctl", "reload", "rupost-agent.service")
+    yield
+    cluster.exec("node1", "nft", "delete", "table", "inet", NFT_TABLE, check=False)
+    cluster.exec("infra", "systemctl", "start", "postgresql.service", check=False)
+    cluster.exec("node1", "sh", "-c", f"cat > {CONFIG}", input=original)
+    cluster.exec("node1", "systemctl", "reload", "rupost-agent.service", check=False)
+    cluster.exec("node1", "rm", "-f", PG_PASSWORD_FILE, LDAP_PASSWORD_FILE, check=False)
+
+
+def test_postgres_ok(cluster, probes):
+    p = wait_status(cluster, "shared-db", "ok")
+    assert "primary; rupost, rupost_data, rupost_logs answer" in p["reason"], p
+    metrics = cluster.exec("node1", "curl", "-s", "http://127.0.0.1:9469/metrics").stdout
+    for db in ("rupost", "rupost_data", "rupost_logs"):
+        assert re.search(r'^rupost_postgres_up\{[^}]*database="%s"[^}]*\} 1$' % db, metrics, re.M), metrics
+    assert re.search(r'^rupost_time_offset_seconds\{[^}]*source="postgres"', metrics, re.M), metrics
+
+
+def test_ldap_ok(cluster, probes):
+    p = wait_status(cluster, "directory", "ok")
+    assert "domain rupost.test: all 2 controllers serve" in p["reason"], p
+    assert "found as " in p["reason"], p
+    assert "rupost-svc-secret" not in p["reason"]
+
+
+def test_postgres_stopped_is_critical(cluster, probes):
+    wait_status(cluster, "shared-db", "ok")
+    cluster.exec("infra", "systemctl", "stop", "postgresql.service", timeout=60)
+    try:
+        p = wait_status(cluster, "shared-db", "critical", timeout=20)
+        assert f"PostgreSQL at {INFRA}:5432" in p["reason"], p
+        assert "does not answer" in p["reason"] or "rejecting connections" in p["reason"], p
+    finally:
+        cluster.exec("infra", "systemctl", "start", "postgresql.service", timeout=60)
+    wait_status(cluster, "shared-db", "ok", timeout=30)
+
+
+def test_ldap_controller_black_holed_fails_over(cluster, probes):
+    timeouts = wait_status(cluster, "directory", "ok")["timeouts"]
+    cluster.exec("node1", "nft", "add", "table", "inet", NFT_TABLE)
+    cluster.exec("node1", "nft", "add", "chain", "inet", NFT_TABLE, "out",
+                 "{ type filter hook output priority 0 ; }")
+    cluster.exec("node1", "nft", "add", "rule", "inet", NFT_TABLE, "out",
+                 "ip", "daddr", LDAP2, "tcp", "dport", "389", "drop")
+    try:
+        p = wait_status(cluster, "directory", "warning", timeout=20)
+        assert "domain rupost.test: 1 of 2 controllers serve" in p["reason"], p
+        assert f"ldap://{LDAP2}:389: no answer within 1.5s" in p["reason"], p
+        # The controller's budget (1.5s) and a little, never the 4s timeout.
+        assert 1.4 < p["duration_seconds"] < 2.5, p
+        # The probe finished by itself: the core's deadline never fired.
+        assert p["timeouts"] == timeouts, p
+    finally:
+        cluster.exec("node1", "nft", "delete", "table", "inet", NFT_TABLE, check=False)
+    wait_status(cluster, "directory", "ok", timeout=20)
