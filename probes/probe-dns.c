@@ -26,6 +26,10 @@
 #include <string.h>
 #include <strings.h>
 
+/* <arpa/nameser.h> brings sys/param.h's MIN and MAX; ours follow. */
+#undef MIN
+#undef MAX
+
 #include "config.h"
 #include "lib/buf.h"
 #include "lib/child.h"
