@@ -12,7 +12,7 @@
  *   /hang      reads the request, never answers
  *   /big       200 with a 1 MiB body
  *   /sogo      200, body "SOGo" plus the Host header it received
- *   /status    the stub_status page in HTTP_PEER_STATUS_BODY (set before start)
+ *   /status    the contents of the file http_peer_status_file (read at each request)
  *   /close     closes without answering
  *   else       404
  */
@@ -36,7 +36,7 @@ typedef struct HttpPeer {
         uint16_t port;
 } HttpPeer;
 
-static const char *http_peer_status_body = "";
+static char http_peer_status_file[64];
 
 static void http_peer_sleep_ms(unsigned ms) {
         struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
@@ -101,9 +101,14 @@ static void http_peer_serve(int c) {
                 char body[256];
                 int n = snprintf(body, sizeof body, "SOGo host=%s\n", host_value);
                 http_peer_answer(c, "200 OK", "", body, (size_t) n);
-        } else if (streq(path, "/status"))
-                http_peer_answer(c, "200 OK", "Content-Type: text/plain\r\n", http_peer_status_body,
-                                 strlen(http_peer_status_body));
+        } else if (streq(path, "/status")) {
+                char body[4096];
+                FILE *f = fopen(http_peer_status_file, "re");
+                size_t n = f ? fread(body, 1, sizeof body, f) : 0;
+                if (f)
+                        fclose(f);
+                http_peer_answer(c, "200 OK", "Content-Type: text/plain\r\n", body, n);
+        }
         else if (streq(path, "/close"))
                 ;
         else

@@ -235,4 +235,113 @@ TEST(config_errors) {
         }
 }
 
+static void write_status(const char *body) {
+        FILE *f = fopen(http_peer_status_file, "we");
+        ASSERT_TRUE(f);
+        ASSERT_TRUE(fputs(body, f) >= 0);
+        ASSERT_OK(fclose(f));
+}
+
+/* The nginx probe reads stub_status through the same glue: counters become
+ * metrics, drops are judged by their growth between runs, and a page that
+ * is not stub_status is the check failing, not nginx. */
+TEST(nginx_probe) {
+        _cleanup_(config_freep) Config *config = NULL;
+        sd_event *e = NULL;
+        Manager m = {};
+        char yaml[512];
+        int fd;
+
+        snprintf(http_peer_status_file, sizeof http_peer_status_file, "/tmp/test-nginx-status-XXXXXX");
+        ASSERT_TRUE((fd = mkstemp(http_peer_status_file)) >= 0);
+        close(fd);
+        HttpPeer peer = http_peer_start();
+
+        snprintf(yaml, sizeof yaml,
+                 "probes:\n"
+                 "  - name: nginx\n"
+                 "    type: nginx\n"
+                 "    url: \"http://127.0.0.1:%u/status\"\n",
+                 peer.port);
+        config = load(yaml);
+        ASSERT_OK(sd_event_new(&e));
+        m.event = e;
+        Probe *p = config->probes[0];
+
+        static const struct {
+                const char *body;
+                ProbeStatus status;
+                const char *reason;
+        } runs[] = {
+                /* Earlier drops alone are history, not a warning. */
+                { "Active connections: 291 \nserver accepts handled requests\n 1000 990 5000 \nReading: 6 Writing: 179 Waiting: 106 \n",
+                  PROBE_OK, "nginx: 291 active connections, 5000 requests served (some connections were dropped earlier)" },
+                { "Active connections: 12 \nserver accepts handled requests\n 1100 1090 5300 \nReading: 0 Writing: 2 Waiting: 10 \n",
+                  PROBE_OK, "nginx: 12 active connections, 5300 requests served" },
+                { "Active connections: 1024 \nserver accepts handled requests\n 1300 1250 5400 \nReading: 0 Writing: 24 Waiting: 1000 \n",
+                  PROBE_WARNING, "nginx dropped 40 connections since the last check (50 since it started): worker_connections or a resource limit" },
+                /* A restart resets the counters: not a drop. */
+                { "Active connections: 1 \nserver accepts handled requests\n 3 3 3 \nReading: 0 Writing: 1 Waiting: 0 \n",
+                  PROBE_OK, "nginx: 1 active connections, 3 requests served" },
+                { "<html><body>hello</body></html>\n", PROBE_UNKNOWN,
+                  "/status: not a stub_status page: line 1: expected 'Active connections: N'" },
+        };
+        ASSERT_OK(probe_attach(p, &m));
+        for (size_t i = 0; i < ELEMENTSOF(runs); i++) {
+                write_status(runs[i].body);
+                p->have_result = false;
+                ASSERT_OK(probe_trigger(p));
+                usec_t end = now(CLOCK_MONOTONIC) + 3 * USEC_PER_SEC;
+                while (!p->have_result && now(CLOCK_MONOTONIC) < end)
+                        ASSERT_OK(sd_event_run(e, 100 * USEC_PER_MSEC));
+                ASSERT_TRUE(p->have_result);
+                fprintf(stderr, "%s: %s\n", probe_status_to_string(p->last.status), p->last.reason);
+                ASSERT_EQ(p->last.status, runs[i].status);
+                ASSERT_CONTAINS(p->last.reason, runs[i].reason);
+        }
+        /* The metrics of a good page, as nginx-prometheus-exporter names them plus _total. */
+        write_status(runs[0].body);
+        p->have_result = false;
+        ASSERT_OK(probe_trigger(p));
+        while (!p->have_result)
+                ASSERT_OK(sd_event_run(e, 100 * USEC_PER_MSEC));
+        ASSERT_TRUE(sample(p, "rupost_nginx_connections_active") == 291);
+        ASSERT_TRUE(sample(p, "rupost_nginx_connections_accepted_total") == 1000);
+        ASSERT_TRUE(sample(p, "rupost_nginx_connections_handled_total") == 990);
+        ASSERT_TRUE(sample(p, "rupost_nginx_http_requests_total") == 5000);
+        ASSERT_TRUE(sample(p, "rupost_nginx_connections_reading") == 6);
+        ASSERT_TRUE(sample(p, "rupost_nginx_connections_writing") == 179);
+        ASSERT_TRUE(sample(p, "rupost_nginx_connections_waiting") == 106);
+
+        probe_detach(p);
+        config = config_free(config);
+        m.curl = curl_glue_free(m.curl);
+        free(m.last_status);
+        sd_event_unref(e);
+        http_peer_stop(&peer);
+        unlink(http_peer_status_file);
+}
+
+TEST(nginx_probe_refused) {
+        _cleanup_(config_freep) Config *config = NULL;
+        sd_event *e = NULL;
+        Manager m = {};
+        char yaml[512];
+
+        snprintf(yaml, sizeof yaml, "probes:\n  - name: nginx\n    type: nginx\n    url: \"http://127.0.0.1:%u/basic_status\"\n",
+                 free_port());
+        config = load(yaml);
+        ASSERT_OK(sd_event_new(&e));
+        m.event = e;
+        Probe *p = config->probes[0];
+        run(e, &m, p);
+        fprintf(stderr, "%s\n", p->last.reason);
+        ASSERT_EQ(p->last.status, PROBE_CRITICAL);
+        ASSERT_CONTAINS(p->last.reason, "/basic_status: connect failed: Connection refused");
+        config = config_free(config);
+        m.curl = curl_glue_free(m.curl);
+        free(m.last_status);
+        sd_event_unref(e);
+}
+
 DEFINE_TEST_MAIN()
