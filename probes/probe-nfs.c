@@ -44,6 +44,7 @@
 typedef struct NfsProbe {
         /* configuration */
         char *path;
+        char *mount_point; /* where the share is mounted: path itself, or a parent of it */
         char *share;
         char *fstype;
         char **required_options;
@@ -115,6 +116,7 @@ static const MetricFamily family_retransmissions = {
 
 static const ConfigItem nfs_config_items[] = {
         { "path",             config_parse_string, offsetof(NfsProbe, path), .required = true },
+        { "mount_point",      config_parse_string, offsetof(NfsProbe, mount_point)            },
         { "share",            config_parse_string, offsetof(NfsProbe, share)                  },
         { "fstype",           config_parse_string, offsetof(NfsProbe, fstype)                 },
         { "required_options", config_parse_strv,   offsetof(NfsProbe, required_options), 0, 32 },
@@ -162,6 +164,15 @@ static int nfs_verify(Probe *p, ConfigContext *c) {
         /* mountinfo shows mount points without a trailing slash. */
         for (size_t l = strlen(n->path); l > 1 && n->path[l - 1] == '/'; l--)
                 n->path[l - 1] = 0;
+        if (set_default(&n->mount_point, n->path) < 0)
+                return -ENOMEM;
+        for (size_t l = strlen(n->mount_point); l > 1 && n->mount_point[l - 1] == '/'; l--)
+                n->mount_point[l - 1] = 0;
+        if (n->mount_point[0] != '/' ||
+            (!streq(n->mount_point, "/") && !streq(n->mount_point, n->path) &&
+             (strncmp(n->path, n->mount_point, strlen(n->mount_point)) != 0 || n->path[strlen(n->mount_point)] != '/')))
+                r = config_error(c, NULL, "mount_point", "'%s' is not '%s' or a parent directory of it", n->mount_point,
+                                 n->path);
         if (!n->share) {
                 const char *base = strrchr(n->path, '/');
                 if (set_default(&n->share, base && base[1] ? base + 1 : n->path) < 0)
@@ -203,6 +214,7 @@ static void nfs_done(Probe *p) {
         NfsProbe *n = probe_get_userdata(p);
 
         free(n->path);
+        free(n->mount_point);
         free(n->share);
         free(n->fstype);
         strv_free(n->required_options);
@@ -461,14 +473,14 @@ static int nfs_check_mount(Probe *p) {
 
         r = read_proc_file("/proc/self/mountinfo", &text);
         if (r >= 0)
-                r = mountinfo_find(text.data ?: "", text.len, n->path, &mi);
+                r = mountinfo_find(text.data ?: "", text.len, n->mount_point, &mi);
         buf_done(&text);
         if (r == -ENOENT) {
                 (void) probe_add_sample(p, &family_present, 0, "share", n->share, NULL);
                 return probe_finish(p, PROBE_CRITICAL,
                                     "%s is not mounted (not in /proc/self/mountinfo): mount the share "
                                     "(check /etc/fstab and that the NFS server exports it)",
-                                    n->path);
+                                    n->mount_point);
         }
         if (r < 0)
                 return probe_finish_errno(p, r, "cannot read /proc/self/mountinfo");
@@ -478,15 +490,15 @@ static int nfs_check_mount(Probe *p) {
 
         Buf problem = BUF_INIT(512);
         if (!type_ok)
-                (void) buf_printf(&problem, "%s is mounted as %s from %s, expected %s", n->path, mi.fstype, mi.source,
+                (void) buf_printf(&problem, "%s is mounted as %s from %s, expected %s", n->mount_point, mi.fstype, mi.source,
                                   n->fstype);
         if (!mount_options_have(mi.mount_options, "rw") || mount_options_have(mi.super_options, "ro"))
                 (void) buf_printf(&problem, "%s%s is mounted read-only: remount it rw", problem.len ? "; " : "",
-                                  n->path);
+                                  n->mount_point);
         for (char **o = n->required_options; o && *o; o++)
                 if (!mount_options_have(mi.super_options, *o) && !mount_options_have(mi.mount_options, *o))
                         (void) buf_printf(&problem, "%s%s is mounted without %s (options: %s): add it to the mount options",
-                                          problem.len ? "; " : "", n->path, *o, mi.super_options);
+                                          problem.len ? "; " : "", n->mount_point, *o, mi.super_options);
         if (problem.len > 0)
                 n->mount_problem = buf_steal(&problem);
         buf_done(&problem);
@@ -494,7 +506,7 @@ static int nfs_check_mount(Probe *p) {
         MountStats ms;
         text = BUF_INIT(PROC_FILE_MAX);
         if (read_proc_file("/proc/self/mountstats", &text) >= 0 &&
-            mountstats_find(text.data ?: "", text.len, n->path, &ms) >= 0) {
+            mountstats_find(text.data ?: "", text.len, n->mount_point, &ms) >= 0) {
                 (void) probe_add_sample(p, &family_major_timeouts, (double) ms.major_timeouts, "share", n->share,
                                         NULL);
                 (void) probe_add_sample(p, &family_retransmissions,

@@ -298,6 +298,7 @@ TEST(dns_zone_variants) {
                 ASSERT_EQ(p->last.status, cases[i].status);
                 ASSERT_CONTAINS(p->last.reason, cases[i].reason);
                 config = config_free(config);
+                free(m.last_status);
                 server_stop(&s);
                 sd_event_unref(e);
         }
@@ -320,6 +321,7 @@ TEST(dns_server_silent) {
                 ASSERT_OK(sd_event_run(e, 50 * USEC_PER_MSEC));
         ASSERT_EQ(child_abandoned_alive("dns example.test"), 0);
         config = config_free(config);
+        free(m.last_status);
         server_stop(&s);
         sd_event_unref(e);
 }

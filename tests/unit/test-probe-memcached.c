@@ -160,6 +160,9 @@ static void run_once(Run *run) {
 }
 
 static void run_done(Run *run) {
+        /* The manager lives on the stack here; what it allocated does not. */
+        free(run->manager.last_status);
+        run->manager.last_status = NULL;
         run->config = config_free(run->config);
         run->event = sd_event_unref(run->event);
 }

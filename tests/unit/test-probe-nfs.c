@@ -112,6 +112,9 @@ static void run_once(Run *run) {
 }
 
 static void run_done(Run *run) {
+        /* The manager lives on the stack here; what it allocated does not. */
+        free(run->manager.last_status);
+        run->manager.last_status = NULL;
         run->config = config_free(run->config);
         run->event = sd_event_unref(run->event);
 }
@@ -362,6 +365,40 @@ TEST(nfs_hung_server) {
 
         tick = sd_event_source_disable_unref(tick);
         run_done(&run);
+        unmount_dir(d);
+}
+
+TEST(nfs_share_below_the_mount_point) {
+        setup_namespace();
+        char *d = mount_tmpfs("size=8m", 0);
+        char sub[256], keys[512];
+        Run run = {};
+
+        /* As in a tree of shares mounted once at its top (/srv/nfs). */
+        snprintf(sub, sizeof sub, "%s/MailQueues", d);
+        ASSERT_OK(mkdir(sub, 0755));
+        ASSERT_OK(chown(sub, 420, 420));
+        snprintf(keys, sizeof keys, "    fstype: tmpfs\n    mount_point: \"%s\"\n", d);
+        run_load(&run, sub, keys);
+        run_once(&run);
+        ASSERT_EQ(run.probe->last.status, PROBE_OK);
+        ASSERT_CONTAINS(run.probe->last.reason, "/MailQueues: tmpfs, owner 420:420");
+        run_done(&run);
+
+        /* Without it, the subdirectory is not a mount point. */
+        run_load(&run, sub, "    fstype: tmpfs\n");
+        run_once(&run);
+        ASSERT_EQ(run.probe->last.status, PROBE_CRITICAL);
+        ASSERT_CONTAINS(run.probe->last.reason, "/MailQueues is not mounted");
+        run_done(&run);
+
+        /* A mount point that is not above the path is a config error. */
+        _cleanup_strv_free_ char **errors = NULL;
+        Config *config = NULL;
+        static const char yaml[] = "probes:\n  - name: q\n    type: nfs\n    path: /srv/nfs/MailQueues\n"
+                                   "    mount_point: /srv/nf\n";
+        ASSERT_ERROR(config_load_string("t.yaml", yaml, strlen(yaml), &config, &errors), EINVAL);
+        ASSERT_CONTAINS(errors[0], "mount_point: '/srv/nf' is not '/srv/nfs/MailQueues' or a parent directory of it");
         unmount_dir(d);
 }
 

@@ -197,6 +197,7 @@ TEST(time_probe_against_fake_servers) {
                         ASSERT_TRUE(sample_value(p, "rupost_time_max_skew_seconds", NULL) >= fabs(c->offset) - 0.05);
                 }
                 config = config_free(config);
+                free(m.last_status);
                 server_stop(&s);
                 sd_event_unref(e);
         }
@@ -228,6 +229,7 @@ TEST(time_probe_names_the_worst_of_several) {
         ASSERT_CONTAINS(p->last.reason, want);
         ASSERT_TRUE(fabs(sample_value(p, "rupost_time_max_skew_seconds", NULL) - 2.5) < 0.05);
         config = config_free(config);
+        free(m.last_status);
         server_stop(&a);
         server_stop(&b);
         server_stop(&c);
@@ -259,6 +261,7 @@ TEST(time_probe_kernel_view) {
         }
         ASSERT_TRUE(fabs(sample_value(p, "rupost_time_maxerror_seconds", NULL) - tx.maxerror / 1e6) < 0.01);
         config = config_free(config);
+        free(m.last_status);
         sd_event_unref(e);
 }
 
