@@ -127,7 +127,8 @@ prepare_box() {
 	# An upper layer only makes sense on the lower it was made on.
 	if [ -d "$upper" ] && [ "$(cat "$vd/lower" 2>/dev/null)" != "$lower" ]; then
 		log "$box: rootfs changed, starting from a clean upper layer"
-		rm -rf "$upper" "$work"
+		safe_rm_tree "$upper"
+		safe_rm_tree "$work"
 	fi
 	mkdir -p "$upper" "$work"
 	echo "$lower" >"$vd/lower"
@@ -315,13 +316,13 @@ cleanup_box_runtime() {
 	remove_box_net "$box" || rc=1
 	if [ -d "$rd" ]; then
 		if mountpoint -q "$rd/root"; then umount -l "$rd/root" || rc=1; fi
-		rm -rf "$rd"
+		safe_rm_tree "$rd"
 	fi
 	return $rc
 }
 
 purge_box_state() {
-	rm -rf "$(box_vardir "$1")"
+	safe_rm_tree "$(box_vardir "$1")"
 }
 
 # Changing the node count changes peer lists and /etc/hosts of every mail
@@ -378,7 +379,8 @@ remove_shared_dirs() {
 	if mountpoint -q "$RUN_DIR/nfs"; then
 		umount "$RUN_DIR/nfs" || umount -l "$RUN_DIR/nfs" || rc=1
 	fi
-	rm -rf "$RUN_DIR/shared" "$RUN_DIR/boxes"
+	safe_rm_tree "$RUN_DIR/shared"
+	safe_rm_tree "$RUN_DIR/boxes"
 	rmdir "$RUN_DIR/nfs" 2>/dev/null || true
 	return $rc
 }

@@ -95,3 +95,15 @@ known_boxes() {
 			sed -n "s/^$NS_PREFIX\(infra\|node[1-9]\)\$/\1/p" || true
 	} | sort -u
 }
+
+# Remove a directory tree that may have something mounted below it (an
+# mmdebstrap killed mid-build leaves proc, sys and dev mounted in its chroot):
+# unmount first, and never cross into another filesystem while deleting.
+safe_rm_tree() {
+	local dir=$1 m
+	[ -e "$dir" ] || return 0
+	for m in $(awk '{print $5}' /proc/self/mountinfo | grep -E "^$dir(/|$)" | sort -r || true); do
+		umount -l "$m" || die "cannot unmount $m below $dir"
+	done
+	rm -rf --one-file-system "$dir"
+}

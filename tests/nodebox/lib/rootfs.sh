@@ -28,7 +28,7 @@ ensure_rootfs() {
 	fi
 	local build="$dir.build"
 	mkdir -p "$VAR_DIR/rootfs"
-	rm -rf "$build"
+	safe_rm_tree "$build"
 	log "building the box rootfs (once; cached as $dir)"
 	local t0=$SECONDS includes
 	includes=$(rootfs_packages | paste -sd, -)
@@ -46,7 +46,7 @@ ensure_rootfs() {
 		"deb $SECURITY_MIRROR bookworm-security main" \
 		>"$VAR_DIR/rootfs/build.log" 2>&1; then
 		tail -n 30 "$VAR_DIR/rootfs/build.log" >&2
-		rm -rf "$build"
+		safe_rm_tree "$build"
 		die "mmdebstrap failed (full log: $VAR_DIR/rootfs/build.log)"
 	fi
 	touch "$build/.nodebox-complete"
@@ -61,6 +61,6 @@ remove_outdated_rootfs() {
 	for old in "$VAR_DIR"/rootfs/*; do
 		[ -d "$old" ] && [ "$old" != "$dir" ] || continue
 		log "removing outdated rootfs $old"
-		rm -rf "$old"
+		safe_rm_tree "$old"
 	done
 }
