@@ -476,8 +476,9 @@ static int haproxy_judge(Probe *p) {
         if (v.warning.len > 0)
                 (void) buf_printf(&reason, "%s%s", reason.len > 0 ? "; " : "", v.warning.data);
         if (reason.len == 0)
-                (void) buf_printf(&reason, "haproxy %s: %zu backends, %zu servers up, %zu peers established", info.version,
-                                  n_backends, n_up, n_established);
+                (void) buf_printf(&reason, "haproxy %s: %zu backend%s, %zu server%s up, %zu peer%s established",
+                                  info.version, n_backends, n_backends == 1 ? "" : "s", n_up, n_up == 1 ? "" : "s",
+                                  n_established, n_established == 1 ? "" : "s");
         if (v.notes.len > 0)
                 (void) buf_puts(&reason, v.notes.data);
         add_manageable_sample(p, true, &reason);

@@ -193,7 +193,7 @@ static const Case cases[] = {
         {
                 .name = "healthy node (real answer)",
                 .status = PROBE_OK,
-                .reason = "haproxy 2.6.12-1+deb12u4: 3 backends, 6 servers up, 1 peers established",
+                .reason = "haproxy 2.6.12-1+deb12u4: 3 backends, 6 servers up, 1 peer established",
                 .up = 1,
         },
         {
