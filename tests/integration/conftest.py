@@ -90,3 +90,33 @@ def cluster():
     yield c
     if not KEEP:
         c.nodebox("down", check=False)
+
+
+def _diagnostics():
+    """Cluster state and failed units, for the report of a failed test."""
+    def run(*args):
+        r = subprocess.run([NODEBOX, *args], capture_output=True, text=True,
+                           timeout=60)
+        return r.stdout + r.stderr
+
+    text = run("status")
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 1 and fields[1] == "running":
+            failed = run("exec", fields[0], "--", "systemctl", "--failed",
+                         "--no-legend", "--plain")
+            for unit in [l.split()[0] for l in failed.splitlines() if l.strip()]:
+                text += f"\n--- {fields[0]}: {unit} (failed) ---\n"
+                text += "\n".join(run("logs", fields[0], unit).splitlines()[-30:])
+    return text
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        try:
+            report.sections.append(("nodebox diagnostics", _diagnostics()))
+        except Exception as e:  # diagnostics must never hide the failure
+            report.sections.append(("nodebox diagnostics", f"unavailable: {e}"))
