@@ -120,3 +120,10 @@ def pytest_runtest_makereport(item, call):
             report.sections.append(("nodebox diagnostics", _diagnostics()))
         except Exception as e:  # diagnostics must never hide the failure
             report.sections.append(("nodebox diagnostics", f"unavailable: {e}"))
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """test_teardown.py stops the cluster: whatever other modules exist, its
+    tests run last."""
+    last = [i for i in items if i.path.name == "test_teardown.py"]
+    items[:] = [i for i in items if i.path.name != "test_teardown.py"] + last
