@@ -21,7 +21,7 @@ NFT_TABLE = "rupost_test_peers"
 PROBES = """
   - name: sogo-direct
     type: http
-    interval: 2s
+    interval: 3s
     timeout: 3s
     rise: 1
     fall: 1
@@ -29,7 +29,7 @@ PROBES = """
     expect_status: [200, 302]
   - name: sogo-https
     type: http
-    interval: 2s
+    interval: 3s
     timeout: 3s
     rise: 1
     fall: 1
@@ -39,7 +39,7 @@ PROBES = """
     depends_on: [sogo-direct]
   - name: http-redirect
     type: http
-    interval: 2s
+    interval: 3s
     timeout: 3s
     rise: 1
     fall: 1
@@ -48,13 +48,13 @@ PROBES = """
     expect_location: "https://"
   - name: nginx-status
     type: nginx
-    interval: 2s
+    interval: 3s
     timeout: 3s
     rise: 1
     fall: 1
   - name: ha-agent
     type: haproxy
-    interval: 2s
+    interval: 3s
     timeout: 3s
     rise: 1
     fall: 1
@@ -103,11 +103,17 @@ def probes(cluster):
         pytest.skip("no rupost-agent .deb was given to nodebox up, so there is no agent to test")
     original = cluster.exec("node1", "cat", CONFIG).stdout
     cluster.exec("node1", "sh", "-c", f"cat > {CONFIG}", input=original.rstrip("\n") + "\n" + PROBES)
-    cluster.exec("node1", "systemctl", "reload", "rupost-agent.service")
-    # A reload the agent refused keeps the old probes: fail here, clearly.
-    cluster.wait_for("the probes of this module in rupost-health", lambda: all(
-        any(p["name"] == n for p in health(cluster)["probes"]) for n in NAMES), timeout=20)
-    yield
+    try:
+        cluster.exec("node1", "systemctl", "reload", "rupost-agent.service")
+        # A reload the agent refused keeps the old probes: fail here, clearly.
+        cluster.wait_for("the probes of this module in rupost-health", lambda: all(
+            any(p["name"] == n for p in health(cluster)["probes"]) for n in NAMES), timeout=20)
+        yield
+    finally:
+        restore(cluster, original)
+
+
+def restore(cluster, original):
     cluster.exec("node1", "nft", "delete", "table", "inet", NFT_TABLE, check=False)
     cluster.exec("node1", "systemctl", "start", "sogo.service", check=False, timeout=60)
     cluster.exec("node1", "sh", "-c", f"cat > {CONFIG}", input=original)
