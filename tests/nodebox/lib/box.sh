@@ -106,15 +106,15 @@ box_env_file() {
 # Enables units with systemctl --root against the merged tree, mounted in a
 # throw-away mount namespace so the host never sees it.
 enable_units() {
-	local lower=$1 upper=$2 work=$3 units=$4
+	local lower=$1 upper=$2 work=$3 units=$4 mnt
+	mnt=$(dirname "$upper")/enable-mnt
+	mkdir -p "$mnt"
 	unshare --mount --propagation private -- bash -euc '
-		m=$(mktemp -d)
-		mount -t overlay overlay -o "lowerdir=$1,upperdir=$2,workdir=$3" "$m"
-		systemctl --root="$m" --quiet enable $4
-		umount "$m"
-		rmdir "$m"
-	' nodebox-enable "$lower" "$upper" "$work" "$units" ||
+		mount -t overlay overlay -o "lowerdir=$1,upperdir=$2,workdir=$3" "$4"
+		systemctl --root="$4" --quiet enable $5
+	' nodebox-enable "$lower" "$upper" "$work" "$mnt" "$units" ||
 		die "cannot enable units in the box image: $units"
+	rmdir "$mnt"
 }
 
 prepare_box() {
