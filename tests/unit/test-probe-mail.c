@@ -554,6 +554,7 @@ static void run_case(const Case *c, const char *unix_path) {
         if (c->peer_complete)
                 ASSERT_EQ(peer_status, 0);
         ASSERT_TRUE(peer_status != PEER_UNEXPECTED);
+        free(m.last_status); /* the manager's STATUS= text; these tests own a bare Manager */
         sd_event_unref(e);
 }
 
@@ -608,6 +609,7 @@ TEST(mail_probe_tls_samples) {
 
         config = config_free(config);
         peer_stop(&peer);
+        free(m.last_status); /* the manager's STATUS= text; these tests own a bare Manager */
         sd_event_unref(e);
 }
 
@@ -637,6 +639,7 @@ TEST(mail_probe_oversized_reply) {
         ASSERT_CONTAINS(p->last.reason, "oversized reply while waiting for the reply to EHLO: reply has more than 512 lines");
         config = config_free(config);
         peer_stop(&peer);
+        free(m.last_status); /* the manager's STATUS= text; these tests own a bare Manager */
         sd_event_unref(e);
         free(big);
 }
@@ -652,6 +655,7 @@ TEST(mail_probe_refused_and_missing_socket) {
         ASSERT_EQ(p->last.status, PROBE_CRITICAL);
         ASSERT_CONTAINS(p->last.reason, "/nonexistent/dovecot-lmtp: connect failed: No such file or directory");
         config = config_free(config);
+        free(m.last_status); /* the manager's STATUS= text; these tests own a bare Manager */
         sd_event_unref(e);
 }
 

@@ -284,6 +284,7 @@ static void run_start(Run *r, const char *extra, const char *timeout) {
 static void run_end(Run *r) {
         r->config = config_free(r->config);
         r->event = sd_event_unref(r->event);
+        free(r->manager.last_status); /* the manager's STATUS= text; a bare Manager here */
 }
 
 static double sample(const Probe *p, const char *family, const char *labels) {
