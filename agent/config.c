@@ -879,13 +879,71 @@ static int parse_probes(ConfigContext *c, const char *key, yaml_node_t *node, co
         return ret;
 }
 
+#define H(field) offsetof(Config, healing.field)
+static const ConfigItem healing_items[] = {
+        { "units",               config_parse_strv,     H(units), .required = true                           },
+        { "member_probes",       config_parse_strv,     H(member_probes), .required = true                   },
+        { "stop_timeout",        config_parse_duration, H(stop_timeout),    100 * USEC_PER_MSEC, USEC_PER_HOUR },
+        { "start_timeout",       config_parse_duration, H(start_timeout),   100 * USEC_PER_MSEC, USEC_PER_HOUR },
+        { "backoff_initial",     config_parse_duration, H(backoff_initial), 100 * USEC_PER_MSEC, USEC_PER_DAY  },
+        { "backoff_max",         config_parse_duration, H(backoff_max),     100 * USEC_PER_MSEC, USEC_PER_DAY  },
+        { "stable_period",       config_parse_duration, H(stable_period),   USEC_PER_SEC,        USEC_PER_DAY  },
+        { "round_interval",      config_parse_duration, H(round_interval),  100 * USEC_PER_MSEC, USEC_PER_HOUR },
+        { "healthy_rounds",      config_parse_uint,     H(healthy_rounds),  1,                   1000          },
+        { "max_attempts",        config_parse_uint,     H(max_attempts),    0,                   1000          },
+        { "agent_check_address", config_parse_address, H(agent_check_address)                               },
+        { "state_file",          config_parse_string,   H(state_file)                                        },
+        {}
+};
+#undef H
+
+static int parse_healing(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item, void *data) {
+        Config *config = data;
+
+        config->healing.enabled = true;
+        return config_parse_table(c, key, node, healing_items, data);
+}
+
 static const ConfigItem config_items[] = {
         { "node",           parse_node_name,   offsetof(Config, node)           },
         { "web",            parse_web,         0                                },
         { "control_socket", parse_socket_path, offsetof(Config, control_socket) },
         { "probes",         parse_probes,      0                                },
+        { "healing",        parse_healing,     0                                },
         {}
 };
+
+/* What the healing section says must fit the rest of the file: members are
+ * probes that exist, and the backoff can grow. */
+static int check_healing(ConfigContext *c, yaml_node_t *root, Config *config) {
+        HealingConfig *h = &config->healing;
+        yaml_node_t *node;
+        int ret = 0, r;
+
+        if (!h->enabled)
+                return 0;
+        node = mapping_find(c, root, "healing");
+
+        for (char **m = h->member_probes; m && *m; m++) {
+                bool found = false;
+                for (size_t i = 0; i < config->n_probes; i++)
+                        if (streq(config->probes[i]->name, *m))
+                                found = true;
+                if (!found) {
+                        r = config_error(c, node, "healing.member_probes", "no probe is named '%s'", *m);
+                        if (r == -ENOMEM)
+                                return r;
+                        ret = r;
+                }
+        }
+        if (h->backoff_initial > h->backoff_max) {
+                r = config_error(c, node, "healing.backoff_initial", "is longer than backoff_max");
+                if (r == -ENOMEM)
+                        return r;
+                ret = r;
+        }
+        return ret;
+}
 
 /* Anchors and aliases let a collection be reused, which would let a small
  * file expand into a huge one (and an alias inside its own anchor into a
@@ -1050,6 +1108,34 @@ static int config_fill_defaults(ConfigContext *c, Config *config) {
                 if (!config->control_socket)
                         return -ENOMEM;
         }
+
+        HealingConfig *h = &config->healing;
+        if (!h->enabled)
+                return 0;
+        if (h->stop_timeout == 0)
+                h->stop_timeout = 10 * USEC_PER_SEC;
+        if (h->start_timeout == 0)
+                h->start_timeout = 60 * USEC_PER_SEC;
+        if (h->backoff_initial == 0)
+                h->backoff_initial = 5 * USEC_PER_SEC;
+        if (h->backoff_max == 0)
+                h->backoff_max = 5 * USEC_PER_MINUTE;
+        if (h->stable_period == 0)
+                h->stable_period = 10 * USEC_PER_MINUTE;
+        if (h->round_interval == 0)
+                h->round_interval = 1 * USEC_PER_SEC;
+        if (h->healthy_rounds == 0)
+                h->healthy_rounds = 3;
+        if (!h->agent_check_address) {
+                h->agent_check_address = strdup(HEALING_DEFAULT_AGENT_CHECK_ADDRESS);
+                if (!h->agent_check_address)
+                        return -ENOMEM;
+        }
+        if (!h->state_file) {
+                h->state_file = strdup(HEALING_DEFAULT_STATE_FILE);
+                if (!h->state_file)
+                        return -ENOMEM;
+        }
         return 0;
 }
 
@@ -1095,7 +1181,11 @@ static int config_parse_document(ConfigContext *c, Config *config, const char *d
         if (r < 0)
                 return r;
 
-        return config_parse_table(c, NULL, root, config_items, config);
+        r = config_parse_table(c, NULL, root, config_items, config);
+        if (r == -ENOMEM)
+                return r;
+        int k = check_healing(c, root, config);
+        return k < 0 ? k : r;
 }
 
 int config_load_string(const char *filename, const char *data, size_t size, Config **ret, char ***ret_errors) {
@@ -1203,6 +1293,10 @@ Config *config_free(Config *c) {
         free(c->node);
         free(c->web_listen_address);
         free(c->control_socket);
+        strv_free(c->healing.units);
+        strv_free(c->healing.member_probes);
+        free(c->healing.agent_check_address);
+        free(c->healing.state_file);
         free(c);
         return NULL;
 }

@@ -73,6 +73,27 @@ int config_error(ConfigContext *c, yaml_node_t *node, const char *key, const cha
 int config_parse_table(ConfigContext *c, const char *prefix, yaml_node_t *mapping, const ConfigItem *table,
                        void *base);
 
+/* The `healing:` section; present means the agent heals, absent means it
+ * only watches. */
+typedef struct HealingConfig {
+        bool enabled;
+        char **units;          /* the mail group, in start order */
+        char **member_probes;  /* a member turning critical withdraws the node */
+        usec_t stop_timeout;   /* per unit, then SIGKILL */
+        usec_t start_timeout;  /* per unit */
+        usec_t backoff_initial;
+        usec_t backoff_max;
+        usec_t stable_period;  /* in service this long: past attempts are forgotten */
+        usec_t round_interval; /* how often a recovering node checks its members */
+        unsigned healthy_rounds;
+        unsigned max_attempts;
+        char *agent_check_address; /* HAProxy agent-check port */
+        char *state_file;          /* maintenance survives restarts here */
+} HealingConfig;
+
+#define HEALING_DEFAULT_AGENT_CHECK_ADDRESS ":9470"
+#define HEALING_DEFAULT_STATE_FILE "/var/lib/rupost-agent/state"
+
 typedef struct Config {
         char *path;
         char *node;
@@ -80,6 +101,7 @@ typedef struct Config {
         char *control_socket;
         Probe **probes;
         size_t n_probes;
+        HealingConfig healing;
 } Config;
 
 Config *config_free(Config *c);

@@ -9,6 +9,7 @@
 #include "lib/curl-glue.h"
 #include "lib/log.h"
 #include "manager.h"
+#include "node.h"
 
 static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Manager *m = userdata;
@@ -81,9 +82,36 @@ int manager_new(const ManagerOptions *options, Manager **ret) {
         return 0;
 }
 
+int manager_get_bus(Manager *m, sd_bus **ret) {
+        int r;
+
+        if (!m->bus) {
+                _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+
+                r = sd_bus_open_system(&bus);
+                if (r < 0)
+                        return r;
+                r = sd_bus_attach_event(bus, m->event, SD_EVENT_PRIORITY_NORMAL);
+                if (r < 0)
+                        return r;
+                /* systemd sends unit and job signals (PropertiesChanged, JobRemoved)
+                 * only to clients that subscribed. No slot and no callback: no
+                 * reply is expected. (A slot with a NULL callback would make
+                 * sd-bus call NULL when the reply comes.) */
+                r = sd_bus_call_method_async(bus, NULL, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+                                             "org.freedesktop.systemd1.Manager", "Subscribe", NULL, NULL, "");
+                if (r < 0)
+                        return r;
+                m->bus = TAKE_PTR(bus);
+        }
+        *ret = m->bus;
+        return 0;
+}
+
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
+        m->node = node_free(m->node);
         m->control = control_server_free(m->control);
         m->exporter = exporter_free(m->exporter);
         m->config = config_free(m->config);
@@ -145,6 +173,7 @@ void manager_probe_status_changed(Manager *m, Probe *p, ProbeStatus old) {
                      "Probe '%s' is %s (was %s): %s", p->name, probe_status_to_string(p->status),
                      probe_status_to_string(old), p->last.reason ?: "");
         manager_update_status(m);
+        node_probe_status_changed(m->node, p, old);
 }
 
 static int manager_attach_probes(Manager *m, Config *old) {
@@ -192,6 +221,22 @@ static int manager_setup_listeners(Manager *m, const char *old_web, const char *
         return 0;
 }
 
+/* Healing follows the config: created when a section appears, kept (with
+ * its state) across reloads, dropped when the section goes away. */
+static int manager_setup_node(Manager *m) {
+        if (!m->config->healing.enabled) {
+                if (m->node)
+                        log_notice("Healing is no longer configured: only watching from now on.");
+                m->node = node_free(m->node);
+                return 0;
+        }
+        if (m->node) {
+                node_reconfigure(m->node, &m->config->healing);
+                return 0;
+        }
+        return node_new(m, &m->config->healing, &m->node);
+}
+
 int manager_start(Manager *m, Config *config) {
         int r;
 
@@ -200,6 +245,9 @@ int manager_start(Manager *m, Config *config) {
         if (r < 0)
                 return r;
         r = manager_attach_probes(m, NULL);
+        if (r < 0)
+                return r;
+        r = manager_setup_node(m);
         if (r < 0)
                 return r;
         manager_update_status(m);
@@ -242,6 +290,8 @@ int manager_reload(Manager *m) {
 
         m->config = TAKE_PTR(config);
         r = manager_attach_probes(m, old);
+        if (r >= 0)
+                r = manager_setup_node(m);
         config_free(old);
         if (r < 0)
                 return r;

@@ -13,6 +13,7 @@
 
 typedef struct Exporter Exporter;
 typedef struct ControlServer ControlServer;
+typedef struct Node Node;
 typedef struct CurlGlue CurlGlue;
 
 typedef struct ManagerOptions {
@@ -30,6 +31,7 @@ struct Manager {
 
         Exporter *exporter;
         ControlServer *control;
+        Node *node; /* the healing policy; NULL when the config has no healing section */
         CurlGlue *curl; /* libcurl multi of the HTTP probes, created on first use */
 
         sd_event_source *watchdog;
@@ -54,6 +56,9 @@ static inline Probe **manager_probes(const Manager *m, size_t *ret_n) {
         *ret_n = m->config ? m->config->n_probes : 0;
         return m->config ? m->config->probes : NULL;
 }
+
+/* The system bus, connected on first use and shared by all users. */
+int manager_get_bus(Manager *m, sd_bus **ret);
 
 /* Called by the probe core whenever a probe's reported status changed. */
 void manager_probe_status_changed(Manager *m, Probe *p, ProbeStatus old);

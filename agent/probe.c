@@ -109,24 +109,8 @@ sd_event *probe_get_event(Probe *p) {
 }
 
 int probe_get_bus(Probe *p, sd_bus **ret) {
-        Manager *m = p->manager;
-        int r;
-
-        assert_return(m, -ESTALE);
-
-        if (!m->bus) {
-                _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
-
-                r = sd_bus_open_system(&bus);
-                if (r < 0)
-                        return r;
-                r = sd_bus_attach_event(bus, m->event, SD_EVENT_PRIORITY_NORMAL);
-                if (r < 0)
-                        return r;
-                m->bus = TAKE_PTR(bus);
-        }
-        *ret = m->bus;
-        return 0;
+        assert_return(p->manager, -ESTALE);
+        return manager_get_bus(p->manager, ret);
 }
 
 void probe_set_phase(Probe *p, const char *phase) {

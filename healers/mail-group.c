@@ -34,7 +34,6 @@ struct MailGroup {
         usec_t start_timeout;
 
         sd_bus_slot *job_removed;
-        sd_bus_slot *subscribe;
 
         GroupOp op;
         size_t step;       /* how many units of the operation are done */
@@ -283,11 +282,7 @@ int mail_group_new(sd_bus *bus, sd_event *event, char *const *units, usec_t stop
                                       "JobRemoved", on_job_removed, NULL, g);
         if (r < 0)
                 return r;
-        /* systemd sends JobRemoved only to subscribed clients. */
-        r = sd_bus_call_method_async(bus, &g->subscribe, SYSTEMD_DESTINATION, SYSTEMD_PATH, SYSTEMD_MANAGER,
-                                     "Subscribe", NULL, NULL, "");
-        if (r < 0)
-                return r;
+        /* JobRemoved reaches only subscribed clients: manager_get_bus() subscribed. */
 
         *ret = TAKE_PTR(g);
         return 0;
@@ -298,7 +293,6 @@ MailGroup *mail_group_free(MailGroup *g) {
                 return NULL;
         group_reset_step(g);
         sd_bus_slot_unref(g->job_removed);
-        sd_bus_slot_unref(g->subscribe);
         for (size_t i = 0; i < RECENT_JOBS; i++) {
                 free(g->recent[i].path);
                 free(g->recent[i].result);

@@ -4,8 +4,8 @@
  * It is event-driven: the probe subscribes to the manager's signals and to
  * PropertiesChanged on each unit, and every change triggers a run at once, so
  * a unit that dies is seen within milliseconds rather than at the next
- * interval. The interval is only the fallback. systemd emits unit signals only
- * while some client has called Manager.Subscribe(), so we call it. */
+ * interval. The interval is only the fallback. (systemd emits unit signals
+ * only to clients that called Manager.Subscribe(); manager_get_bus() does.) */
 
 #include <assert.h>
 #include <stdio.h>
@@ -44,7 +44,6 @@ typedef struct SystemdUnitProbe {
 
         UnitState *states;
         size_t n_states;
-        sd_bus_slot *subscribe;
         size_t n_calls_pending; /* GetAll calls of this run still unanswered */
 } SystemdUnitProbe;
 
@@ -126,11 +125,6 @@ static int systemd_unit_setup(Probe *p) {
         if (!u->states)
                 return -ENOMEM;
 
-        r = sd_bus_call_method_async(bus, &u->subscribe, SYSTEMD_DESTINATION, SYSTEMD_PATH,
-                                     "org.freedesktop.systemd1.Manager", "Subscribe", NULL, NULL, "");
-        if (r < 0)
-                return r;
-
         for (size_t i = 0; i < u->n_states; i++) {
                 UnitState *s = &u->states[i];
 
@@ -170,7 +164,6 @@ static void systemd_unit_done(Probe *p) {
                 free(u->states[i].path);
         }
         free(u->states);
-        sd_bus_slot_unref(u->subscribe);
         strv_free(u->units);
 }
 

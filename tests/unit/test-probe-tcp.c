@@ -248,6 +248,7 @@ TEST(tcp_probe_against_scripted_peers) {
 
                 config = config_free(config);
                 peer_stop(&peer);
+                free(m.last_status);
                 sd_event_unref(e);
         }
 }
@@ -271,6 +272,7 @@ TEST(tcp_probe_refused_port) {
         ASSERT_EQ(p->last.status, PROBE_CRITICAL);
         ASSERT_CONTAINS(p->last.reason, "connect failed: Connection refused");
         config = config_free(config);
+        free(m.last_status);
         sd_event_unref(e);
 }
 

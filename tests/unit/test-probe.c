@@ -92,6 +92,7 @@ static void fixture_setup(Fixture *f, Behaviour b) {
 
 static void fixture_teardown(Fixture *f) {
         f->probe = probe_free(f->probe);
+        free(f->manager.last_status);
         f->event = sd_event_unref(f->event);
 }
 

@@ -1,0 +1,394 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include "healers/mail-group.h"
+#include "lib/log.h"
+#include "lib/sockaddr.h"
+#include "manager.h"
+#include "node.h"
+
+#define MESSAGE_ID_NODE_STATE_CHANGED "7b2e9c4d1f0a4c8e8a6b3d5f2c1e0a9b"
+#define MESSAGE_ID_NODE_GAVE_UP       "e3a1c5b7d9f24e6a8c0b2d4f6a8c0e2b"
+
+struct Node {
+        Manager *manager;
+        const HealingConfig *config;
+        NodePolicy policy;
+        NodeState state;
+        usec_t since;
+        usec_t group_started; /* realtime; member results older than this do not count */
+
+        MailGroup *group;
+        sd_event_source *backoff_timer;
+        sd_event_source *stable_timer;
+        sd_event_source *round_timer;
+        sd_event_source *recovery_deadline;
+        int agent_check_fd;
+        sd_event_source *agent_check_source;
+};
+
+static void node_apply(Node *n, NodeEventId event, const char *reason);
+
+static Probe *find_probe(Node *n, const char *name) {
+        size_t count;
+        Probe **probes = manager_probes(n->manager, &count);
+
+        for (size_t i = 0; i < count; i++)
+                if (streq(probes[i]->name, name))
+                        return probes[i];
+        return NULL;
+}
+
+static bool is_member(Node *n, const Probe *p) {
+        for (char **m = n->config->member_probes; m && *m; m++)
+                if (streq(*m, p->name))
+                        return true;
+        return false;
+}
+
+/* Every member probe ok, judged on runs made after the group (re)started. */
+static bool members_healthy(Node *n, char *why, size_t len) {
+        for (char **m = n->config->member_probes; m && *m; m++) {
+                Probe *p = find_probe(n, *m);
+
+                if (!p || !p->have_result || p->last.started_realtime < n->group_started) {
+                        snprintf(why, len, "probe '%s' has no result yet", *m);
+                        return false;
+                }
+                if (p->status != PROBE_OK) {
+                        snprintf(why, len, "probe '%s' is %s: %s", *m, probe_status_to_string(p->status),
+                                 p->last.reason ?: "");
+                        return false;
+                }
+        }
+        return true;
+}
+
+/* ---- persistence: maintenance survives agent restarts ---- */
+
+static int node_persist(Node *n) {
+        const char *path = n->config->state_file;
+        _cleanup_free_ char *tmp = NULL, *dir = NULL;
+        _cleanup_fclose_ FILE *f = NULL;
+
+        if (asprintf(&tmp, "%s.tmp", path) < 0)
+                return -ENOMEM;
+        dir = strdup(path);
+        if (!dir)
+                return -ENOMEM;
+        char *slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+                *slash = 0;
+                (void) mkdir(dir, 0755);
+        }
+
+        f = fopen(tmp, "we");
+        if (!f)
+                return log_error_errno(errno, "Failed to write %s: %m", tmp);
+        fprintf(f, "maintenance=%d\nreason=%s\n", n->state.id == NODE_MAINTENANCE,
+                n->state.id == NODE_MAINTENANCE ? n->state.reason : "");
+        if (fflush(f) != 0 || fsync(fileno(f)) < 0)
+                return log_error_errno(errno, "Failed to write %s: %m", tmp);
+        /* Atomic: a crash leaves the old file or the new one, never half of one. */
+        if (rename(tmp, path) < 0)
+                return log_error_errno(errno, "Failed to rename %s to %s: %m", tmp, path);
+        return 0;
+}
+
+static void node_load_persisted(Node *n) {
+        _cleanup_fclose_ FILE *f = fopen(n->config->state_file, "re");
+        char line[512], reason[300] = "";
+        bool maintenance = false;
+
+        if (!f) {
+                if (errno != ENOENT)
+                        log_warning_errno(errno, "Failed to read %s, ignoring: %m", n->config->state_file);
+                return;
+        }
+        while (fgets(line, sizeof line, f)) {
+                line[strcspn(line, "\n")] = 0;
+                if (streq(line, "maintenance=1"))
+                        maintenance = true;
+                else if (strncmp(line, "reason=", 7) == 0)
+                        snprintf(reason, sizeof reason, "%.255s", line + 7);
+        }
+        if (maintenance) {
+                log_notice("The node is in maintenance since before this start: %s", reason);
+                (void) node_state_apply(&n->state, &n->policy, NODE_EVENT_MAINTENANCE_ON, reason);
+        }
+}
+
+/* ---- HAProxy agent-check: every HAProxy asks each node how it is ---- */
+
+static int on_agent_check(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Node *n = userdata;
+        char reply[300];
+
+        /* Answer and close at once; HAProxy reads one line. A client that does
+         * not read gets what fits in the socket buffer and nothing more. */
+        for (int i = 0; i < 16; i++) {
+                _cleanup_close_ int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (c < 0)
+                        break;
+                node_state_agent_check_reply(&n->state, reply, sizeof reply);
+                (void) send(c, reply, strlen(reply), MSG_DONTWAIT | MSG_NOSIGNAL);
+        }
+        return 0;
+}
+
+static int node_listen_agent_check(Node *n) {
+        union sockaddr_union sa;
+        socklen_t len;
+        int one = 1, r;
+
+        r = sockaddr_parse(n->config->agent_check_address, &sa, &len);
+        if (r < 0)
+                return log_error_errno(r, "Bad agent-check address '%s'.", n->config->agent_check_address);
+
+        _cleanup_close_ int fd = socket(sa.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return log_error_errno(errno, "Failed to create the agent-check socket: %m");
+        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (sa.sa.sa_family == AF_INET6) {
+                int zero = 0;
+                (void) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+        }
+        if (bind(fd, &sa.sa, len) < 0)
+                return log_error_errno(errno, "Failed to bind the agent-check port %s: %m",
+                                       n->config->agent_check_address);
+        if (listen(fd, 64) < 0)
+                return log_error_errno(errno, "Failed to listen on %s: %m", n->config->agent_check_address);
+
+        r = sd_event_add_io(n->manager->event, &n->agent_check_source, fd, EPOLLIN, on_agent_check, n);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch the agent-check socket: %m");
+        n->agent_check_fd = TAKE_FD(fd);
+        return 0;
+}
+
+/* ---- timers ---- */
+
+static int on_backoff(sd_event_source *s, uint64_t usec, void *userdata) {
+        node_apply(userdata, NODE_EVENT_BACKOFF_EXPIRED, NULL);
+        return 0;
+}
+
+static int on_stable(sd_event_source *s, uint64_t usec, void *userdata) {
+        node_apply(userdata, NODE_EVENT_STABLE, NULL);
+        return 0;
+}
+
+static int on_recovery_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
+        Node *n = userdata;
+        char why[512], reason[600];
+
+        if (n->state.id != NODE_RECOVERING)
+                return 0;
+        if (members_healthy(n, why, sizeof why))
+                snprintf(why, sizeof why, "not enough healthy rounds");
+        snprintf(reason, sizeof reason, "not healthy after the restart: %s", why);
+        node_apply(n, NODE_EVENT_GROUP_START_FAILED, reason);
+        return 0;
+}
+
+static int on_round(sd_event_source *s, uint64_t usec, void *userdata) {
+        Node *n = userdata;
+        char why[512];
+
+        if (n->state.id == NODE_STARTING || n->state.id == NODE_RECOVERING) {
+                if (members_healthy(n, why, sizeof why))
+                        node_apply(n, NODE_EVENT_HEALTHY_ROUND, NULL);
+                else if (n->state.id == NODE_RECOVERING)
+                        /* Rounds count only when consecutive. */
+                        n->state.healthy_rounds = 0;
+        }
+        (void) sd_event_source_set_time_relative(s, n->config->round_interval);
+        return sd_event_source_set_enabled(s, SD_EVENT_ON);
+}
+
+static void arm_timer(Node *n, sd_event_source **s, usec_t delay, sd_event_time_handler_t handler) {
+        *s = sd_event_source_disable_unref(*s);
+        int r = sd_event_add_time_relative(n->manager->event, s, CLOCK_MONOTONIC, delay, 10 * USEC_PER_MSEC,
+                                           handler, n);
+        if (r < 0)
+                log_error_errno(r, "Failed to arm a healing timer: %m");
+}
+
+/* ---- the mail group ---- */
+
+static void on_group_stopped(MailGroup *g, int r, const char *error, void *userdata) {
+        Node *n = userdata;
+
+        if (r < 0)
+                log_internal(LOG_ERR, r, &(LogFields) { .component = "mail-group" },
+                             "The mail group stopped with errors: %s", error);
+        else
+                log_internal(LOG_NOTICE, 0, &(LogFields) { .component = "mail-group" },
+                             "The mail group is stopped.");
+        node_apply(n, NODE_EVENT_GROUP_STOPPED, NULL);
+}
+
+static void on_group_started(MailGroup *g, int r, const char *error, void *userdata) {
+        Node *n = userdata;
+
+        if (r < 0) {
+                log_internal(LOG_ERR, r, &(LogFields) { .component = "mail-group" },
+                             "The mail group failed to start: %s", error);
+                node_apply(n, NODE_EVENT_GROUP_START_FAILED, error);
+                return;
+        }
+        log_internal(LOG_NOTICE, 0, &(LogFields) { .component = "mail-group" }, "The mail group is started.");
+        node_apply(n, NODE_EVENT_GROUP_STARTED, NULL);
+}
+
+static void node_carry_out(Node *n, NodeAction a) {
+        int r;
+
+        if (a & NODE_ACTION_STOP_GROUP) {
+                n->recovery_deadline = sd_event_source_disable_unref(n->recovery_deadline);
+                r = mail_group_stop(n->group, on_group_stopped, n);
+                if (r < 0)
+                        log_error_errno(r, "Failed to stop the mail group: %m");
+        }
+        if (a & NODE_ACTION_START_GROUP) {
+                n->group_started = now(CLOCK_REALTIME);
+                r = mail_group_start(n->group, on_group_started, n);
+                if (r < 0)
+                        log_error_errno(r, "Failed to start the mail group: %m");
+                /* A restarted group gets its start time per unit plus time for
+                 * the probes' rise before it counts as failed. */
+                arm_timer(n, &n->recovery_deadline,
+                          n->config->start_timeout * strv_length(n->config->units) +
+                                  n->config->round_interval * (n->config->healthy_rounds + 5),
+                          on_recovery_deadline);
+        }
+        if (a & NODE_ACTION_ARM_BACKOFF) {
+                char t[DURATION_MAX];
+                log_notice("Next recovery attempt in %s.", format_duration(t, sizeof t, n->state.backoff));
+                arm_timer(n, &n->backoff_timer, n->state.backoff, on_backoff);
+        }
+        if (a & NODE_ACTION_ARM_STABLE) {
+                n->recovery_deadline = sd_event_source_disable_unref(n->recovery_deadline);
+                arm_timer(n, &n->stable_timer, n->config->stable_period, on_stable);
+        }
+        if (a & NODE_ACTION_PERSIST)
+                (void) node_persist(n);
+}
+
+static void node_apply(Node *n, NodeEventId event, const char *reason) {
+        NodeStateId old = n->state.id;
+        NodeAction a = node_state_apply(&n->state, &n->policy, event, reason);
+
+        if (n->state.id != old) {
+                n->since = now(CLOCK_REALTIME);
+                if (n->state.id != NODE_IN_SERVICE)
+                        n->stable_timer = sd_event_source_disable_unref(n->stable_timer);
+                log_internal(n->state.id == NODE_IN_SERVICE ? LOG_NOTICE : LOG_WARNING, 0,
+                             &(LogFields) {
+                                     .component = "node",
+                                     .message_id = n->state.id == NODE_FAILED ? MESSAGE_ID_NODE_GAVE_UP
+                                                                              : MESSAGE_ID_NODE_STATE_CHANGED,
+                             },
+                             "Node %s is %s (was %s, on %s)%s%s%s", manager_node_name(n->manager),
+                             node_state_to_string(n->state.id), node_state_to_string(old),
+                             node_event_to_string(event), n->state.reason[0] ? ": " : "", n->state.reason,
+                             n->state.id == NODE_FAILED ? "; recovery attempts exhausted, staying withdrawn until "
+                                                          "an operator intervenes"
+                                                        : "");
+        }
+        node_carry_out(n, a);
+}
+
+void node_probe_status_changed(Node *n, Probe *p, ProbeStatus old) {
+        char reason[512];
+
+        if (!n || !is_member(n, p) || p->status != PROBE_CRITICAL)
+                return;
+        snprintf(reason, sizeof reason, "%s: %s", p->name, p->last.reason ?: "critical");
+        node_apply(n, NODE_EVENT_MEMBER_FAILED, reason);
+}
+
+int node_set_maintenance(Node *n, bool on, const char *reason) {
+        if (on == (n->state.id == NODE_MAINTENANCE))
+                return 0;
+        node_apply(n, on ? NODE_EVENT_MAINTENANCE_ON : NODE_EVENT_MAINTENANCE_OFF, reason);
+        if (!on)
+                n->group_started = now(CLOCK_REALTIME);
+        return 0;
+}
+
+static NodePolicy policy_from_config(const HealingConfig *config) {
+        return (NodePolicy) {
+                .backoff_initial = config->backoff_initial,
+                .backoff_max = config->backoff_max,
+                .healthy_rounds = config->healthy_rounds,
+                .max_attempts = config->max_attempts,
+        };
+}
+
+void node_reconfigure(Node *n, const HealingConfig *config) {
+        n->config = config;
+        n->policy = policy_from_config(config);
+}
+
+const NodeState *node_get_state(const Node *n) {
+        return &n->state;
+}
+
+usec_t node_state_since(const Node *n) {
+        return n->since;
+}
+
+int node_new(Manager *m, const HealingConfig *config, Node **ret) {
+        _cleanup_(node_freep) Node *n = NULL;
+        int r;
+
+        n = calloc(1, sizeof *n);
+        if (!n)
+                return log_oom();
+        n->manager = m;
+        n->config = config;
+        n->agent_check_fd = -EBADF;
+        n->policy = policy_from_config(config);
+        node_state_init(&n->state);
+        n->since = n->group_started = now(CLOCK_REALTIME);
+        node_load_persisted(n);
+
+        sd_bus *bus;
+        r = manager_get_bus(m, &bus);
+        if (r < 0)
+                return log_error_errno(r, "Failed to connect to the system bus: %m");
+        r = mail_group_new(bus, m->event, config->units, config->stop_timeout, config->start_timeout, &n->group);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the mail group: %m");
+
+        r = node_listen_agent_check(n);
+        if (r < 0)
+                return r;
+
+        r = sd_event_add_time_relative(m->event, &n->round_timer, CLOCK_MONOTONIC, config->round_interval,
+                                       10 * USEC_PER_MSEC, on_round, n);
+        if (r < 0)
+                return log_error_errno(r, "Failed to arm the health round timer: %m");
+
+        *ret = TAKE_PTR(n);
+        return 0;
+}
+
+Node *node_free(Node *n) {
+        if (!n)
+                return NULL;
+        n->group = mail_group_free(n->group);
+        sd_event_source_disable_unref(n->backoff_timer);
+        sd_event_source_disable_unref(n->stable_timer);
+        sd_event_source_disable_unref(n->round_timer);
+        sd_event_source_disable_unref(n->recovery_deadline);
+        sd_event_source_disable_unref(n->agent_check_source);
+        safe_close(n->agent_check_fd);
+        free(n);
+        return NULL;
+}
