@@ -13,6 +13,7 @@
 
 typedef struct Exporter Exporter;
 typedef struct ControlServer ControlServer;
+typedef struct CurlGlue CurlGlue;
 typedef struct Node Node;
 typedef struct CurlGlue CurlGlue;
 
@@ -31,6 +32,7 @@ struct Manager {
 
         Exporter *exporter;
         ControlServer *control;
+        CurlGlue *curl; /* libcurl multi of the HTTP probes, created on first use */
         Node *node; /* the healing policy; NULL when the config has no healing section */
         CurlGlue *curl; /* libcurl multi of the HTTP probes, created on first use */
 

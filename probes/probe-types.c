@@ -8,6 +8,9 @@
 const ProbeType *const probe_types[] = {
         &probe_type_systemd_unit,
         &probe_type_tcp,
+        &probe_type_http,
+        &probe_type_nginx,
+        &probe_type_haproxy,
         &probe_type_postfix,
         &probe_type_http,
         &probe_type_nginx,

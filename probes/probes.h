@@ -5,6 +5,9 @@
 
 extern const ProbeType probe_type_systemd_unit;
 extern const ProbeType probe_type_tcp;
+extern const ProbeType probe_type_http;
+extern const ProbeType probe_type_nginx;
+extern const ProbeType probe_type_haproxy;
 extern const ProbeType probe_type_postfix;
 extern const ProbeType probe_type_http;
 extern const ProbeType probe_type_nginx;
