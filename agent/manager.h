@@ -15,7 +15,6 @@ typedef struct Exporter Exporter;
 typedef struct ControlServer ControlServer;
 typedef struct CurlGlue CurlGlue;
 typedef struct Node Node;
-typedef struct CurlGlue CurlGlue;
 
 typedef struct ManagerOptions {
         const char *config_path;
@@ -34,7 +33,6 @@ struct Manager {
         ControlServer *control;
         CurlGlue *curl; /* libcurl multi of the HTTP probes, created on first use */
         Node *node; /* the healing policy; NULL when the config has no healing section */
-        CurlGlue *curl; /* libcurl multi of the HTTP probes, created on first use */
 
         sd_event_source *watchdog;
         usec_t watchdog_usec;

@@ -9,9 +9,6 @@ extern const ProbeType probe_type_http;
 extern const ProbeType probe_type_nginx;
 extern const ProbeType probe_type_haproxy;
 extern const ProbeType probe_type_postfix;
-extern const ProbeType probe_type_http;
-extern const ProbeType probe_type_nginx;
-extern const ProbeType probe_type_haproxy;
 extern const ProbeType probe_type_postgres;
 extern const ProbeType probe_type_ldap;
 extern const ProbeType probe_type_time;
@@ -20,7 +17,4 @@ extern const ProbeType probe_type_memcached;
 extern const ProbeType probe_type_dns;
 /* Defined by the time probe; other probes report clock offsets of their servers in it. */
 extern const MetricFamily family_time_offset_seconds;
-extern const ProbeType probe_type_http;
-extern const ProbeType probe_type_nginx;
-extern const ProbeType probe_type_haproxy;
 extern const ProbeType probe_type_smtp, probe_type_lmtp, probe_type_imap, probe_type_managesieve;
