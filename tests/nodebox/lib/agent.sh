@@ -37,7 +37,7 @@ agent_config() {
 		    timeout: 2s
 		    rise: 1
 		    fall: 1
-		    units: [nginx.service, postfix.service, dovecot.service, sogo.service]
+		    units: [nginx.service, postfix.service, postfix@-.service, dovecot.service, sogo.service]
 		  - name: smtp
 		    type: tcp
 		    interval: 5s

@@ -1,0 +1,210 @@
+"""Self-healing on real nodes: the mail group stops and starts as one, the
+node withdraws from every HAProxy and comes back by itself (issue 6).
+
+The module turns healing on in node1's agent for its own tests and restores
+the previous configuration afterwards, so the other suites' faults (a stopped
+SOGo, say) never trigger a group stop.
+"""
+
+import time
+import uuid
+
+import pytest
+
+GROUP = ["nginx.service", "postfix.service", "dovecot.service", "sogo.service"]
+# What systemctl shows for each member; postfix's master runs in postfix@-.
+GROUP_STATES = GROUP + ["postfix@-.service"]
+
+HEALING_CONFIG = """\
+node: {node}
+web:
+  listen_address: "0.0.0.0:9469"
+control_socket: /run/rupost-agent/control.sock
+probes:
+  - name: mail-units
+    type: systemd-unit
+    interval: 10s
+    timeout: 2s
+    rise: 1
+    fall: 1
+    units: [nginx.service, postfix.service, postfix@-.service, dovecot.service, sogo.service]
+  - name: smtp
+    type: tcp
+    interval: 1s
+    timeout: 900ms
+    rise: 1
+    fall: 2
+    address: "127.0.0.1:25"
+    expect: "220 "
+  - name: imaps
+    type: tcp
+    interval: 1s
+    timeout: 900ms
+    rise: 1
+    fall: 2
+    address: "127.0.0.1:993"
+    tls: true
+    expect: "* OK"
+healing:
+  units: [nginx.service, postfix.service, dovecot.service, sogo.service]
+  member_probes: [mail-units, smtp, imaps]
+  stop_timeout: 5s
+  start_timeout: 30s
+  backoff_initial: 2s
+  backoff_max: 10s
+  healthy_rounds: 2
+  round_interval: 500ms
+  max_attempts: 10
+"""
+
+AGENT_CHECK = r"""
+import socket, sys
+s = socket.create_connection((sys.argv[1], 9470), 2)
+print(s.recv(200).decode().strip())
+"""
+
+ADMIN_SOCKET = r"""
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect("/run/haproxy/admin.sock")
+s.sendall(sys.argv[1].encode() + b"\n")
+out = b""
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    out += d
+print(out.decode())
+"""
+
+
+def unit_states(cluster, box="node1"):
+    out = cluster.exec(box, "systemctl", "is-active", *GROUP_STATES, check=False).stdout.split()
+    return dict(zip(GROUP_STATES, out))
+
+
+def group_all(cluster, state, box="node1"):
+    states = unit_states(cluster, box)
+    return all(s == state for s in states.values()) and states
+
+
+def agent_check(cluster, node="node1", via="node2"):
+    return cluster.exec(via, "python3", "-c", AGENT_CHECK, node).stdout.strip()
+
+
+def haproxy_server_status(cluster, box, backend, server):
+    """The status column of `show stat` for one server, as HAProxy sees it."""
+    out = cluster.exec(box, "python3", "-c", ADMIN_SOCKET, "show stat").stdout
+    lines = [l for l in out.splitlines() if l]
+    header = lines[0].lstrip("# ").split(",")
+    status = header.index("status")
+    for line in lines[1:]:
+        f = line.split(",")
+        if f[0] == backend and f[1] == server:
+            return f[status]
+    raise AssertionError(f"no {backend}/{server} in show stat on {box}")
+
+
+def in_service(cluster):
+    return agent_check(cluster) == "up ready" and group_all(cluster, "active")
+
+
+@pytest.fixture(scope="module")
+def healing(cluster):
+    if not cluster.agent_expected():
+        pytest.skip("no rupost-agent .deb was given to nodebox up, so there is no agent to test")
+    saved = cluster.exec("node1", "cat", "/etc/rupost/agent.yaml").stdout
+    cluster.exec("node1", "sh", "-c", "cat >/etc/rupost/agent.yaml",
+                 input=HEALING_CONFIG.format(node="node1"))
+    cluster.exec("node1", "systemctl", "reload", "rupost-agent.service")
+    cluster.wait_for("node1 in service with healing on", lambda: in_service(cluster), timeout=60)
+    yield cluster
+    cluster.exec("node1", "sh", "-c", "cat >/etc/rupost/agent.yaml", input=saved)
+    cluster.exec("node1", "systemctl", "reload", "rupost-agent.service", check=False)
+    cluster.exec("node1", "sh", "-c", "systemctl reset-failed; systemctl start " + " ".join(GROUP),
+                 check=False)
+
+
+def wait_recovered(cluster, timeout=90):
+    cluster.wait_for("node1 recovered and re-admitted", lambda: in_service(cluster), timeout=timeout)
+    cluster.wait_for("node1 UP again in node2's HAProxy", lambda: haproxy_server_status(
+        cluster, "node2", "smtp", "node1") == "UP", timeout=20)
+
+
+def test_sigkill_dovecot_stops_the_group_withdraws_and_recovers(healing):
+    cluster = healing
+    cluster.exec("node1", "systemctl", "kill", "-s", "KILL", "dovecot.service")
+
+    # All four units stop together, within their own stop time and a margin.
+    cluster.wait_for("the whole mail group on node1 stopped",
+                     lambda: group_all(cluster, "inactive") or group_all(cluster, "failed")
+                     or all(s in ("inactive", "failed") for s in unit_states(cluster).values()),
+                     timeout=20, interval=0.1)
+    # Withdrawn: the agent says so on its agent-check port ...
+    reply = agent_check(cluster)
+    assert reply.startswith("down#"), reply
+    assert "dovecot" in reply, reply
+    # ... and every node's HAProxy took node1 out.
+    for box in cluster.mail_nodes:
+        cluster.wait_for(f"node1 DOWN in {box}'s HAProxy", lambda: haproxy_server_status(
+            cluster, box, "smtp", "node1").startswith("DOWN"), timeout=10)
+
+    # The cluster still takes mail: through node1's HAProxy it goes to node2.
+    subject = f"healing-{uuid.uuid4().hex[:10]}"
+    cluster.exec("infra", "swaks", "--silent", "2", "--server", "node1", "--port", "8025",
+                 "--from", "bob@rupost.test", "--to", "alice@rupost.test",
+                 "--header", f"Subject: {subject}", timeout=60)
+    cluster.wait_for("the message in alice's mailbox, delivered by node2", lambda: cluster.exec(
+        "node2", "sh", "-c", f"grep -rlq 'Subject: {subject}' /srv/nfs/MailStorage/rupost.test/alice/Maildir/",
+        check=False).returncode == 0, timeout=30)
+
+    # dovecot can start again: the agent restarts the group and re-admits node1.
+    wait_recovered(cluster)
+
+
+def test_systemctl_stop_nginx_stops_the_whole_group(healing):
+    cluster = healing
+    cluster.exec("node1", "systemctl", "stop", "nginx.service")
+    cluster.wait_for("the whole mail group on node1 stopped",
+                     lambda: all(s in ("inactive", "failed") for s in unit_states(cluster).values()),
+                     timeout=20, interval=0.1)
+    assert agent_check(cluster).startswith("down#")
+    wait_recovered(cluster)
+
+
+def test_sigstopped_postfix_trips_its_probe_and_the_group(healing):
+    cluster = healing
+    # The process runs but does not answer: only the protocol probe can tell.
+    cluster.exec("node1", "systemctl", "kill", "-s", "STOP", "postfix@-.service")
+    try:
+        cluster.wait_for("the whole mail group on node1 stopped",
+                         lambda: all(s in ("inactive", "failed") for s in unit_states(cluster).values()),
+                         timeout=30, interval=0.2)
+    finally:
+        # A stopped process cannot die of SIGTERM; let it go on to its end.
+        cluster.exec("node1", "systemctl", "kill", "-s", "CONT", "postfix@-.service", check=False)
+    reply = agent_check(cluster)
+    assert reply.startswith("down#") and "smtp" in reply, reply
+    wait_recovered(cluster)
+
+
+def test_agent_killed_while_stopping_the_group_leaves_it_consistent(healing):
+    cluster = healing
+    # Kill dovecot and, a moment later, the agent in the middle of its stop.
+    cluster.exec("node1", "sh", "-c",
+                 "systemctl kill -s KILL dovecot.service; sleep 0.05; "
+                 "systemctl kill -s KILL rupost-agent.service")
+    # systemd restarts the agent; it must never leave half the group running.
+    cluster.wait_for("the agent back", lambda: cluster.exec(
+        "node1", "systemctl", "is-active", "rupost-agent.service", check=False).stdout.strip() == "active",
+        timeout=20)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if in_service(cluster):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"node1 not back in service: {unit_states(cluster)}, {agent_check(cluster)}")
+    # Settled: the whole group runs and stays running.
+    time.sleep(3)
+    assert group_all(cluster, "active"), unit_states(cluster)
