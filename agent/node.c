@@ -379,6 +379,21 @@ int node_new(Manager *m, const HealingConfig *config, Node **ret) {
         return 0;
 }
 
+int node_new_for_test(Manager *m, const HealingConfig *config, const NodeState *state, usec_t since, Node **ret) {
+        Node *n = calloc(1, sizeof *n);
+
+        if (!n)
+                return -ENOMEM;
+        n->manager = m;
+        n->config = config;
+        n->agent_check_fd = -EBADF;
+        n->policy = policy_from_config(config);
+        n->state = *state;
+        n->since = n->group_started = since;
+        *ret = n;
+        return 0;
+}
+
 Node *node_free(Node *n) {
         if (!n)
                 return NULL;
