@@ -15,6 +15,7 @@
 #include "config.h"
 #include "lib/buf.h"
 #include "lib/curl-glue.h"
+#include "lib/tls-inspect.h"
 #include "manager.h"
 #include "probes.h"
 
@@ -56,11 +57,6 @@ static const MetricFamily family_duration = {
         .name = "rupost_http_response_duration_seconds",
         .type = METRIC_GAUGE,
         .help = "Time from the start of the last request to the end of its answer.",
-};
-static const MetricFamily family_cert_expiry = {
-        .name = "rupost_tls_certificate_expiry_timestamp_seconds",
-        .type = METRIC_GAUGE,
-        .help = "When the certificate the peer presented (the leaf) expires.",
 };
 
 static const ConfigItem http_config_items[] = {
@@ -253,7 +249,7 @@ static void on_done(CurlRequest *req, CURLcode result, void *userdata) {
         (void) curl_easy_getinfo(curl_request_easy(req), CURLINFO_TOTAL_TIME_T, &total_us);
         (void) probe_add_sample(p, &family_status_code, complete ? (double) code : 0, NULL);
         if (h->cert_not_after > 0)
-                (void) probe_add_sample(p, &family_cert_expiry, (double) h->cert_not_after, NULL);
+                (void) probe_add_sample(p, &tls_family_certificate_expiry, (double) h->cert_not_after, NULL);
 
         if (!complete) {
                 status = result == CURLE_OUT_OF_MEMORY || result == CURLE_FAILED_INIT ? PROBE_UNKNOWN : PROBE_CRITICAL;
