@@ -17,6 +17,7 @@
 #include "control.pb-c.h"
 #include "lib/control-proto.h"
 #include "lib/log.h"
+#include "node.h"
 
 /* How long to stop accepting after running out of file descriptors, rather
  * than spinning on a listening socket that stays readable. */
@@ -39,6 +40,7 @@ struct ControlServer {
         char *path;
         int fd;
         bool bound; /* the socket file is ours to remove */
+        gid_t gid;  /* the socket's group: its members may change the node */
         sd_event_source *io;
         sd_event_source *accept_retry;
         ControlConnection *connections;
@@ -73,16 +75,44 @@ static ControlConnection *connection_free(ControlConnection *c) {
         return NULL;
 }
 
-/* Packs one response. The probe strings are borrowed: the response only lives
- * until it is packed, within this call. */
-static int pack_status(ControlServer *s, uint8_t **ret, size_t *ret_size) {
+static void fill_node_state(const Manager *m, Rupost__Control__NodeState *ns) {
+        const NodeState *st;
+        double since;
+
+        rupost__control__node_state__init(ns);
+        if (!m->node)
+                return; /* healing_enabled = false says it all */
+
+        st = node_get_state(m->node);
+        since = usec_to_seconds(node_state_since(m->node));
+        ns->healing_enabled = true;
+        ns->state = (char *) strempty(node_state_to_string(st->id));
+        ns->reason = (char *) st->reason;
+        ns->since = since;
+        ns->recovery_attempts = st->attempts;
+        ns->max_attempts = m->config ? m->config->healing.max_attempts : 0;
+        /* The backoff is armed in the same step that withdraws the node, and
+         * is cleared once it expired (the node then waits for the group to
+         * finish stopping). */
+        if (st->id == NODE_WITHDRAWN && st->backoff > 0)
+                ns->next_attempt_at = since + usec_to_seconds(st->backoff);
+        ns->maintenance = st->id == NODE_MAINTENANCE;
+}
+
+/* Packs one response with the node's state and, for STATUS, every probe.
+ * The strings are borrowed: the response only lives until it is packed,
+ * within this call. */
+static int pack_status(ControlServer *s, bool with_probes, uint8_t **ret, size_t *ret_size) {
         Rupost__Control__Response resp = RUPOST__CONTROL__RESPONSE__INIT;
+        Rupost__Control__NodeState node_state;
         _cleanup_free_ Rupost__Control__ProbeState *states = NULL;
         _cleanup_free_ Rupost__Control__ProbeState **ptrs = NULL;
         Probe **probes;
         size_t n;
 
         probes = manager_probes(s->manager, &n);
+        if (!with_probes)
+                n = 0;
         if (n > 0) {
                 states = calloc(n, sizeof *states);
                 ptrs = calloc(n, sizeof *ptrs);
@@ -112,11 +142,13 @@ static int pack_status(ControlServer *s, uint8_t **ret, size_t *ret_size) {
                 ptrs[i] = st;
         }
 
+        fill_node_state(s->manager, &node_state);
         resp.node = (char *) strempty(manager_node_name(s->manager));
         resp.version = (char *) PROJECT_VERSION;
         resp.start_time = usec_to_seconds(s->manager->start_realtime);
         resp.n_probes = n;
         resp.probes = ptrs;
+        resp.node_state = &node_state;
 
         return control_frame_pack(&resp.base, CONTROL_MAX_MESSAGE, ret, ret_size);
 }
@@ -177,11 +209,127 @@ static int connection_respond_error(ControlConnection *c, const char *fmt, ...) 
         return connection_respond(c, data, size);
 }
 
+static int connection_respond_status(ControlConnection *c, bool with_probes, const char *kind) {
+        uint8_t *data;
+        size_t size;
+        int r;
+
+        r = pack_status(c->server, with_probes, &data, &size);
+        if (r == -EMSGSIZE)
+                return connection_respond_error(c, "the status is larger than %u bytes", CONTROL_MAX_MESSAGE);
+        if (r < 0)
+                return connection_respond_error(c, "failed to build the status: %s", strerror(-r));
+        log_debug("Answering a control %s request with %zu bytes.", kind, size);
+        return connection_respond(c, data, size);
+}
+
+static bool gid_in(gid_t gid, const gid_t *list, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (list[i] == gid)
+                        return true;
+        return false;
+}
+
+/* Reaching the socket (mode 0660) is enough to read the node's state, but
+ * changing it is for root, the agent's own user, and members of the socket's
+ * group, on-call operators: their peer credentials, as the kernel recorded
+ * them at connect(), say who they are. Returns 1 when allowed, 0 when not. */
+static int peer_may_change_node(ControlConnection *c, struct ucred *ret_cred) {
+        struct ucred cred;
+        socklen_t len = sizeof cred;
+        _cleanup_free_ gid_t *groups = NULL;
+        socklen_t glen = 64 * sizeof(gid_t);
+
+        if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+                return -errno;
+        *ret_cred = cred;
+        if (cred.uid == 0 || cred.uid == geteuid() || cred.gid == c->server->gid)
+                return 1;
+
+        /* The supplementary groups, as the kernel knows them: no NSS lookup
+         * that could block the loop. */
+        for (;;) {
+                gid_t *g = realloc(groups, glen);
+
+                if (!g)
+                        return -ENOMEM;
+                groups = g;
+                if (getsockopt(c->fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) >= 0)
+                        break;
+                if (errno != ERANGE || glen > 65536 * sizeof(gid_t))
+                        return -errno;
+        }
+        return gid_in(c->server->gid, groups, glen / sizeof(gid_t));
+}
+
+/* The index of the first control character, or -1: the reason goes to the
+ * journal, the state file (one key=value per line) and HAProxy's stats. */
+static ssize_t find_control_character(const char *s) {
+        for (size_t i = 0; s[i]; i++)
+                if ((unsigned char) s[i] < 0x20 || s[i] == 0x7f)
+                        return (ssize_t) i;
+        return -1;
+}
+
+static int handle_maintenance(ControlConnection *c, const Rupost__Control__Request *req) {
+        Manager *m = c->server->manager;
+        const char *reason = strempty(req->maintenance_reason);
+        struct ucred cred = {};
+        ssize_t bad;
+        size_t l;
+        int r;
+
+        r = peer_may_change_node(c, &cred);
+        if (r < 0)
+                return connection_respond_error(c, "failed to learn who is asking: %s", strerror(-r));
+        if (r == 0) {
+                log_notice("Refused to switch maintenance %s for uid %u (pid %d): not root and "
+                           "not in the control socket's group.",
+                           req->maintenance_on ? "on" : "off", cred.uid, cred.pid);
+                return connection_respond_error(c,
+                                                "permission denied: switching maintenance needs root or "
+                                                "membership in the group of the control socket ('%s'); "
+                                                "uid %u is neither",
+                                                CONTROL_SOCKET_GROUP, cred.uid);
+        }
+
+        if (!m->node)
+                return connection_respond_error(c, "healing is not configured on this node: maintenance has no effect");
+
+        if (req->maintenance_on) {
+                l = strlen(reason);
+                if (l == 0)
+                        return connection_respond_error(c, "a reason is required to switch maintenance on");
+                if (l > CONTROL_MAINTENANCE_REASON_MAX)
+                        return connection_respond_error(c, "the maintenance reason is %zu bytes long, the limit is %u",
+                                                        l, CONTROL_MAINTENANCE_REASON_MAX);
+                bad = find_control_character(reason);
+                if (bad >= 0)
+                        return connection_respond_error(c,
+                                                        "the maintenance reason has a control character (0x%02x) "
+                                                        "at byte %zd",
+                                                        (unsigned) (unsigned char) reason[bad], bad);
+        }
+
+        r = node_set_maintenance(m->node, req->maintenance_on, req->maintenance_on ? reason : NULL);
+        if (r < 0)
+                return connection_respond_error(c, "failed to switch maintenance %s: %s",
+                                                req->maintenance_on ? "on" : "off", strerror(-r));
+        log_notice("Maintenance switched %s by uid %u (pid %d)%s%s", req->maintenance_on ? "on" : "off",
+                   cred.uid, cred.pid, req->maintenance_on ? ": " : ".", req->maintenance_on ? reason : "");
+        return connection_respond_status(c, false, "MAINTENANCE");
+}
+
+/* The cluster view comes from the cluster registry in the shared database
+ * once the Manager carries it; until then no node has one to give. */
+static int handle_cluster(ControlConnection *c) {
+        return connection_respond_error(c, "the cluster state is not configured on this node: "
+                                           "the agent does not share its state with other nodes");
+}
+
 static int connection_dispatch(ControlConnection *c) {
         _cleanup_(control_message_freep) ProtobufCMessage *msg = NULL;
         const Rupost__Control__Request *req;
-        uint8_t *data;
-        size_t size;
         int r;
 
         r = control_reader_unpack(&c->reader, &rupost__control__request__descriptor, &msg);
@@ -192,14 +340,11 @@ static int connection_dispatch(ControlConnection *c) {
 
         switch (req->kind) {
         case RUPOST__CONTROL__REQUEST__KIND__STATUS:
-                r = pack_status(c->server, &data, &size);
-                if (r == -EMSGSIZE)
-                        return connection_respond_error(c, "the status is larger than %u bytes",
-                                                        CONTROL_MAX_MESSAGE);
-                if (r < 0)
-                        return connection_respond_error(c, "failed to build the status: %s", strerror(-r));
-                log_debug("Answering a control STATUS request with %zu bytes.", size);
-                return connection_respond(c, data, size);
+                return connection_respond_status(c, true, "STATUS");
+        case RUPOST__CONTROL__REQUEST__KIND__MAINTENANCE:
+                return handle_maintenance(c, req);
+        case RUPOST__CONTROL__REQUEST__KIND__CLUSTER:
+                return handle_cluster(c);
         default:
                 return connection_respond_error(c, "unknown request kind %d", (int) req->kind);
         }
@@ -406,6 +551,7 @@ int control_server_new(Manager *m, const char *path, ControlServer **ret) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         socklen_t salen;
         mode_t old_umask;
+        struct stat st;
         int r;
 
         assert_return(m, -EINVAL);
@@ -459,6 +605,11 @@ int control_server_new(Manager *m, const char *path, ControlServer **ret) {
         if (chmod(path, 0660) < 0)
                 return log_error_errno(errno, "Failed to set the mode of control socket '%s': %m", path);
         (void) socket_give_to_group(path);
+        /* Whatever group the socket ended up with is the one whose members
+         * may change the node: root's own when the agent's group is missing. */
+        if (stat(path, &st) < 0)
+                return log_error_errno(errno, "Failed to check control socket '%s': %m", path);
+        s->gid = st.st_gid;
 
         if (listen(s->fd, SOMAXCONN) < 0)
                 return log_error_errno(errno, "Failed to listen on control socket '%s': %m", path);

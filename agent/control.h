@@ -13,6 +13,9 @@
 #define CONTROL_CONNECTION_TIMEOUT_USEC (5U * USEC_PER_SEC)
 /* Clients served at once; one more is told to come back later. */
 #define CONTROL_MAX_CONNECTIONS 16U
+/* An operator's maintenance reason: one line that fits HAProxy's and the
+ * node state's reason fields. */
+#define CONTROL_MAINTENANCE_REASON_MAX 200U
 /* The group that may use the socket, if it exists. */
 #define CONTROL_SOCKET_GROUP "rupost-agent"
 

@@ -3,7 +3,9 @@
  * real event loop: the server runs in a child process, the test is its client. */
 
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -20,6 +22,7 @@
 #include "lib/control-proto.h"
 #include "lib/log.h"
 #include "manager.h"
+#include "node.h"
 #include "probe.h"
 
 typedef Rupost__Control__Response Response;
@@ -272,12 +275,19 @@ typedef struct TestServer {
 
 #define START_TIME_AGO (90 * USEC_PER_SEC)
 
+/* The healing state the next server starts with; NULL: no healing section.
+ * Set before server_start(); the child inherits it. */
+static const NodeState *server_node_state = NULL;
+static usec_t server_node_since_ago = 0;
+#define SERVER_MAX_ATTEMPTS 5U
+
 /* The child: a Manager put together by hand around a loop, as manager.c
  * would, with probes in the given states. Exits 0 after a clean SIGTERM. */
 _Noreturn static void server_child(const char *path, const ProbeSpec *specs, size_t n, int ready_fd) {
         _cleanup_(control_server_freep) ControlServer *s = NULL;
         Probe **probes = calloc(n + 1, sizeof *probes);
         Config config = { .node = (char *) "mail1" };
+        char state_file[160];
         sd_event *e = NULL;
         Manager m = {};
         sigset_t ss;
@@ -318,6 +328,19 @@ _Noreturn static void server_child(const char *path, const ProbeSpec *specs, siz
         m.event = e;
         m.config = &config;
         m.start_realtime = now(CLOCK_REALTIME) - START_TIME_AGO;
+        if (server_node_state) {
+                /* Beside the socket, so that the test can read what persists. */
+                snprintf(state_file, sizeof state_file, "%s", path);
+                snprintf(strrchr(state_file, '/'), sizeof state_file - (size_t) (strrchr(state_file, '/') - state_file),
+                         "/state");
+                config.healing = (HealingConfig) {
+                        .enabled = true,
+                        .max_attempts = SERVER_MAX_ATTEMPTS,
+                        .state_file = state_file,
+                };
+                ASSERT_OK(node_new_for_test(&m, &config.healing, server_node_state,
+                                            now(CLOCK_REALTIME) - server_node_since_ago, &m.node));
+        }
 
         r = control_server_new(&m, path, &s);
         if (r < 0)
@@ -328,6 +351,7 @@ _Noreturn static void server_child(const char *path, const ProbeSpec *specs, siz
         ASSERT_OK(sd_event_loop(e));
 
         s = control_server_free(s);
+        node_free(m.node);
         for (size_t i = 0; i < n; i++)
                 probe_free(probes[i]);
         free(probes);
@@ -376,6 +400,8 @@ static void server_stop(TestServer *t) {
 static void test_dir_remove(TestServer *t) {
         char run[160];
 
+        snprintf(run, sizeof run, "%s/run/state", t->dir);
+        (void) unlink(run);
         snprintf(run, sizeof run, "%s/run", t->dir);
         (void) rmdir(run);
         ASSERT_OK(rmdir(t->dir));
@@ -668,6 +694,235 @@ TEST(server_connection_cap) {
 
         for (size_t i = 1; i < ELEMENTSOF(idle); i++)
                 safe_close(idle[i]);
+        server_stop(&t);
+        test_dir_remove(&t);
+}
+
+/* ---- the node's healing state and maintenance --------------------------- */
+
+static uint8_t *pack_request(Rupost__Control__Request__Kind kind, bool on, const char *reason, size_t *ret_size) {
+        Rupost__Control__Request req = RUPOST__CONTROL__REQUEST__INIT;
+        uint8_t *data;
+
+        req.kind = kind;
+        req.maintenance_on = on;
+        req.maintenance_reason = (char *) (reason ?: "");
+        ASSERT_OK(control_frame_pack(&req.base, CONTROL_MAX_MESSAGE, &data, ret_size));
+        return data;
+}
+
+static Response *request_kind(const char *path, Rupost__Control__Request__Kind kind, bool on, const char *reason) {
+        _cleanup_free_ uint8_t *data = NULL;
+        size_t size;
+
+        data = pack_request(kind, on, reason, &size);
+        return request(path, data, size);
+}
+
+#define MAINTENANCE RUPOST__CONTROL__REQUEST__KIND__MAINTENANCE
+
+static void server_start_with_node(TestServer *t, const NodeState *state, usec_t since_ago) {
+        server_node_state = state;
+        server_node_since_ago = since_ago;
+        server_start(t, some_probes, 1);
+        server_node_state = NULL;
+}
+
+static char *read_state_file(const TestServer *t) {
+        char path[160], *text = calloc(1, 1024);
+        _cleanup_fclose_ FILE *f = NULL;
+
+        ASSERT_TRUE(text);
+        snprintf(path, sizeof path, "%s/run/state", t->dir);
+        f = fopen(path, "re");
+        ASSERT_TRUE(f);
+        ASSERT_TRUE(fread(text, 1, 1023, f) > 0);
+        return text;
+}
+
+TEST(server_status_node_withdrawn) {
+        NodeState st = {
+                .id = NODE_WITHDRAWN,
+                .reason = "dovecot: connection refused",
+                .attempts = 1,
+                .backoff = 40 * USEC_PER_SEC,
+        };
+        double now_s = usec_to_seconds(now(CLOCK_REALTIME));
+        TestServer t;
+        Response *r;
+
+        server_start_with_node(&t, &st, 5 * USEC_PER_SEC);
+        r = request(t.path, status_request, sizeof status_request);
+        ASSERT_STREQ(r->error, "");
+        ASSERT_EQ(r->n_probes, 1);
+        ASSERT_TRUE(r->node_state);
+        ASSERT_TRUE(r->node_state->healing_enabled);
+        ASSERT_STREQ(r->node_state->state, "withdrawn");
+        ASSERT_STREQ(r->node_state->reason, "dovecot: connection refused");
+        ASSERT_TRUE(fabs(now_s - 5 - r->node_state->since) < 5);
+        ASSERT_EQ(r->node_state->recovery_attempts, 1);
+        ASSERT_EQ(r->node_state->max_attempts, SERVER_MAX_ATTEMPTS);
+        /* The backoff was armed when the node was withdrawn. */
+        ASSERT_TRUE(fabs(r->node_state->next_attempt_at - (r->node_state->since + 40)) < 1e-3);
+        ASSERT_FALSE(r->node_state->maintenance);
+        response_free(r);
+
+        server_stop(&t);
+        test_dir_remove(&t);
+}
+
+TEST(server_status_without_healing) {
+        TestServer t;
+        Response *r;
+
+        server_start(&t, some_probes, 1);
+        r = request(t.path, status_request, sizeof status_request);
+        ASSERT_STREQ(r->error, "");
+        /* Present, so that a client tells "healing off" from an old agent. */
+        ASSERT_TRUE(r->node_state);
+        ASSERT_FALSE(r->node_state->healing_enabled);
+        ASSERT_STREQ(r->node_state->state, "");
+
+        response_free(r);
+        r = request_kind(t.path, MAINTENANCE, true, "kernel update");
+        ASSERT_STREQ(r->error, "healing is not configured on this node: maintenance has no effect");
+        response_free(r);
+
+        r = request_kind(t.path, RUPOST__CONTROL__REQUEST__KIND__CLUSTER, false, NULL);
+        ASSERT_CONTAINS(r->error, "the cluster state is not configured on this node");
+        response_free(r);
+
+        server_stop(&t);
+        test_dir_remove(&t);
+}
+
+TEST(server_maintenance_on_off) {
+        NodeState st = { .id = NODE_IN_SERVICE };
+        char long_reason[CONTROL_MAINTENANCE_REASON_MAX + 2];
+        _cleanup_free_ char *persisted = NULL, *persisted_off = NULL;
+        TestServer t;
+        Response *r;
+
+        server_start_with_node(&t, &st, 600 * USEC_PER_SEC);
+
+        r = request_kind(t.path, MAINTENANCE, true, NULL);
+        ASSERT_STREQ(r->error, "a reason is required to switch maintenance on");
+        response_free(r);
+
+        memset(long_reason, 'x', sizeof long_reason - 1);
+        long_reason[sizeof long_reason - 1] = 0;
+        r = request_kind(t.path, MAINTENANCE, true, long_reason);
+        ASSERT_STREQ(r->error, "the maintenance reason is 201 bytes long, the limit is 200");
+        response_free(r);
+        long_reason[CONTROL_MAINTENANCE_REASON_MAX] = 0;
+
+        /* A newline would forge a line of the state file. */
+        r = request_kind(t.path, MAINTENANCE, true, "disk swap\nmaintenance=0");
+        ASSERT_STREQ(r->error, "the maintenance reason has a control character (0x0a) at byte 9");
+        response_free(r);
+
+        /* None of that changed anything. */
+        r = request(t.path, status_request, sizeof status_request);
+        ASSERT_STREQ(r->node_state->state, "in_service");
+        response_free(r);
+
+        r = request_kind(t.path, MAINTENANCE, true, long_reason);
+        ASSERT_STREQ(r->error, "");
+        ASSERT_STREQ(r->node_state->state, "maintenance");
+        ASSERT_EQ(strlen(r->node_state->reason), CONTROL_MAINTENANCE_REASON_MAX);
+        response_free(r);
+
+        r = request_kind(t.path, MAINTENANCE, true, "kernel update, ticket OPS-42");
+        ASSERT_STREQ(r->error, "");
+        /* Already in maintenance: switching on again keeps the first reason. */
+        ASSERT_EQ(strlen(r->node_state->reason), CONTROL_MAINTENANCE_REASON_MAX);
+        ASSERT_EQ(r->n_probes, 0); /* the answer is the node, not the probes */
+        response_free(r);
+
+        r = request(t.path, status_request, sizeof status_request);
+        ASSERT_STREQ(r->node_state->state, "maintenance");
+        ASSERT_TRUE(r->node_state->maintenance);
+        ASSERT_TRUE(fabs(usec_to_seconds(now(CLOCK_REALTIME)) - r->node_state->since) < 10);
+        ASSERT_EQ(r->n_probes, 1);
+        response_free(r);
+        /* It survives a restart of the agent. */
+        persisted = read_state_file(&t);
+        ASSERT_TRUE(strncmp(persisted, "maintenance=1\nreason=xxxxx", 26) == 0);
+
+        r = request_kind(t.path, MAINTENANCE, false, NULL);
+        ASSERT_STREQ(r->error, "");
+        /* Back to being judged from scratch. */
+        ASSERT_STREQ(r->node_state->state, "starting");
+        ASSERT_FALSE(r->node_state->maintenance);
+        ASSERT_STREQ(r->node_state->reason, "");
+        response_free(r);
+        persisted_off = read_state_file(&t);
+        ASSERT_STREQ(persisted_off, "maintenance=0\nreason=\n");
+
+        server_stop(&t);
+        test_dir_remove(&t);
+}
+
+/* Switches maintenance on as uid 'nobody' with the given supplementary
+ * groups, from a child (the kernel records the credentials at connect()).
+ * True when the agent answered with expect_error ("" for success). */
+static bool maintenance_as_nobody(const char *path, const gid_t *groups, size_t n_groups, const char *expect_error) {
+        const struct passwd *pw = getpwnam("nobody");
+        int status;
+        pid_t pid;
+
+        ASSERT_TRUE(pw);
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                Response *r;
+
+                if (setgroups(n_groups, groups) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
+                        _exit(2);
+                r = request_kind(path, MAINTENANCE, true, "drill");
+                if (!streq(r->error, expect_error)) {
+                        fprintf(stderr, "unexpected answer: \"%s\"\n", r->error);
+                        _exit(1);
+                }
+                response_free(r);
+                _exit(0);
+        }
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+TEST(server_maintenance_needs_root_or_group) {
+        NodeState st = { .id = NODE_IN_SERVICE };
+        struct stat sst;
+        TestServer t;
+        Response *r;
+
+        if (geteuid() != 0 || !getpwnam("nobody")) {
+                fprintf(stderr, "skipped: needs root and a 'nobody' user\n");
+                return;
+        }
+
+        server_start_with_node(&t, &st, 0);
+        /* Let anyone reach the socket: the credentials must be what says no. */
+        ASSERT_OK(chmod(t.dir, 0755));
+        ASSERT_OK(chmod(t.path, 0666));
+        ASSERT_OK(stat(t.path, &sst));
+
+        ASSERT_TRUE(maintenance_as_nobody(t.path, NULL, 0,
+                                          "permission denied: switching maintenance needs root or membership in "
+                                          "the group of the control socket ('" CONTROL_SOCKET_GROUP "'); "
+                                          "uid 65534 is neither"));
+        r = request(t.path, status_request, sizeof status_request);
+        ASSERT_STREQ(r->node_state->state, "in_service");
+        response_free(r);
+
+        /* A member of the socket's group (only as a supplementary group) may. */
+        ASSERT_TRUE(maintenance_as_nobody(t.path, (gid_t[]) { 4242, sst.st_gid }, 2, ""));
+        r = request(t.path, status_request, sizeof status_request);
+        ASSERT_STREQ(r->node_state->state, "maintenance");
+        ASSERT_STREQ(r->node_state->reason, "drill");
+        response_free(r);
+
         server_stop(&t);
         test_dir_remove(&t);
 }
