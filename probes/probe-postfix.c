@@ -173,8 +173,12 @@ static void check_master(FILE *out, int qfd) {
         uint64_t pid = 0;
 
         /* O_RDWR as Postfix itself opens it: on NFSv4 an exclusive flock is a
-         * write lock on the server and needs a file open for writing. */
+         * write lock on the server and needs a file open for writing. Where
+         * the agent may not write (a read-only view of the queue, as its
+         * unit's sandbox gives it), a local flock works on a read-only file. */
         fd = openat(qfd, "pid/master.pid", O_RDWR | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
+        if (fd < 0 && (errno == EROFS || errno == EACCES))
+                fd = openat(qfd, "pid/master.pid", O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
         if (fd < 0) {
                 if (errno == ENOENT)
                         fprintf(out, "master no-pid-file 0\n");
@@ -401,7 +405,10 @@ static int postfix_judge(Probe *p, const PostfixReport *rep) {
         default:
                 problem(&status, PROBE_UNKNOWN, reason, sizeof reason, "cannot check %s/pid/master.pid: %s%s",
                         x->queue_directory, strerror(rep->master_error),
-                        rep->master_error == ENOLCK ? " (is the queue's NFS mount without locking, nolock?)" : "");
+                        rep->master_error == ENOLCK ? " (is the queue's NFS mount without locking, nolock?)"
+                        : rep->master_error == EBADF
+                                ? " (NFS needs the file writable to test the lock: let the agent write the queue)"
+                                : "");
         }
 
         uint64_t incoming = 0;
