@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <ctype.h>
 #include <json-c/json.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -23,6 +24,7 @@
 #include "control.pb-c.h"
 #include "lib/control-proto.h"
 #include "lib/time-util.h"
+#include "node-state.h"
 #include "probe.h"
 
 /* Nagios plugin exit codes (Nagios Plugin Development Guidelines). */
@@ -39,6 +41,13 @@ static const char *arg_socket = CONFIG_DEFAULT_CONTROL_SOCKET;
 static bool arg_json = false;
 static usec_t arg_timeout = DEFAULT_TIMEOUT_USEC;
 static const char *arg_timeout_string = "5s";
+static enum {
+        VERB_STATUS,
+        VERB_CLUSTER,
+        VERB_MAINTENANCE,
+} arg_verb = VERB_STATUS;
+static bool arg_maintenance_on = false;
+static const char *arg_reason = NULL;
 
 static inline void json_object_putp(struct json_object **o) {
         json_object_put(*o);
@@ -46,6 +55,8 @@ static inline void json_object_putp(struct json_object **o) {
 
 typedef Rupost__Control__Response Response;
 typedef Rupost__Control__ProbeState ProbeState;
+typedef Rupost__Control__NodeState NodeStateMessage;
+typedef Rupost__Control__ClusterNode ClusterNode;
 
 /* How bad a status is when several are combined, as Nagios aggregations do:
  * CRITICAL > WARNING > UNKNOWN > OK. */
@@ -83,17 +94,43 @@ static int status_exit_code(ProbeStatus s) {
         }
 }
 
-/* The node's status is its worst probe's; a node with no probes proves nothing. */
-static ProbeStatus overall_status(const Response *resp) {
-        ProbeStatus worst = PROBE_OK;
+static bool have_healing(const Response *resp) {
+        return resp->node_state && resp->node_state->healing_enabled;
+}
 
-        if (resp->n_probes == 0)
-                return PROBE_UNKNOWN;
+/* What the node's healing state says about it: out of service by its own
+ * failure is critical, out by choice or on its way back is a warning. */
+static ProbeStatus node_status(const Response *resp) {
+        if (!have_healing(resp))
+                return PROBE_OK;
+        switch (node_state_from_string(resp->node_state->state)) {
+        case NODE_STARTING:
+        case NODE_IN_SERVICE:
+                return PROBE_OK;
+        case NODE_MAINTENANCE:
+        case NODE_RECOVERING:
+                return PROBE_WARNING;
+        case NODE_WITHDRAWN:
+        case NODE_FAILED:
+                return PROBE_CRITICAL;
+        default:
+                return PROBE_UNKNOWN; /* a state this build does not know */
+        }
+}
+
+/* The node's status is its worst probe's, or worse when its healing state
+ * says so; a node with no probes proves nothing. */
+static ProbeStatus overall_status(const Response *resp) {
+        ProbeStatus worst = resp->n_probes == 0 ? PROBE_UNKNOWN : PROBE_OK, n;
+
         for (size_t i = 0; i < resp->n_probes; i++) {
                 ProbeStatus s = status_parse(resp->probes[i]->status);
                 if (status_rank(s) > status_rank(worst))
                         worst = s;
         }
+        n = node_status(resp);
+        if (status_rank(n) > status_rank(worst))
+                worst = n;
         return worst;
 }
 
@@ -154,10 +191,9 @@ static int connect_socket(const char *path, usec_t deadline, int *ret_fd) {
         return 0;
 }
 
-/* Sends STATUS and returns the agent's response. Does not log: main() turns
- * the error into one sentence for the operator. */
-static int fetch_status(const char *path, usec_t timeout, ProtobufCMessage **ret) {
-        Rupost__Control__Request req = RUPOST__CONTROL__REQUEST__INIT;
+/* Sends one request and returns the agent's response. Does not log: main()
+ * turns the error into one sentence for the operator. */
+static int ask_agent(const char *path, usec_t timeout, const Rupost__Control__Request *req, ProtobufCMessage **ret) {
         _cleanup_(control_message_freep) ProtobufCMessage *msg = NULL;
         _cleanup_(control_writer_done) ControlWriter w = {};
         _cleanup_(control_reader_done) ControlReader rd = CONTROL_READER_INIT(CONTROL_MAX_MESSAGE);
@@ -167,8 +203,7 @@ static int fetch_status(const char *path, usec_t timeout, ProtobufCMessage **ret
         size_t size;
         int r;
 
-        req.kind = RUPOST__CONTROL__REQUEST__KIND__STATUS;
-        r = control_frame_pack(&req.base, CONTROL_MAX_MESSAGE, &data, &size);
+        r = control_frame_pack(&req->base, CONTROL_MAX_MESSAGE, &data, &size);
         if (r < 0)
                 return r;
         control_writer_set(&w, data, size);
@@ -354,6 +389,92 @@ static int row_fill(Row *row, const ProbeState *p, double now_s) {
         return 0;
 }
 
+/* "2026-11-28 08:40:12", local time, as the journal shows it. */
+static char *format_time(char *buf, size_t len, double t) {
+        time_t tt = (time_t) t;
+        struct tm tm;
+
+        if (t <= 0 || !localtime_r(&tt, &tm) || strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+                snprintf(buf, len, "(unknown)");
+        return buf;
+}
+
+/* How far recovery has come, for a node that is out of service. */
+static void format_recovery(const NodeStateMessage *ns, NodeStateId id, double now_s, char *buf, size_t len) {
+        char of[32] = "", next[64];
+
+        if (ns->max_attempts > 0)
+                snprintf(of, sizeof of, " of %u", ns->max_attempts);
+
+        switch (id) {
+        case NODE_WITHDRAWN:
+                if (ns->next_attempt_at > 0)
+                        snprintf(buf, len, "recovery attempt %u%s, next in %s", ns->recovery_attempts + 1, of,
+                                 format_age(next, sizeof next, ns->next_attempt_at - now_s));
+                else
+                        snprintf(buf, len, "recovery attempt %u%s once the mail group has stopped",
+                                 ns->recovery_attempts + 1, of);
+                break;
+        case NODE_RECOVERING:
+                snprintf(buf, len, "recovery attempt %u%s in progress", ns->recovery_attempts, of);
+                break;
+        case NODE_FAILED:
+                snprintf(buf, len,
+                         "gave up after %u recovery attempts; switch maintenance on and off to try again",
+                         ns->recovery_attempts);
+                break;
+        default:
+                buf[0] = 0;
+        }
+}
+
+/* "mail1: in_service since 2026-11-28 08:40:12 (12m0s)", with the reason
+ * and the progress of recovery when the node is out. States that keep the
+ * node from serving mail are in capitals, to be seen at a glance. */
+static char *format_node_line(const Response *resp, double now_s, bool colors) {
+        const NodeStateMessage *ns = resp->node_state;
+        _cleanup_free_ char *node = sanitize(*resp->node ? resp->node : "(unnamed)"), *state = NULL,
+                            *reason = NULL;
+        char since[64], age[64], recovery[160];
+        NodeStateId id;
+        char *line;
+
+        if (!node)
+                return NULL;
+        if (!have_healing(resp))
+                return asprintf(&line, "%s: healing is not configured, the agent only watches", node) < 0 ? NULL
+                                                                                                            : line;
+
+        id = node_state_from_string(ns->state);
+        state = sanitize(ns->state);
+        reason = sanitize(ns->reason);
+        if (!state || !reason)
+                return NULL;
+        if (id != NODE_IN_SERVICE && id != NODE_STARTING)
+                for (char *c = state; *c; c++)
+                        *c = (char) toupper((unsigned char) *c);
+        format_recovery(ns, id, now_s, recovery, sizeof recovery);
+
+        if (asprintf(&line, "%s: %s%s%s since %s (%s)%s%s%s%s", node, colors ? status_color(node_status(resp)) : "",
+                     state, colors ? "\033[0m" : "", format_time(since, sizeof since, ns->since),
+                     format_age(age, sizeof age, now_s - ns->since), *reason ? ": " : "", reason,
+                     *recovery ? (*reason ? "; " : ": ") : "", recovery) < 0)
+                return NULL;
+        return line;
+}
+
+static int print_node_line(const Response *resp) {
+        _cleanup_free_ char *line = NULL;
+
+        if (!resp->node_state)
+                return 0; /* an agent older than the healing state */
+        line = format_node_line(resp, usec_to_seconds(now(CLOCK_REALTIME)), use_colors());
+        if (!line)
+                return -ENOMEM;
+        puts(line);
+        return 0;
+}
+
 static int print_table(const Response *resp, ProbeStatus overall) {
         size_t widths[_COL_MAX] = {};
         bool colors = use_colors();
@@ -366,6 +487,9 @@ static int print_table(const Response *resp, ProbeStatus overall) {
         if (!node || !version)
                 return -ENOMEM;
 
+        r = print_node_line(resp);
+        if (r < 0)
+                return r;
         printf("node %s, rupost-agent %s, up %s: %s%s%s\n", *node ? node : "(unnamed)", version,
                format_age(up, sizeof up, now_s - resp->start_time), colors ? status_color(overall) : "",
                probe_status_to_string(overall), colors ? "\033[0m" : "");
@@ -425,10 +549,42 @@ static struct json_object *json_time_or_null(bool have, double t) {
         return have && t > 0 ? json_seconds(t) : NULL;
 }
 
+/* "node" is the node's name (and has been since the first version), so its
+ * healing state is "node_state"; null from an agent that predates it. */
+static struct json_object *json_node_state(const Response *resp) {
+        const NodeStateMessage *ns = resp->node_state;
+        struct json_object *o;
+        bool h = have_healing(resp);
+
+        if (!ns)
+                return NULL;
+        o = json_object_new_object();
+        if (!o)
+                return NULL;
+        json_object_object_add(o, "healing", json_object_new_boolean(h));
+        json_object_object_add(o, "state", h ? json_object_new_string(ns->state) : NULL);
+        json_object_object_add(o, "reason", h ? json_object_new_string(ns->reason) : NULL);
+        json_object_object_add(o, "since", json_time_or_null(h, ns->since));
+        json_object_object_add(o, "attempts", h ? json_object_new_uint64(ns->recovery_attempts) : NULL);
+        json_object_object_add(o, "max_attempts", h ? json_object_new_uint64(ns->max_attempts) : NULL);
+        json_object_object_add(o, "next_attempt_at", json_time_or_null(h, ns->next_attempt_at));
+        json_object_object_add(o, "maintenance", h ? json_object_new_boolean(ns->maintenance) : NULL);
+        return o;
+}
+
+static int json_print(struct json_object *root) {
+        const char *text = json_object_to_json_string_ext(
+                root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
+
+        if (!text)
+                return -ENOMEM;
+        puts(text);
+        return 0;
+}
+
 static int print_json(const Response *resp, ProbeStatus overall) {
         _cleanup_(json_object_putp) struct json_object *root = json_object_new_object();
         struct json_object *probes = json_object_new_array();
-        const char *text;
 
         if (!root || !probes) {
                 json_object_put(probes);
@@ -436,6 +592,7 @@ static int print_json(const Response *resp, ProbeStatus overall) {
         }
 
         json_object_object_add(root, "node", json_object_new_string(resp->node));
+        json_object_object_add(root, "node_state", json_node_state(resp));
         json_object_object_add(root, "version", json_object_new_string(resp->version));
         json_object_object_add(root, "start_time", json_seconds(resp->start_time));
         json_object_object_add(root, "status", json_object_new_string(probe_status_to_string(overall)));
@@ -464,26 +621,112 @@ static int print_json(const Response *resp, ProbeStatus overall) {
                 json_object_object_add(o, "running", json_object_new_boolean(p->running));
         }
 
-        text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-                                                             JSON_C_TO_STRING_NOSLASHESCAPE);
-        if (!text)
+        return json_print(root);
+}
+
+/* After a maintenance switch: the node's new state, nothing else. */
+static int print_maintenance(const Response *resp) {
+        _cleanup_(json_object_putp) struct json_object *root = NULL;
+
+        if (!arg_json)
+                return print_node_line(resp);
+
+        root = json_object_new_object();
+        if (!root)
                 return -ENOMEM;
-        puts(text);
-        return 0;
+        json_object_object_add(root, "node", json_object_new_string(resp->node));
+        json_object_object_add(root, "node_state", json_node_state(resp));
+        return json_print(root);
+}
+
+enum { CCOL_NODE, CCOL_STATE, CCOL_REASON, CCOL_LEASE_AGE, _CCOL_MAX };
+
+static const char *const cluster_titles[_CCOL_MAX] = { "NODE", "STATE", "REASON", "LEASE AGE" };
+
+static int print_cluster_table(const Response *resp) {
+        size_t n = resp->n_cluster, widths[_CCOL_MAX];
+        _cleanup_free_ char **cells = NULL;
+        char age[64];
+        int r = 0;
+
+        if (n == 0) {
+                printf("no nodes registered\n");
+                return 0;
+        }
+        cells = calloc(n * _CCOL_MAX, sizeof *cells);
+        if (!cells)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                const ClusterNode *cn = resp->cluster[i];
+                char **row = cells + i * _CCOL_MAX;
+
+                row[CCOL_NODE] = sanitize(cn->name);
+                row[CCOL_STATE] = sanitize(cn->state);
+                row[CCOL_REASON] = sanitize(*cn->reason ? cn->reason : "-");
+                row[CCOL_LEASE_AGE] = sanitize(format_age(age, sizeof age, cn->lease_age_seconds));
+                for (size_t c = 0; c < _CCOL_MAX; c++)
+                        if (!row[c])
+                                r = -ENOMEM;
+        }
+        if (r < 0)
+                goto finish;
+
+        for (size_t c = 0; c < _CCOL_MAX; c++) {
+                widths[c] = strlen(cluster_titles[c]);
+                for (size_t i = 0; i < n; i++)
+                        widths[c] = MAX(widths[c], strlen(cells[i * _CCOL_MAX + c]));
+        }
+        /* The reason is the long one: it goes last in the table. */
+        printf("%-*s  %-*s  %-*s  %s\n", (int) widths[CCOL_NODE], cluster_titles[CCOL_NODE],
+               (int) widths[CCOL_STATE], cluster_titles[CCOL_STATE], (int) widths[CCOL_LEASE_AGE],
+               cluster_titles[CCOL_LEASE_AGE], cluster_titles[CCOL_REASON]);
+        for (size_t i = 0; i < n; i++) {
+                char **row = cells + i * _CCOL_MAX;
+                printf("%-*s  %-*s  %-*s  %s\n", (int) widths[CCOL_NODE], row[CCOL_NODE], (int) widths[CCOL_STATE],
+                       row[CCOL_STATE], (int) widths[CCOL_LEASE_AGE], row[CCOL_LEASE_AGE], row[CCOL_REASON]);
+        }
+
+finish:
+        for (size_t i = 0; i < n * _CCOL_MAX; i++)
+                free(cells[i]);
+        return r;
+}
+
+static int print_cluster_json(const Response *resp) {
+        _cleanup_(json_object_putp) struct json_object *root = json_object_new_object();
+        struct json_object *nodes = json_object_new_array();
+
+        if (!root || !nodes) {
+                json_object_put(nodes);
+                return -ENOMEM;
+        }
+        json_object_object_add(root, "node", json_object_new_string(resp->node));
+        json_object_object_add(root, "nodes", nodes);
+        for (size_t i = 0; i < resp->n_cluster; i++) {
+                const ClusterNode *cn = resp->cluster[i];
+                struct json_object *o = json_object_new_object();
+
+                if (!o || json_object_array_add(nodes, o) < 0) {
+                        json_object_put(o);
+                        return -ENOMEM;
+                }
+                json_object_object_add(o, "name", json_object_new_string(cn->name));
+                json_object_object_add(o, "state", json_object_new_string(cn->state));
+                json_object_object_add(o, "reason", json_object_new_string(cn->reason));
+                json_object_object_add(o, "lease_age_seconds", json_seconds(cn->lease_age_seconds));
+                json_object_object_add(o, "updated_at", json_time_or_null(true, cn->updated_at));
+        }
+        return json_print(root);
 }
 
 static void print_json_error(const char *error) {
         _cleanup_(json_object_putp) struct json_object *root = json_object_new_object();
-        const char *text;
 
         if (!root)
                 return;
         json_object_object_add(root, "status", json_object_new_string("unknown"));
         json_object_object_add(root, "error", json_object_new_string(error));
-        text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-                                                             JSON_C_TO_STRING_NOSLASHESCAPE);
-        if (text)
-                puts(text);
+        (void) json_print(root);
 }
 
 /* Every way of not knowing the node's state ends here: one line for the
@@ -504,17 +747,65 @@ static int fail(const char *fmt, ...) {
 }
 
 static void help(void) {
-        printf("%s [OPTIONS...]\n\n"
-               "Show the health of this node as seen by rupost-agent.\n\n"
+        printf("%s [OPTIONS...]\n"
+               "%s [OPTIONS...] cluster\n"
+               "%s [OPTIONS...] maintenance on --reason TEXT | off\n\n"
+               "Show the health of this node as seen by rupost-agent, the nodes of its\n"
+               "cluster, or switch this node's maintenance.\n\n"
                "  -h --help                  Show this help\n"
                "     --version               Show the version\n"
                "  -s --control-socket=PATH   The agent's control socket (default: %s)\n"
                "  -j --json                  Print JSON instead of a table\n"
-               "  -t --timeout=DURATION      Give up after this long (default: 5s)\n\n"
+               "  -t --timeout=DURATION      Give up after this long (default: 5s)\n"
+               "  -r --reason=TEXT           Why maintenance goes on (required with 'on')\n\n"
                "Exit status: 0 all probes ok, 1 warning, 2 critical, 3 unknown\n"
                "(any probe unknown, no probes, or the agent could not be asked).\n"
-               "The worst probe wins: critical > warning > unknown > ok.\n",
-               program_invocation_short_name, CONFIG_DEFAULT_CONTROL_SOCKET);
+               "The worst probe wins: critical > warning > unknown > ok; a withdrawn or\n"
+               "failed node is critical, one in maintenance or recovering a warning.\n"
+               "cluster and maintenance: 0 done, 3 not.\n",
+               program_invocation_short_name, program_invocation_short_name, program_invocation_short_name,
+               CONFIG_DEFAULT_CONTROL_SOCKET);
+}
+
+static int usage_error(const char *fmt, ...) _printf_(1, 2);
+static int usage_error(const char *fmt, ...) {
+        va_list ap;
+
+        fprintf(stderr, "%s: ", program_invocation_short_name);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        return -EINVAL;
+}
+
+/* The words after the options: nothing (or "status"), "cluster", or
+ * "maintenance on|off". */
+static int parse_verb(int argc, char **argv) {
+        if (argc == 0 || streq(argv[0], "status")) {
+                if (argc > 1)
+                        return usage_error("unexpected argument '%s'", argv[1]);
+                arg_verb = VERB_STATUS;
+        } else if (streq(argv[0], "cluster")) {
+                if (argc > 1)
+                        return usage_error("unexpected argument '%s' after 'cluster'", argv[1]);
+                arg_verb = VERB_CLUSTER;
+        } else if (streq(argv[0], "maintenance")) {
+                if (argc < 2 || !(streq(argv[1], "on") || streq(argv[1], "off")))
+                        return usage_error("maintenance needs 'on' or 'off'%s%s%s", argc >= 2 ? ", not '" : "",
+                                           argc >= 2 ? argv[1] : "", argc >= 2 ? "'" : "");
+                if (argc > 2)
+                        return usage_error("unexpected argument '%s' after 'maintenance %s'", argv[2], argv[1]);
+                arg_verb = VERB_MAINTENANCE;
+                arg_maintenance_on = streq(argv[1], "on");
+                if (arg_maintenance_on && (!arg_reason || !*arg_reason))
+                        return usage_error("maintenance on needs --reason TEXT: say why, for the other operators");
+        } else
+                return usage_error("unknown command '%s': expected status, cluster or maintenance", argv[0]);
+
+        if (arg_reason && !(arg_verb == VERB_MAINTENANCE && arg_maintenance_on))
+                return usage_error("--reason only goes with 'maintenance on'");
+        return 1;
 }
 
 /* Returns 1 to go on, 0 when done (--help, --version), < 0 on a usage error
@@ -527,11 +818,12 @@ static int parse_argv(int argc, char *argv[]) {
                 { "control-socket", required_argument, NULL, 's'         },
                 { "json",           no_argument,       NULL, 'j'         },
                 { "timeout",        required_argument, NULL, 't'         },
+                { "reason",         required_argument, NULL, 'r'         },
                 {}
         };
         int c, r;
 
-        while ((c = getopt_long(argc, argv, "hs:jt:", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "hs:jt:r:", options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         help();
@@ -557,22 +849,23 @@ static int parse_argv(int argc, char *argv[]) {
                                                program_invocation_short_name, optarg), -EINVAL;
                         arg_timeout_string = optarg;
                         break;
+                case 'r':
+                        arg_reason = optarg;
+                        break;
                 case '?':
                         return -EINVAL; /* getopt said what */
                 default:
                         abort();
                 }
 
-        if (optind < argc)
-                return fprintf(stderr, "%s: unexpected argument '%s'\n", program_invocation_short_name,
-                               argv[optind]), -EINVAL;
-        return 1;
+        return parse_verb(argc - optind, argv + optind);
 }
 
 int main(int argc, char *argv[]) {
         _cleanup_(control_message_freep) ProtobufCMessage *msg = NULL;
+        Rupost__Control__Request req = RUPOST__CONTROL__REQUEST__INIT;
         const Response *resp;
-        ProbeStatus overall;
+        ProbeStatus overall = PROBE_OK;
         char error[1024];
         int r;
 
@@ -580,7 +873,21 @@ int main(int argc, char *argv[]) {
         if (r <= 0)
                 return r < 0 ? EXIT_NAGIOS_UNKNOWN : EXIT_NAGIOS_OK;
 
-        r = fetch_status(arg_socket, arg_timeout, &msg);
+        switch (arg_verb) {
+        case VERB_STATUS:
+                req.kind = RUPOST__CONTROL__REQUEST__KIND__STATUS;
+                break;
+        case VERB_CLUSTER:
+                req.kind = RUPOST__CONTROL__REQUEST__KIND__CLUSTER;
+                break;
+        case VERB_MAINTENANCE:
+                req.kind = RUPOST__CONTROL__REQUEST__KIND__MAINTENANCE;
+                req.maintenance_on = arg_maintenance_on;
+                req.maintenance_reason = (char *) (arg_reason ?: "");
+                break;
+        }
+
+        r = ask_agent(arg_socket, arg_timeout, &req, &msg);
         if (r < 0) {
                 format_fetch_error(r, arg_socket, error, sizeof error);
                 return fail("%s", error);
@@ -589,12 +896,24 @@ int main(int argc, char *argv[]) {
         if (resp->error && *resp->error)
                 return fail("the agent refused the request: %s", resp->error);
 
-        overall = overall_status(resp);
-        r = arg_json ? print_json(resp, overall) : print_table(resp, overall);
+        switch (arg_verb) {
+        case VERB_STATUS:
+                overall = overall_status(resp);
+                r = arg_json ? print_json(resp, overall) : print_table(resp, overall);
+                break;
+        case VERB_CLUSTER:
+                r = arg_json ? print_cluster_json(resp) : print_cluster_table(resp);
+                break;
+        case VERB_MAINTENANCE:
+                if (!resp->node_state)
+                        return fail("the agent did not say the node's new state (version mismatch?)");
+                r = print_maintenance(resp);
+                break;
+        }
         if (r < 0)
-                return fail("failed to format the status: %s", strerror(-r));
+                return fail("failed to format the answer: %s", strerror(-r));
         if (fflush(stdout) != 0 || ferror(stdout))
-                return fail("failed to write the status: %m");
+                return fail("failed to write the answer: %m");
 
         return status_exit_code(overall);
 }

@@ -20,8 +20,11 @@
 #include "build-config.h"
 #include "config.h"
 #include "control.h"
+#include "control.pb-c.h"
 #include "lib/buf.h"
+#include "lib/control-proto.h"
 #include "manager.h"
+#include "node.h"
 #include "probe.h"
 
 typedef struct ProbeSpec {
@@ -38,10 +41,16 @@ typedef struct TestServer {
         char path[128];
 } TestServer;
 
+/* The healing state the next server starts with, since an absolute time;
+ * NULL: no healing section. The child inherits them. */
+static const NodeState *server_node_state = NULL;
+static usec_t server_node_since = 0;
+
 _Noreturn static void server_child(const char *path, const ProbeSpec *specs, size_t n, int ready_fd) {
         _cleanup_(control_server_freep) ControlServer *s = NULL;
         Probe **probes = calloc(n + 1, sizeof *probes);
         Config config = { .node = (char *) "mail7" };
+        char state_file[160];
         sd_event *e = NULL;
         Manager m = {};
         sigset_t ss;
@@ -82,6 +91,11 @@ _Noreturn static void server_child(const char *path, const ProbeSpec *specs, siz
         m.event = e;
         m.config = &config;
         m.start_realtime = now(CLOCK_REALTIME) - 2 * USEC_PER_HOUR - 3 * USEC_PER_MINUTE;
+        if (server_node_state) {
+                snprintf(state_file, sizeof state_file, "%.*s/state", (int) (strrchr(path, '/') - path), path);
+                config.healing = (HealingConfig) { .enabled = true, .max_attempts = 5, .state_file = state_file };
+                ASSERT_OK(node_new_for_test(&m, &config.healing, server_node_state, server_node_since, &m.node));
+        }
 
         if (control_server_new(&m, path, &s) < 0)
                 _exit(10);
@@ -91,6 +105,7 @@ _Noreturn static void server_child(const char *path, const ProbeSpec *specs, siz
         ASSERT_OK(sd_event_loop(e));
 
         s = control_server_free(s);
+        node_free(m.node);
         for (size_t i = 0; i < n; i++)
                 probe_free(probes[i]);
         free(probes);
@@ -122,12 +137,15 @@ static void server_start(TestServer *t, const ProbeSpec *specs, size_t n) {
 }
 
 static void server_stop(TestServer *t) {
+        char state[160];
         int status;
 
         ASSERT_OK(kill(t->pid, SIGTERM));
         ASSERT_EQ(waitpid(t->pid, &status, 0), t->pid);
         ASSERT_TRUE(WIFEXITED(status));
         ASSERT_EQ(WEXITSTATUS(status), 0);
+        snprintf(state, sizeof state, "%s/state", t->dir);
+        (void) unlink(state);
         ASSERT_OK(rmdir(t->dir));
 }
 
@@ -448,6 +466,393 @@ TEST(permission_denied) {
         ASSERT_CONTAINS(r.err, "permission denied");
         ASSERT_CONTAINS(r.err, "join the group '" CONTROL_SOCKET_GROUP "'");
         server_stop(&t);
+}
+
+/* ---- the node's healing state ------------------------------------------- */
+
+#define ALL_OK { OK("smtp"), OK("imap") }
+
+/* A whole second, so that the test can print the same local time. */
+static usec_t seconds_ago(unsigned s) {
+        return (now(CLOCK_REALTIME) / USEC_PER_SEC - s) * USEC_PER_SEC;
+}
+
+static char *expected_time(usec_t t) {
+        time_t tt = (time_t) (t / USEC_PER_SEC);
+        struct tm tm;
+        char *buf = malloc(32);
+
+        ASSERT_TRUE(buf);
+        ASSERT_TRUE(localtime_r(&tt, &tm));
+        ASSERT_TRUE(strftime(buf, 32, "%Y-%m-%d %H:%M:%S", &tm) > 0);
+        return buf;
+}
+
+static void server_start_with_node(TestServer *t, const ProbeSpec *specs, size_t n, const NodeState *st, usec_t since) {
+        server_node_state = st;
+        server_node_since = since;
+        server_start(t, specs, n);
+        server_node_state = NULL;
+}
+
+static Run run_against_node(const NodeState *st, usec_t since, const char *extra) {
+        static const ProbeSpec specs[] = ALL_OK;
+        TestServer t;
+        Run r;
+
+        server_start_with_node(&t, specs, ELEMENTSOF(specs), st, since);
+        r = run_cli("--control-socket", t.path, extra ?: "--timeout=10s");
+        server_stop(&t);
+        return r;
+}
+
+TEST(node_in_service_heads_the_table) {
+        NodeState st = { .id = NODE_IN_SERVICE };
+        usec_t since = seconds_ago(12 * 60);
+        _cleanup_free_ char *when = expected_time(since), *line = NULL;
+        _cleanup_(run_done) Run r = run_against_node(&st, since, NULL);
+
+        ASSERT_EQ(r.exit_code, 0);
+        ASSERT_TRUE(asprintf(&line, "mail7: in_service since %s (12m", when) > 0);
+        /* The first line, before the agent's own. */
+        ASSERT_TRUE(strncmp(r.out, line, strlen(line)) == 0);
+        ASSERT_CONTAINS(r.out, "s)\nnode mail7, rupost-agent " PROJECT_VERSION ", up 2h3m: ok\n");
+}
+
+TEST(node_withdrawn_is_critical) {
+        NodeState st = {
+                .id = NODE_WITHDRAWN,
+                .reason = "dovecot: connection refused",
+                .attempts = 1,
+                .backoff = 45 * USEC_PER_SEC,
+        };
+        usec_t since = seconds_ago(5);
+        _cleanup_free_ char *when = expected_time(since), *line = NULL;
+        _cleanup_(run_done) Run r = run_against_node(&st, since, NULL);
+        const char *p;
+        unsigned next;
+
+        /* Every probe ok, and yet the node serves no mail. */
+        ASSERT_EQ(r.exit_code, 2);
+        ASSERT_CONTAINS(r.out, ", up 2h3m: critical\n");
+        ASSERT_TRUE(asprintf(&line, "mail7: WITHDRAWN since %s (", when) > 0);
+        ASSERT_TRUE(strncmp(r.out, line, strlen(line)) == 0);
+        p = strstr(r.out, "s): dovecot: connection refused; recovery attempt 2 of 5, next in ");
+        ASSERT_TRUE(p);
+        ASSERT_EQ(sscanf(p, "s): dovecot: connection refused; recovery attempt 2 of 5, next in %us\n", &next), 1);
+        ASSERT_TRUE(next >= 30 && next <= 40);
+}
+
+TEST(node_states_and_exit_codes) {
+        static const struct {
+                NodeState st;
+                int exit_code;
+                const char *text;
+        } cases[] = {
+                { { .id = NODE_STARTING }, 0, "mail7: starting since " },
+                { { .id = NODE_IN_SERVICE }, 0, "mail7: in_service since " },
+                { { .id = NODE_MAINTENANCE, .reason = "kernel update" }, 1, "s): kernel update\n" },
+                { { .id = NODE_RECOVERING, .reason = "imap: timeout", .attempts = 2 }, 1,
+                  "mail7: RECOVERING since " },
+                { { .id = NODE_FAILED, .reason = "postfix: not running", .attempts = 5 }, 2,
+                  "s): postfix: not running; gave up after 5 recovery attempts; switch maintenance on and off "
+                  "to try again\n" },
+                /* Backoff over, the group still stopping. */
+                { { .id = NODE_WITHDRAWN, .reason = "sogo: 502", .attempts = 3 }, 2,
+                  "s): sogo: 502; recovery attempt 4 of 5 once the mail group has stopped\n" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_(run_done) Run r = run_against_node(&cases[i].st, seconds_ago(60), NULL);
+
+                if (r.exit_code != cases[i].exit_code)
+                        fprintf(stderr, "case %zu:\n%s", i, r.out);
+                ASSERT_EQ(r.exit_code, cases[i].exit_code);
+                ASSERT_CONTAINS(r.out, cases[i].text);
+        }
+        {
+                /* The recovering line says which attempt is under way. */
+                _cleanup_(run_done) Run r = run_against_node(&cases[3].st, seconds_ago(60), NULL);
+                ASSERT_CONTAINS(r.out, "(1m0s): imap: timeout; recovery attempt 2 of 5 in progress\n");
+        }
+        {
+                /* A node probe critical in maintenance: the worst still wins. */
+                static const ProbeSpec specs[] = { OK("smtp"), CRIT("imap") };
+                TestServer t;
+                server_start_with_node(&t, specs, ELEMENTSOF(specs), &cases[2].st, seconds_ago(60));
+                _cleanup_(run_done) Run r = run_cli("--control-socket", t.path);
+                server_stop(&t);
+                ASSERT_EQ(r.exit_code, 2);
+        }
+}
+
+TEST(node_without_healing) {
+        static const ProbeSpec specs[] = ALL_OK;
+        _cleanup_(run_done) Run r = run_against(specs, ELEMENTSOF(specs), NULL);
+
+        ASSERT_EQ(r.exit_code, 0);
+        ASSERT_TRUE(strncmp(r.out, "mail7: healing is not configured, the agent only watches\n", 57) == 0);
+}
+
+TEST(node_json) {
+        NodeState st = {
+                .id = NODE_WITHDRAWN,
+                .reason = "dovecot: connection refused",
+                .attempts = 1,
+                .backoff = 45 * USEC_PER_SEC,
+        };
+        usec_t since = seconds_ago(5);
+        _cleanup_(run_done) Run r = run_against_node(&st, since, "--json");
+        static const ProbeSpec specs[] = ALL_OK;
+        _cleanup_(run_done) Run off = run_against(specs, ELEMENTSOF(specs), "--json");
+        struct json_object *root, *ns;
+
+        ASSERT_EQ(r.exit_code, 2);
+        root = json_tokener_parse(r.out);
+        ASSERT_TRUE(root);
+        /* "node" stays the name, as it always was. */
+        ASSERT_STREQ(json_object_get_string(get(root, "node")), "mail7");
+        ASSERT_STREQ(json_object_get_string(get(root, "status")), "critical");
+        ns = get(root, "node_state");
+        ASSERT_TRUE(json_object_get_boolean(get(ns, "healing")));
+        ASSERT_STREQ(json_object_get_string(get(ns, "state")), "withdrawn");
+        ASSERT_STREQ(json_object_get_string(get(ns, "reason")), "dovecot: connection refused");
+        ASSERT_TRUE(json_object_get_double(get(ns, "since")) == usec_to_seconds(since));
+        ASSERT_EQ(json_object_get_uint64(get(ns, "attempts")), 1);
+        ASSERT_EQ(json_object_get_uint64(get(ns, "max_attempts")), 5);
+        ASSERT_TRUE(json_object_get_double(get(ns, "next_attempt_at")) == usec_to_seconds(since) + 45);
+        ASSERT_FALSE(json_object_get_boolean(get(ns, "maintenance")));
+        json_object_put(root);
+
+        ASSERT_EQ(off.exit_code, 0);
+        root = json_tokener_parse(off.out);
+        ASSERT_TRUE(root);
+        ns = get(root, "node_state");
+        ASSERT_FALSE(json_object_get_boolean(get(ns, "healing")));
+        ASSERT_TRUE(get(ns, "state") == NULL);
+        ASSERT_TRUE(get(ns, "since") == NULL);
+        json_object_put(root);
+}
+
+TEST(maintenance_on_and_off) {
+        static const ProbeSpec specs[] = ALL_OK;
+        NodeState st = { .id = NODE_IN_SERVICE };
+        _cleanup_(run_done) Run on = {}, status = {}, again = {}, off = {}, json = {};
+        TestServer t;
+
+        server_start_with_node(&t, specs, ELEMENTSOF(specs), &st, seconds_ago(3600));
+
+        on = run_cli("--control-socket", t.path, "maintenance", "on", "--reason", "kernel update");
+        ASSERT_EQ(on.exit_code, 0);
+        ASSERT_STREQ(on.err, "");
+        ASSERT_TRUE(strncmp(on.out, "mail7: MAINTENANCE since ", 25) == 0);
+        ASSERT_CONTAINS(on.out, "s): kernel update\n");
+        ASSERT_NOT_CONTAINS(on.out, "PROBE"); /* just the new state */
+
+        status = run_cli("--control-socket", t.path);
+        ASSERT_EQ(status.exit_code, 1);
+        ASSERT_CONTAINS(status.out, "mail7: MAINTENANCE since ");
+        ASSERT_CONTAINS(status.out, ": warning\n");
+
+        json = run_cli("--control-socket", t.path, "--json", "maintenance", "on", "--reason", "again");
+        ASSERT_EQ(json.exit_code, 0);
+        struct json_object *root = json_tokener_parse(json.out);
+        ASSERT_TRUE(root);
+        ASSERT_STREQ(json_object_get_string(get(get(root, "node_state"), "state")), "maintenance");
+        /* Already on: the first reason stays. */
+        ASSERT_STREQ(json_object_get_string(get(get(root, "node_state"), "reason")), "kernel update");
+        json_object_put(root);
+
+        off = run_cli("--control-socket", t.path, "maintenance", "off");
+        ASSERT_EQ(off.exit_code, 0);
+        ASSERT_TRUE(strncmp(off.out, "mail7: starting since ", 22) == 0);
+
+        /* The agent's refusal is a plain message and exit 3. */
+        again = run_cli("--control-socket", t.path, "maintenance", "on", "--reason", "two\tcolumns");
+        ASSERT_EQ(again.exit_code, 3);
+        ASSERT_STREQ(again.out, "");
+        ASSERT_CONTAINS(again.err, "the agent refused the request: the maintenance reason has a control "
+                                   "character (0x09) at byte 3\n");
+
+        server_stop(&t);
+}
+
+TEST(maintenance_refusals) {
+        static const ProbeSpec specs[] = ALL_OK;
+        NodeState st = { .id = NODE_IN_SERVICE };
+        const struct passwd *pw = getpwnam("nobody");
+        _cleanup_(run_done) Run a = {}, b = {}, c = {}, d = {}, e = {}, f = {}, g = {};
+        TestServer t;
+
+        a = run_cli("maintenance", "on");
+        ASSERT_EQ(a.exit_code, 3);
+        ASSERT_CONTAINS(a.err, "maintenance on needs --reason TEXT");
+        b = run_cli("maintenance");
+        ASSERT_EQ(b.exit_code, 3);
+        ASSERT_CONTAINS(b.err, "maintenance needs 'on' or 'off'\n");
+        c = run_cli("maintenance", "of");
+        ASSERT_CONTAINS(c.err, "maintenance needs 'on' or 'off', not 'of'");
+        d = run_cli("maintenance", "off", "--reason", "x");
+        ASSERT_EQ(d.exit_code, 3);
+        ASSERT_CONTAINS(d.err, "--reason only goes with 'maintenance on'");
+        e = run_cli("reboot");
+        ASSERT_EQ(e.exit_code, 3);
+        ASSERT_CONTAINS(e.err, "unknown command 'reboot'");
+
+        /* Healing off: switching maintenance would change nothing. */
+        server_start(&t, specs, ELEMENTSOF(specs));
+        f = run_cli("--control-socket", t.path, "maintenance", "on", "--reason", "x");
+        server_stop(&t);
+        ASSERT_EQ(f.exit_code, 3);
+        ASSERT_CONTAINS(f.err, "healing is not configured on this node: maintenance has no effect\n");
+
+        if (geteuid() != 0 || !pw) {
+                fprintf(stderr, "skipped: needs root and a 'nobody' user\n");
+                return;
+        }
+        /* Reaching the socket is not enough to change the node. */
+        server_start_with_node(&t, specs, ELEMENTSOF(specs), &st, seconds_ago(10));
+        ASSERT_OK(chmod(t.dir, 0755));
+        ASSERT_OK(chmod(t.path, 0666));
+        g = run_cli_as(pw->pw_uid, (const char *const[]) { "--control-socket", t.path, "maintenance", "on",
+                                                            "--reason", "x", NULL });
+        ASSERT_EQ(g.exit_code, 3);
+        ASSERT_CONTAINS(g.err, "permission denied: switching maintenance needs root or membership in the group "
+                               "of the control socket ('" CONTROL_SOCKET_GROUP "')");
+        server_stop(&t);
+}
+
+/* ---- the cluster view ----------------------------------------------------- */
+
+/* Answers every request with the same canned response, as an agent with a
+ * cluster registry would answer CLUSTER. Refuses any other kind. */
+_Noreturn static void canned_child(const char *path, const uint8_t *data, size_t size, int ready_fd) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd;
+
+        ASSERT_OK(prctl(PR_SET_PDEATHSIG, SIGKILL));
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof sa));
+        ASSERT_OK(listen(fd, 8));
+        ASSERT_EQ(write(ready_fd, "R", 1), 1);
+        for (;;) {
+                ControlReader rd = CONTROL_READER_INIT(CONTROL_MAX_MESSAGE);
+                ProtobufCMessage *m = NULL;
+                int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+                uint8_t buf[512];
+                ssize_t l;
+                int k = 0;
+
+                ASSERT_TRUE(c >= 0);
+                while (k == 0 && (l = read(c, buf, sizeof buf)) > 0)
+                        k = control_reader_push(&rd, buf, (size_t) l, NULL);
+                ASSERT_EQ(k, 1);
+                ASSERT_OK(control_reader_unpack(&rd, &rupost__control__request__descriptor, &m));
+                ASSERT_EQ(((Rupost__Control__Request *) m)->kind, RUPOST__CONTROL__REQUEST__KIND__CLUSTER);
+                ASSERT_EQ(write(c, data, size), (ssize_t) size);
+                protobuf_c_message_free_unpacked(m, NULL);
+                control_reader_done(&rd);
+                safe_close(c);
+        }
+}
+
+static void canned_start(TestServer *t, const Rupost__Control__Response *resp) {
+        _cleanup_free_ uint8_t *data = NULL;
+        int pipefd[2];
+        size_t size;
+        char c;
+
+        ASSERT_OK(control_frame_pack(&resp->base, CONTROL_MAX_MESSAGE, &data, &size));
+        test_dir_make(t);
+        ASSERT_OK(pipe2(pipefd, O_CLOEXEC));
+        t->pid = fork();
+        ASSERT_TRUE(t->pid >= 0);
+        if (t->pid == 0)
+                canned_child(t->path, data, size, pipefd[1]);
+        safe_close(pipefd[1]);
+        ASSERT_EQ(read(pipefd[0], &c, 1), 1);
+        safe_close(pipefd[0]);
+}
+
+static void canned_stop(TestServer *t) {
+        int status;
+
+        ASSERT_OK(kill(t->pid, SIGKILL));
+        ASSERT_EQ(waitpid(t->pid, &status, 0), t->pid);
+        ASSERT_OK(unlink(t->path));
+        ASSERT_OK(rmdir(t->dir));
+}
+
+TEST(cluster_view) {
+        Rupost__Control__Response resp = RUPOST__CONTROL__RESPONSE__INIT;
+        Rupost__Control__ClusterNode a = RUPOST__CONTROL__CLUSTER_NODE__INIT, b = a, c = a;
+        Rupost__Control__ClusterNode *nodes[] = { &a, &b, &c };
+        _cleanup_(run_done) Run table = {}, json = {}, empty = {};
+        struct json_object *root, *n;
+        TestServer t;
+
+        a.name = (char *) "mail1";
+        a.state = (char *) "in_service";
+        a.lease_age_seconds = 2.5;
+        a.updated_at = 1764319212;
+        b.name = (char *) "mail2";
+        b.state = (char *) "withdrawn";
+        b.reason = (char *) "dovecot: connection refused\033[2J";
+        b.lease_age_seconds = 4;
+        c.name = (char *) "mail3-long-name";
+        c.state = (char *) "failed";
+        c.reason = (char *) "postfix: not running";
+        c.lease_age_seconds = 3725;
+        resp.node = (char *) "mail1";
+        resp.n_cluster = ELEMENTSOF(nodes);
+        resp.cluster = nodes;
+
+        canned_start(&t, &resp);
+        table = run_cli("--control-socket", t.path, "cluster");
+        json = run_cli("--control-socket", t.path, "cluster", "--json");
+        canned_stop(&t);
+
+        ASSERT_EQ(table.exit_code, 0);
+        ASSERT_STREQ(table.out, "NODE             STATE       LEASE AGE  REASON\n"
+                                "mail1            in_service  2s         -\n"
+                                "mail2            withdrawn   4s         dovecot: connection refused?[2J\n"
+                                "mail3-long-name  failed      1h2m       postfix: not running\n");
+
+        ASSERT_EQ(json.exit_code, 0);
+        root = json_tokener_parse(json.out);
+        ASSERT_TRUE(root);
+        ASSERT_EQ(json_object_array_length(get(root, "nodes")), 3);
+        n = json_object_array_get_idx(get(root, "nodes"), 0);
+        ASSERT_STREQ(json_object_get_string(get(n, "name")), "mail1");
+        ASSERT_STREQ(json_object_get_string(get(n, "state")), "in_service");
+        ASSERT_STREQ(json_object_get_string(get(n, "reason")), "");
+        ASSERT_TRUE(json_object_get_double(get(n, "lease_age_seconds")) == 2.5);
+        ASSERT_TRUE(json_object_get_double(get(n, "updated_at")) == 1764319212);
+        n = json_object_array_get_idx(get(root, "nodes"), 1);
+        ASSERT_STREQ(json_object_get_string(get(n, "reason")), "dovecot: connection refused\033[2J");
+        json_object_put(root);
+
+        resp.n_cluster = 0;
+        canned_start(&t, &resp);
+        empty = run_cli("--control-socket", t.path, "cluster");
+        canned_stop(&t);
+        ASSERT_EQ(empty.exit_code, 0);
+        ASSERT_STREQ(empty.out, "no nodes registered\n");
+}
+
+TEST(cluster_not_configured) {
+        static const ProbeSpec specs[] = ALL_OK;
+        _cleanup_(run_done) Run r = {};
+        TestServer t;
+
+        server_start(&t, specs, ELEMENTSOF(specs));
+        r = run_cli("--control-socket", t.path, "cluster");
+        server_stop(&t);
+        ASSERT_EQ(r.exit_code, 3);
+        ASSERT_STREQ(r.out, "");
+        ASSERT_CONTAINS(r.err, "the agent refused the request: the cluster state is not configured on this node");
 }
 
 TEST(usage_errors) {
