@@ -15,6 +15,7 @@
 #include "build-config.h"
 #include "exporter.h"
 #include "lib/log.h"
+#include "node.h"
 #include "process-metrics.h"
 
 /* The families the core renders for every probe. */
@@ -52,10 +53,30 @@ static const MetricFamily probe_families[_PF_MAX] = {
                          "Configured deadline of one run of the probe." },
 };
 
+/* The node's healing state, when the config has a healing section. */
+static const MetricFamily
+        node_state_family = { "rupost_node_state", METRIC_GAUGE,
+                              "Healing state of this node, one series per state (starting, in_service, withdrawn, "
+                              "recovering, failed, maintenance); the current state is 1, the others 0." },
+        node_state_change_family = { "rupost_node_state_change_timestamp_seconds", METRIC_GAUGE,
+                                     "When this node entered its current healing state, or when the agent started." },
+        node_attempts_family = { "rupost_node_recovery_attempts", METRIC_GAUGE,
+                                 "Restarts of the mail group since this node was last stable in service; back to 0 "
+                                 "once it stays in service for the stable period." },
+        node_maintenance_family = { "rupost_node_maintenance", METRIC_GAUGE,
+                                    "Whether an operator put this node in maintenance: drained from HAProxy, "
+                                    "healing suspended." };
+
 /* Names the core writes itself; a probe family may not reuse them. */
 static const char *const reserved_names[] = {
         "rupost_build_info",
         "rupost_node_info",
+        "rupost_node_state",
+        "rupost_node_state_change_timestamp_seconds",
+        "rupost_node_recovery_attempts",
+        "rupost_node_maintenance",
+        "rupost_cluster_nodes",
+        "rupost_cluster_lease_renew_timestamp_seconds",
         "process_cpu_seconds_total",
         "process_open_fds",
         "process_max_fds",
@@ -377,6 +398,42 @@ static int render_info(Buf *b, const Manager *m) {
         return PUT_LITERAL(b, "\"} 1\n");
 }
 
+/* Without a healing section the agent only watches: no node families at all,
+ * rather than a state that would claim it heals. */
+static int render_node(Buf *b, const Manager *m) {
+        const NodeState *st;
+
+        if (!m->node)
+                return 0;
+        st = node_get_state(m->node);
+
+        (void) put_header(b, &node_state_family);
+        for (NodeStateId id = 0; id < _NODE_STATE_MAX; id++) {
+                (void) PUT_LITERAL(b, "rupost_node_state{state=\"");
+                (void) put_str(b, node_state_to_string(id));
+                (void) PUT_LITERAL(b, "\"} ");
+                (void) put_u64(b, st->id == id);
+                (void) PUT_LITERAL(b, "\n");
+        }
+        (void) put_header(b, &node_state_change_family);
+        (void) PUT_LITERAL(b, "rupost_node_state_change_timestamp_seconds ");
+        (void) put_usec_as_seconds(b, node_state_since(m->node));
+        (void) PUT_LITERAL(b, "\n");
+        (void) put_header(b, &node_attempts_family);
+        (void) PUT_LITERAL(b, "rupost_node_recovery_attempts ");
+        (void) put_u64(b, st->attempts);
+        (void) PUT_LITERAL(b, "\n");
+        (void) put_header(b, &node_maintenance_family);
+        (void) PUT_LITERAL(b, "rupost_node_maintenance ");
+        (void) put_u64(b, st->id == NODE_MAINTENANCE);
+        return PUT_LITERAL(b, "\n");
+}
+
+/* The cluster families (rupost_cluster_nodes{state}, counts of the nodes the
+ * registry lists per state, and rupost_cluster_lease_renew_timestamp_seconds,
+ * when this node last renewed its lease) go here once the Manager carries the
+ * cluster registry; their names are reserved above already. */
+
 /* FNV-1a, 64 bit: fast enough to run over the whole state on every scrape,
  * and collisions between two states a scrape apart are not a concern. */
 #define FNV_OFFSET UINT64_C(0xcbf29ce484222325)
@@ -404,6 +461,14 @@ uint64_t metrics_state_hash(const Manager *m) {
         Probe **probes = manager_probes(m, &n_probes);
 
         h = hash_str(h, manager_node_name(m));
+        h = hash_u64(h, m->node != NULL);
+        if (m->node) {
+                const NodeState *st = node_get_state(m->node);
+
+                h = hash_u64(h, (uint64_t) st->id);
+                h = hash_u64(h, st->attempts);
+                h = hash_u64(h, node_state_since(m->node));
+        }
         h = hash_u64(h, n_probes);
         for (size_t i = 0; i < n_probes; i++) {
                 const Probe *p = probes[i];
@@ -445,6 +510,7 @@ int metrics_render_state(const Manager *m, Buf *out) {
         probes = manager_probes(m, &n_probes);
 
         (void) render_info(out, m);
+        (void) render_node(out, m);
         for (ProbeFamilyId id = 0; id < _PF_MAX; id++)
                 (void) render_probe_family(out, id, probes, n_probes);
         r = render_probe_samples(out, probes, n_probes);

@@ -10,6 +10,7 @@
 #include "build-config.h"
 #include "exporter/exporter.h"
 #include "exporter/process-metrics.h"
+#include "node.h"
 #include "tests.h"
 
 static const MetricFamily queue_messages = {
@@ -54,6 +55,8 @@ typedef struct Fixture {
         Config config;
         Manager manager;
         Probe *probes[3];
+        char state_dir[64];
+        char state_file[96];
 } Fixture;
 
 static void fixture_init(Fixture *f) {
@@ -93,6 +96,22 @@ static void fixture_init(Fixture *f) {
 static void fixture_done(Fixture *f) {
         for (size_t i = 0; i < ELEMENTSOF(f->probes); i++)
                 probe_free(f->probes[i]);
+        if (f->manager.node) {
+                f->manager.node = node_free(f->manager.node);
+                (void) unlink(f->state_file);
+                ASSERT_OK(rmdir(f->state_dir));
+        }
+}
+
+/* Healing configured: the node withdrawn after its second recovery. */
+static void fixture_add_node(Fixture *f) {
+        NodeState st = { .id = NODE_WITHDRAWN, .reason = "imap: connection refused", .attempts = 2 };
+
+        snprintf(f->state_dir, sizeof f->state_dir, "/tmp/test-metrics-XXXXXX");
+        ASSERT_TRUE(mkdtemp(f->state_dir));
+        snprintf(f->state_file, sizeof f->state_file, "%s/state", f->state_dir);
+        f->config.healing = (HealingConfig) { .enabled = true, .max_attempts = 5, .state_file = f->state_file };
+        ASSERT_OK(node_new_for_test(&f->manager, &f->config.healing, &st, 1700000100500000, &f->manager.node));
 }
 
 static char *render(const Manager *m) {
@@ -218,6 +237,58 @@ TEST(family_conflicts) {
 
         fixture_init(&f);
         add_sample(f.probes[0], &clash, NULL, 1);
+        ASSERT_ERROR(metrics_render(&f.manager, &b), ENOTUNIQ);
+        buf_done(&b);
+        fixture_done(&f);
+}
+
+TEST(node_families) {
+        Fixture f;
+        _cleanup_free_ char *without = NULL, *text = NULL, *maintenance = NULL;
+
+        fixture_init(&f);
+        /* Without a healing section the agent claims no node state at all. */
+        without = render(&f.manager);
+        ASSERT_NOT_CONTAINS(without, "rupost_node_state");
+        ASSERT_NOT_CONTAINS(without, "rupost_node_recovery_attempts");
+        ASSERT_NOT_CONTAINS(without, "rupost_node_maintenance");
+
+        fixture_add_node(&f);
+        text = render(&f.manager);
+        ASSERT_LINE(text, "# TYPE rupost_node_state gauge\n"
+                          "rupost_node_state{state=\"starting\"} 0\n"
+                          "rupost_node_state{state=\"in_service\"} 0\n"
+                          "rupost_node_state{state=\"withdrawn\"} 1\n"
+                          "rupost_node_state{state=\"recovering\"} 0\n"
+                          "rupost_node_state{state=\"failed\"} 0\n"
+                          "rupost_node_state{state=\"maintenance\"} 0");
+        ASSERT_EQ(count_occurrences(text, "\nrupost_node_state{"), _NODE_STATE_MAX);
+        ASSERT_LINE(text, "# TYPE rupost_node_state_change_timestamp_seconds gauge\n"
+                          "rupost_node_state_change_timestamp_seconds 1700000100.5");
+        ASSERT_LINE(text, "# TYPE rupost_node_recovery_attempts gauge\nrupost_node_recovery_attempts 2");
+        ASSERT_LINE(text, "# TYPE rupost_node_maintenance gauge\nrupost_node_maintenance 0");
+        ASSERT_CONTAINS(text, "# HELP rupost_node_maintenance Whether an operator put this node in maintenance");
+
+        /* A scrape after a state change must not be served from the cache. */
+        uint64_t h = metrics_state_hash(&f.manager);
+        ASSERT_OK(node_set_maintenance(f.manager.node, true, "disk swap"));
+        ASSERT_TRUE(metrics_state_hash(&f.manager) != h);
+        maintenance = render(&f.manager);
+        ASSERT_LINE(maintenance, "rupost_node_state{state=\"withdrawn\"} 0");
+        ASSERT_LINE(maintenance, "rupost_node_state{state=\"maintenance\"} 1");
+        ASSERT_LINE(maintenance, "rupost_node_maintenance 1");
+        ASSERT_NOT_CONTAINS(maintenance, "rupost_node_state_change_timestamp_seconds 1700000100.5\n");
+
+        fixture_done(&f);
+}
+
+TEST(node_family_names_reserved) {
+        static const MetricFamily fake = { "rupost_node_maintenance", METRIC_GAUGE, "A probe's own idea." };
+        Fixture f;
+        Buf b = BUF_INIT(EXPORTER_MAX_BODY);
+
+        fixture_init(&f);
+        add_sample(f.probes[0], &fake, NULL, 1);
         ASSERT_ERROR(metrics_render(&f.manager, &b), ENOTUNIQ);
         buf_done(&b);
         fixture_done(&f);
@@ -366,6 +437,7 @@ TEST(promtool_check_metrics) {
         }
 
         fixture_init(&f);
+        fixture_add_node(&f);
         /* promtool rejects NaN nowhere, but keep the sample set realistic. */
         text = render(&f.manager);
         fixture_done(&f);
