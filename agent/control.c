@@ -320,8 +320,10 @@ static int handle_maintenance(ControlConnection *c, const Rupost__Control__Reque
         return connection_respond_status(c, false, "MAINTENANCE");
 }
 
-/* The cluster view comes from the cluster registry in the shared database
- * once the Manager carries it; until then no node has one to give. */
+/* The cluster view comes from the cluster registry (cluster.h) once the
+ * Manager carries it: one ClusterNode per cluster_nodes() entry, with name,
+ * state_string, reason, updated_at, and as lease age the lease_ttl minus
+ * cluster_node_lease_remaining(). Until then no node has one to give. */
 static int handle_cluster(ControlConnection *c) {
         return connection_respond_error(c, "the cluster state is not configured on this node: "
                                            "the agent does not share its state with other nodes");

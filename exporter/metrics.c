@@ -429,10 +429,12 @@ static int render_node(Buf *b, const Manager *m) {
         return PUT_LITERAL(b, "\n");
 }
 
-/* The cluster families (rupost_cluster_nodes{state}, counts of the nodes the
- * registry lists per state, and rupost_cluster_lease_renew_timestamp_seconds,
- * when this node last renewed its lease) go here once the Manager carries the
- * cluster registry; their names are reserved above already. */
+/* The cluster families go here once the Manager carries the cluster registry
+ * (cluster.h); their names are reserved above already:
+ * rupost_cluster_nodes{state}, the nodes of cluster_nodes() counted for every
+ * node state (plus "unknown" for rows this agent cannot read), and
+ * rupost_cluster_lease_renew_timestamp_seconds, cluster_last_renew(), left
+ * out until the first renewal. */
 
 /* FNV-1a, 64 bit: fast enough to run over the whole state on every scrape,
  * and collisions between two states a scrape apart are not a concern. */
