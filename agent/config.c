@@ -15,6 +15,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "config.h"
 #include "lib/parse-util.h"
 
@@ -904,12 +906,59 @@ static int parse_healing(ConfigContext *c, const char *key, yaml_node_t *node, c
         return config_parse_table(c, key, node, healing_items, data);
 }
 
+/* A share of the cluster's nodes: "50%" or a ratio "0.5". */
+static int parse_share(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item, void *data) {
+        char buf[QUOTE_MAX], *end;
+        const char *s;
+        double v;
+        int r;
+
+        r = node_scalar(c, key, node, "a share like 50% or 0.5", &s);
+        if (r < 0)
+                return r;
+        errno = 0;
+        v = strtod(s, &end);
+        if (end != s && streq(end, "%"))
+                v /= 100;
+        else if (end == s || *end)
+                return config_error(c, node, key, "'%s' is not a share: write 50%% or 0.5", quote(buf, s));
+        if (errno != 0 || !(v >= 0 && v <= 1))
+                return config_error(c, node, key, "'%s' is out of range: 0%% to 100%% (0 to 1)", quote(buf, s));
+        *(double *) data = v;
+        return 0;
+}
+
+#define K(field) offsetof(Config, cluster.field)
+static const ConfigItem cluster_items[] = {
+        { "conninfo",              config_parse_string,   K(conninfo), .required = true                          },
+        { "password_file",         config_parse_string,   K(password_file)                                       },
+        { "lease_ttl",             config_parse_duration, K(lease_ttl),             100 * USEC_PER_MSEC, USEC_PER_HOUR },
+        { "renew_interval",        config_parse_duration, K(renew_interval),        10 * USEC_PER_MSEC,  USEC_PER_HOUR },
+        { "self_fence_after",      config_parse_duration, K(self_fence_after),      50 * USEC_PER_MSEC,  USEC_PER_HOUR },
+        { "max_withdrawn_share",   parse_share,           K(max_withdrawn_share)                                 },
+        { "shared_failure_share",  parse_share,           K(shared_failure_share)                                },
+        { "shared_failure_window", config_parse_duration, K(shared_failure_window), USEC_PER_SEC,        USEC_PER_DAY  },
+        { "peer_address",          config_parse_address,  K(peer_address)                                        },
+        {}
+};
+#undef K
+
+static int parse_cluster(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item, void *data) {
+        Config *config = data;
+
+        config->cluster.enabled = true;
+        /* Unset shares are told apart from an explicit 0 by being negative. */
+        config->cluster.max_withdrawn_share = config->cluster.shared_failure_share = -1;
+        return config_parse_table(c, key, node, cluster_items, data);
+}
+
 static const ConfigItem config_items[] = {
         { "node",           parse_node_name,   offsetof(Config, node)           },
         { "web",            parse_web,         0                                },
         { "control_socket", parse_socket_path, offsetof(Config, control_socket) },
         { "probes",         parse_probes,      0                                },
         { "healing",        parse_healing,     0                                },
+        { "cluster",        parse_cluster,     0                                },
         {}
 };
 
@@ -941,6 +990,174 @@ static int check_healing(ConfigContext *c, yaml_node_t *root, Config *config) {
                 if (r == -ENOMEM)
                         return r;
                 ret = r;
+        }
+        return ret;
+}
+
+/* Reads the one line of the cluster's password file; *ret_why for messages. */
+static int read_secret_file(const char *path, char **ret, const char **ret_why) {
+        _cleanup_close_ int fd = -EBADF;
+        char b[1026];
+        size_t n = 0;
+        int r = 0;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                *ret_why = strerror(errno);
+                return -errno;
+        }
+        while (n < sizeof b - 1) {
+                ssize_t k = read(fd, b + n, sizeof b - 1 - n);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0) {
+                        *ret_why = strerror(errno);
+                        return -errno;
+                }
+                if (k == 0)
+                        break;
+                n += (size_t) k;
+        }
+        b[n] = 0;
+        if (n > 0 && b[n - 1] == '\n')
+                b[--n] = 0;
+        if (n > 0 && b[n - 1] == '\r')
+                b[--n] = 0;
+        if (n > 1024)
+                *ret_why = "longer than 1024 bytes", r = -E2BIG;
+        else if (n == 0)
+                *ret_why = "the file is empty", r = -EINVAL;
+        else if (strlen(b) != n || strchr(b, '\n'))
+                *ret_why = "the password must be a single line of text", r = -EINVAL;
+        else if (!(*ret = strdup(b)))
+                r = -ENOMEM;
+        explicit_bzero(b, sizeof b);
+        return r;
+}
+
+static bool host_is_numeric(const char *h, size_t n) {
+        char b[INET6_ADDRSTRLEN + 1];
+        struct in6_addr a6;
+        struct in_addr a4;
+
+        if (n == 0 || h[0] == '/') /* empty: the default socket; '/': a socket directory */
+                return true;
+        if (n >= sizeof b)
+                return false;
+        memcpy(b, h, n);
+        b[n] = 0;
+        return inet_pton(AF_INET, b, &a4) == 1 || inet_pton(AF_INET6, b, &a6) == 1;
+}
+
+/* The connection string must parse, and libpq must never resolve a name on
+ * our event loop: every host is numeric (or a socket directory) unless
+ * hostaddr gives the addresses. */
+static int check_conninfo(ConfigContext *c, yaml_node_t *node, const char *conninfo) {
+        char *err = NULL, buf[QUOTE_MAX];
+        const char *host = NULL, *hostaddr = NULL;
+        PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+        int r = 0;
+
+        if (!opts) {
+                if (!err)
+                        return -ENOMEM;
+                err[strcspn(err, "\n")] = 0;
+                r = config_error(c, node, "cluster.conninfo", "is not a valid libpq connection string: %s", err);
+                PQfreemem(err);
+                return r;
+        }
+        for (PQconninfoOption *o = opts; o->keyword; o++) {
+                if (!o->val)
+                        continue;
+                if (streq(o->keyword, "host"))
+                        host = o->val;
+                else if (streq(o->keyword, "hostaddr"))
+                        hostaddr = o->val;
+        }
+        if (host && !(hostaddr && *hostaddr))
+                for (const char *h = host; h;) {
+                        const char *comma = strchr(h, ',');
+                        size_t n = comma ? (size_t) (comma - h) : strlen(h);
+                        if (!host_is_numeric(h, n)) {
+                                snprintf(buf, sizeof buf, "%.*s", (int) MIN(n, (size_t) 60), h);
+                                r = config_error(c, node, "cluster.conninfo",
+                                                 "host '%s' is a name: the agent never resolves names on its event "
+                                                 "loop; give numeric addresses in host= or hostaddr=", buf);
+                                break;
+                        }
+                        h = comma ? comma + 1 : NULL;
+                }
+        PQconninfoFree(opts);
+        return r;
+}
+
+/* Defaults, the timing rule that makes an expired lease trustworthy, the
+ * connection string and the password. */
+static int check_cluster(ConfigContext *c, yaml_node_t *root, Config *config) {
+        ClusterConfig *k = &config->cluster;
+        char a[DURATION_MAX], b[DURATION_MAX];
+        yaml_node_t *node;
+        int ret = 0, r;
+
+        if (!k->enabled)
+                return 0;
+        node = mapping_find(c, root, "cluster");
+
+        if (k->lease_ttl == 0)
+                k->lease_ttl = 15 * USEC_PER_SEC;
+        if (k->renew_interval == 0)
+                k->renew_interval = 3 * USEC_PER_SEC;
+        if (k->self_fence_after == 0)
+                k->self_fence_after = 10 * USEC_PER_SEC;
+        if (k->max_withdrawn_share < 0)
+                k->max_withdrawn_share = 0.5;
+        if (k->shared_failure_share < 0)
+                k->shared_failure_share = 0.5;
+        if (k->shared_failure_window == 0)
+                k->shared_failure_window = 60 * USEC_PER_SEC;
+        if (!k->peer_address && !(k->peer_address = strdup(CLUSTER_DEFAULT_PEER_ADDRESS)))
+                return -ENOMEM;
+
+        if (k->renew_interval * 2 >= k->self_fence_after) {
+                r = config_error(c, node, "cluster.self_fence_after",
+                                 "must be longer than twice renew_interval (%s), so that one late renewal does "
+                                 "not fence the node; got %s",
+                                 format_duration(a, sizeof a, k->renew_interval),
+                                 format_duration(b, sizeof b, k->self_fence_after));
+                if (r == -ENOMEM)
+                        return r;
+                ret = r;
+        }
+        if (k->self_fence_after >= k->lease_ttl) {
+                r = config_error(c, node, "cluster.self_fence_after",
+                                 "must be shorter than lease_ttl (%s): a node stops its mail group before its "
+                                 "lease expires; got %s",
+                                 format_duration(a, sizeof a, k->lease_ttl),
+                                 format_duration(b, sizeof b, k->self_fence_after));
+                if (r == -ENOMEM)
+                        return r;
+                ret = r;
+        }
+        if (k->conninfo) {
+                r = check_conninfo(c, node, k->conninfo);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        ret = r;
+        }
+        if (k->password_file) {
+                const char *why = NULL;
+                r = read_secret_file(k->password_file, &k->password, &why);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0) {
+                        char q[QUOTE_MAX];
+                        r = config_error(c, node, "cluster.password_file", "cannot use '%s': %s",
+                                         quote(q, k->password_file), why);
+                        if (r == -ENOMEM)
+                                return r;
+                        ret = r;
+                }
         }
         return ret;
 }
@@ -1185,7 +1402,10 @@ static int config_parse_document(ConfigContext *c, Config *config, const char *d
         if (r == -ENOMEM)
                 return r;
         int k = check_healing(c, root, config);
-        return k < 0 ? k : r;
+        if (k == -ENOMEM)
+                return k;
+        int l = check_cluster(c, root, config);
+        return l < 0 ? l : k < 0 ? k : r;
 }
 
 int config_load_string(const char *filename, const char *data, size_t size, Config **ret, char ***ret_errors) {
@@ -1297,6 +1517,13 @@ Config *config_free(Config *c) {
         strv_free(c->healing.member_probes);
         free(c->healing.agent_check_address);
         free(c->healing.state_file);
+        free(c->cluster.conninfo);
+        free(c->cluster.password_file);
+        if (c->cluster.password) {
+                explicit_bzero(c->cluster.password, strlen(c->cluster.password));
+                free(c->cluster.password);
+        }
+        free(c->cluster.peer_address);
         free(c);
         return NULL;
 }

@@ -94,6 +94,29 @@ typedef struct HealingConfig {
 #define HEALING_DEFAULT_AGENT_CHECK_ADDRESS ":9470"
 #define HEALING_DEFAULT_STATE_FILE "/var/lib/rupost-agent/state"
 
+/* The `cluster:` section: the node registry, leases and guards in the shared
+ * PostgreSQL (cluster.h). Absent: the node heals on its own judgement only.
+ *
+ * Timing rule, checked when loading: renew_interval * 2 < self_fence_after <
+ * lease_ttl. A node that could not renew for self_fence_after stops its own
+ * mail group, before its lease (lease_ttl, on the DB server's clock) expires,
+ * so a peer that sees the lease expired can trust that the group is down. */
+typedef struct ClusterConfig {
+        bool enabled;
+        char *conninfo;       /* libpq connection string, numeric hosts only */
+        char *password_file;
+        char *password;       /* read from password_file when loading */
+        usec_t lease_ttl;
+        usec_t renew_interval;
+        usec_t self_fence_after;
+        double max_withdrawn_share;   /* 0..1 */
+        double shared_failure_share;  /* 0..1 */
+        usec_t shared_failure_window;
+        char *peer_address;   /* where peers ask whether this node sees the DB */
+} ClusterConfig;
+
+#define CLUSTER_DEFAULT_PEER_ADDRESS ":9471"
+
 typedef struct Config {
         char *path;
         char *node;
@@ -102,6 +125,7 @@ typedef struct Config {
         Probe **probes;
         size_t n_probes;
         HealingConfig healing;
+        ClusterConfig cluster;
 } Config;
 
 Config *config_free(Config *c);
