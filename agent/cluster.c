@@ -100,6 +100,8 @@ struct Cluster {
 
         bool fenced;
         bool outage_alerted;
+        usec_t peer_back_mono;   /* in a shared outage: when a peer first renewed again */
+        usec_t renewing_since;   /* CLOCK_REALTIME: renewing without a gap since */
         ClusterFenceCallback fence_callback;
         void *fence_userdata;
         ClusterVerdict last_denial;
@@ -252,7 +254,7 @@ static void cluster_arm_fence_timer(Cluster *c, usec_t deadline) {
         int r;
 
         c->fence_timer = sd_event_source_disable_unref(c->fence_timer);
-        r = sd_event_add_time(c->event, &c->fence_timer, CLOCK_MONOTONIC, deadline, 0, on_fence_deadline, c);
+        r = sd_event_add_time(c->event, &c->fence_timer, CLOCK_MONOTONIC, deadline, 1, on_fence_deadline, c);
         if (r < 0)
                 log_error_errno(r, "Failed to arm the self-fence timer: %m");
 }
@@ -290,7 +292,7 @@ static void cluster_disconnect(Cluster *c, bool retry) {
 
         c->backoff = c->backoff == 0 ? RECONNECT_MIN : MIN(c->backoff * 2, c->config->renew_interval);
         c->reconnect_timer = sd_event_source_disable_unref(c->reconnect_timer);
-        r = sd_event_add_time_relative(c->event, &c->reconnect_timer, CLOCK_MONOTONIC, c->backoff, 0, on_reconnect,
+        r = sd_event_add_time_relative(c->event, &c->reconnect_timer, CLOCK_MONOTONIC, c->backoff, USEC_PER_MSEC, on_reconnect,
                                        c);
         if (r < 0)
                 log_error_errno(r, "Failed to arm the cluster reconnect timer: %m");
@@ -473,8 +475,11 @@ oom:
 static void cluster_renewed(Cluster *c, usec_t sent) {
         bool was_ok = c->db_ok;
 
+        if (!was_ok)
+                c->renewing_since = now(CLOCK_REALTIME);
         c->db_ok = true;
         c->backoff = 0;
+        c->peer_back_mono = 0;
         c->error[0] = 0;
         c->last_renew_mono = sent;
         c->last_renew_realtime = now(CLOCK_REALTIME);
@@ -575,6 +580,11 @@ static void cluster_run_next(Cluster *c) {
                 cluster_fail(c, "sending the lease renewal", r);
 }
 
+/* The server's notices ("schema already exists, skipping") are no news. */
+static void on_notice(void *userdata, const char *message) {
+        log_debug("Cluster database notice: %.*s", (int) strcspn(message, "\n"), message);
+}
+
 static void on_connected(PqConn *conn, int error, void *userdata) {
         _cleanup_free_ char *script = NULL;
         Cluster *c = userdata;
@@ -582,6 +592,7 @@ static void on_connected(PqConn *conn, int error, void *userdata) {
 
         if (error < 0)
                 return cluster_fail(c, "connecting", error);
+        (void) PQsetNoticeProcessor(pq_conn_get(conn), on_notice, c);
 
         script = cluster_schema_script();
         if (!script) {
@@ -709,6 +720,18 @@ static void cluster_decide_fence(Cluster *c) {
                                      c->node_name, c->error);
                 c->outage_alerted = true;
                 return;
+        } else if (ok > 0 && c->outage_alerted) {
+                /* After a shared outage the peers reconnect one by one; give
+                 * us as long as a peer gives an expired lease before it
+                 * trusts it (see cluster_renewing_since()). */
+                if (c->peer_back_mono == 0) {
+                        c->peer_back_mono = t;
+                        cluster_arm_fence_timer(c, t + c->config->self_fence_after - c->config->renew_interval);
+                }
+                if (t < c->peer_back_mono + c->config->self_fence_after - c->config->renew_interval)
+                        return;
+                snprintf(reason, sizeof reason,
+                         "self-fenced: cannot renew the cluster lease while %u of %u peers can again", ok, known);
         } else if (ok > 0)
                 snprintf(reason, sizeof reason,
                          "self-fenced: cannot renew the cluster lease while %u of %u peers can", ok, known);
@@ -894,7 +917,7 @@ static void cluster_poll_peers(Cluster *c) {
         }
         c->n_queries = n;
         c->polling = true;
-        r = sd_event_add_time_relative(c->event, &c->poll_timer, CLOCK_MONOTONIC, c->config->renew_interval / 2, 0,
+        r = sd_event_add_time_relative(c->event, &c->poll_timer, CLOCK_MONOTONIC, c->config->renew_interval / 2, USEC_PER_MSEC,
                                        on_poll_timeout, c);
         if (r < 0) {
                 log_error_errno(r, "Failed to arm the peer poll timer: %m");
@@ -1024,6 +1047,10 @@ bool cluster_db_ok(const Cluster *c) {
         return c && c->db_ok;
 }
 
+usec_t cluster_renewing_since(const Cluster *c) {
+        return c && c->db_ok ? c->renewing_since : 0;
+}
+
 usec_t cluster_last_renew(const Cluster *c) {
         return c ? c->last_renew_realtime : 0;
 }
@@ -1134,15 +1161,14 @@ int cluster_new(sd_event *e, const ClusterConfig *config, const char *node_name,
         r = cluster_listen_peers(c);
         if (r < 0)
                 return r;
-        r = sd_event_add_time_relative(e, &c->renew_timer, CLOCK_MONOTONIC, config->renew_interval, 0, on_renew, c);
+        r = sd_event_add_time_relative(e, &c->renew_timer, CLOCK_MONOTONIC, config->renew_interval, USEC_PER_MSEC, on_renew, c);
         if (r < 0)
                 return log_error_errno(r, "Failed to arm the cluster renew timer: %m");
-        r = sd_event_add_time(e, &c->fence_timer, CLOCK_MONOTONIC,
-                              c->started_mono + config->self_fence_after - MIN(config->renew_interval,
-                                                                              config->self_fence_after),
-                              0, on_fence_deadline, c);
-        if (r < 0)
-                return log_error_errno(r, "Failed to arm the cluster fence timer: %m");
+        /* An earlier run of the agent may have renewed shortly before it
+         * stopped; its lease may run out one renewal sooner than ours would. */
+        cluster_arm_fence_timer(c, c->started_mono + config->self_fence_after - config->renew_interval);
+        if (!c->fence_timer)
+                return -ENOMEM;
 
         cluster_connect(c);
         *ret = TAKE_PTR(c);

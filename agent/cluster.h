@@ -102,6 +102,13 @@ double cluster_node_lease_remaining(const ClusterNode *n);
 bool cluster_db_ok(const Cluster *c);
 /* CLOCK_REALTIME of the last successful renewal, 0 when none yet. */
 usec_t cluster_last_renew(const Cluster *c);
+/* CLOCK_REALTIME since when this node has renewed its lease without a gap,
+ * 0 while it cannot. For whoever trusts another node's expired lease (queue
+ * evacuation): a lease counts as fenced only once it has been expired for
+ * self_fence_after while this node itself was renewing, that is, not before
+ * renewing_since + self_fence_after. Otherwise, after an outage of the DB
+ * for everyone, every lease looks expired though nobody fenced. */
+usec_t cluster_renewing_since(const Cluster *c);
 /* This node stopped its mail group because it could not renew its lease. */
 bool cluster_self_fenced(const Cluster *c);
 /* The last withdrawal the guards refused (sticky until a withdrawal is

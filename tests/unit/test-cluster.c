@@ -1,0 +1,558 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The cluster state against a real PostgreSQL started for the test: the
+ * schema migrates once when two agents start at once, leases are kept on the
+ * server's clock, a change reaches another agent through NOTIFY long before
+ * its next renewal, the agent reconnects and listens again after the server
+ * restarts, the guards refuse the withdrawals invariant 3 forbids, a node cut
+ * off from the DB fences itself before its lease expires while a shared
+ * outage fences nobody, and a DB that never answers blocks nothing.
+ * Skipped (77) when PostgreSQL is not installed. */
+
+#include <signal.h>
+
+#include "build-config.h"
+#include "cluster-schema.h"
+#include "cluster.h"
+#include "config.h"
+#include "pg-server.h"
+
+static PgServer server;
+
+static void ensure_server(void) {
+        if (server.running)
+                return;
+        int r = pg_server_start(&server, NULL, false);
+        if (r == -ENOENT) {
+                fprintf(stderr, "PostgreSQL is not installed, skipping\n");
+                exit(77);
+        }
+        ASSERT_OK(r);
+        ASSERT_EQ(pg_server_sql(&server, "postgres", "CREATE DATABASE rupost"), 0);
+}
+
+/* Blocking, from the test only: one value of one query on the rupost DB. */
+static char *sql_value(const char *sql) {
+        char port[8];
+        snprintf(port, sizeof port, "%u", server.port);
+        const char *const k[] = { "hostaddr", "port", "user", "password", "dbname", "sslmode", NULL };
+        const char *const v[] = { "127.0.0.1", port, "rupost", PG_SERVER_PASSWORD, "rupost", "disable", NULL };
+        PGconn *pg = PQconnectdbParams(k, v, 0);
+        ASSERT_EQ(PQstatus(pg), CONNECTION_OK);
+        PGresult *r = PQexec(pg, sql);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK)
+                ASSERT_FAIL("%s: %s", sql, PQresultErrorMessage(r));
+        char *s = strdup(PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
+        PQclear(r);
+        PQfinish(pg);
+        ASSERT_TRUE(s);
+        return s;
+}
+
+static void sql_exec(const char *sql) {
+        free(sql_value(sql));
+}
+
+typedef struct Agent {
+        ClusterConfig config;
+        char conninfo[256];
+        char peer[64];
+        Cluster *cluster;
+        bool fenced;
+        unsigned fence_calls;
+        usec_t fenced_at; /* CLOCK_REALTIME */
+} Agent;
+
+static void on_fence(Cluster *c, bool fenced, const char *reason, void *userdata) {
+        Agent *a = userdata;
+        a->fenced = fenced;
+        a->fence_calls++;
+        if (fenced) {
+                a->fenced_at = now(CLOCK_REALTIME);
+                ASSERT_CONTAINS(reason, "self-fenced: cannot renew the cluster lease");
+        }
+}
+
+/* Timings short enough for a test, long enough for a loaded machine. */
+static void agent_start(Agent *a, sd_event *e, const char *name, const char *user, const char *password,
+                        uint16_t port, usec_t renew, usec_t fence, usec_t ttl) {
+        *a = (Agent) {};
+        snprintf(a->conninfo, sizeof a->conninfo,
+                 "hostaddr=127.0.0.1 port=%u user=%s dbname=rupost sslmode=disable", port, user);
+        snprintf(a->peer, sizeof a->peer, "127.0.0.1:%u", test_free_port());
+        a->config = (ClusterConfig) {
+                .enabled = true,
+                .conninfo = a->conninfo,
+                .password = (char *) password,
+                .lease_ttl = ttl,
+                .renew_interval = renew,
+                .self_fence_after = fence,
+                .max_withdrawn_share = 0.5,
+                .shared_failure_share = 0.5,
+                .shared_failure_window = 60 * USEC_PER_SEC,
+                .peer_address = a->peer,
+        };
+        ASSERT_OK(cluster_new(e, &a->config, name, &a->cluster));
+        cluster_set_fence_callback(a->cluster, on_fence, a);
+}
+
+static void agent_stop(Agent *a) {
+        a->cluster = cluster_free(a->cluster);
+}
+
+typedef bool (*Cond)(void *userdata);
+
+static bool run_until(sd_event *e, Cond cond, void *userdata, usec_t limit) {
+        usec_t end = now(CLOCK_MONOTONIC) + limit;
+        while (!cond(userdata)) {
+                if (now(CLOCK_MONOTONIC) >= end)
+                        return false;
+                ASSERT_OK(sd_event_run(e, 20 * USEC_PER_MSEC));
+        }
+        return true;
+}
+
+static void run_for(sd_event *e, usec_t d) {
+        usec_t end = now(CLOCK_MONOTONIC) + d;
+        while (now(CLOCK_MONOTONIC) < end)
+                ASSERT_OK(sd_event_run(e, 20 * USEC_PER_MSEC));
+}
+
+static bool db_ok(void *userdata) {
+        return cluster_db_ok(((Agent *) userdata)->cluster);
+}
+
+static bool both_ok(void *userdata) {
+        Agent *a = userdata;
+        return cluster_db_ok(a[0].cluster) && cluster_db_ok(a[1].cluster);
+}
+
+static bool both_lost(void *userdata) {
+        Agent *a = userdata;
+        return !cluster_db_ok(a[0].cluster) && !cluster_db_ok(a[1].cluster);
+}
+
+static bool is_fenced(void *userdata) {
+        return ((Agent *) userdata)->fenced;
+}
+
+static const ClusterNode *find_node(Cluster *c, const char *name) {
+        const ClusterNode *nodes;
+        size_t n = cluster_nodes(c, &nodes);
+        for (size_t i = 0; i < n; i++)
+                if (streq(nodes[i].name, name))
+                        return &nodes[i];
+        return NULL;
+}
+
+typedef struct Expect {
+        Cluster *cluster;
+        const char *name;
+        NodeStateId state;
+        size_t n_nodes;
+} Expect;
+
+static bool sees_state(void *userdata) {
+        Expect *x = userdata;
+        const ClusterNode *n = find_node(x->cluster, x->name);
+        return n && n->state == x->state;
+}
+
+static bool sees_count(void *userdata) {
+        Expect *x = userdata;
+        const ClusterNode *nodes;
+        return cluster_nodes(x->cluster, &nodes) == x->n_nodes;
+}
+
+static void reset_registry(void) {
+        sql_exec("DO $$ BEGIN IF to_regclass('rupost_agent.nodes') IS NOT NULL THEN "
+                 "DELETE FROM rupost_agent.nodes; END IF; END $$");
+}
+
+/* ---- config ---- */
+
+static char *load_errors(const char *yaml) {
+        _cleanup_strv_free_ char **errors = NULL;
+        Config *config = NULL;
+        int r = config_load_string("agent.yaml", yaml, strlen(yaml), &config, &errors);
+        config_free(config);
+        if (r >= 0)
+                return strdup("");
+        size_t len = 0;
+        for (char **e = errors; e && *e; e++)
+                len += strlen(*e) + 1;
+        char *s = calloc(len + 1, 1);
+        for (char **e = errors; e && *e; e++) {
+                strcat(s, *e);
+                strcat(s, "\n");
+        }
+        return s;
+}
+
+TEST(config_cluster_section) {
+        _cleanup_strv_free_ char **errors = NULL;
+        _cleanup_(config_freep) Config *config = NULL;
+        const char *ok = "node: n1\n"
+                         "cluster:\n"
+                         "  conninfo: host=192.0.2.10,192.0.2.11 port=5432,5432 target_session_attrs=read-write\n"
+                         "  max_withdrawn_share: 25%\n"
+                         "  shared_failure_share: 0.75\n";
+        ASSERT_OK(config_load_string("agent.yaml", ok, strlen(ok), &config, &errors));
+        ASSERT_TRUE(config->cluster.enabled);
+        ASSERT_EQ(config->cluster.lease_ttl, 15 * USEC_PER_SEC);
+        ASSERT_EQ(config->cluster.renew_interval, 3 * USEC_PER_SEC);
+        ASSERT_EQ(config->cluster.self_fence_after, 10 * USEC_PER_SEC);
+        ASSERT_TRUE(fabs(config->cluster.max_withdrawn_share - 0.25) < 1e-9);
+        ASSERT_TRUE(fabs(config->cluster.shared_failure_share - 0.75) < 1e-9);
+        ASSERT_STREQ(config->cluster.peer_address, ":9471");
+
+        _cleanup_free_ char *e1 = load_errors("cluster:\n  conninfo: hostaddr=127.0.0.1\n  renew_interval: 5s\n");
+        ASSERT_CONTAINS(e1, "cluster.self_fence_after: must be longer than twice renew_interval (5s)");
+        _cleanup_free_ char *e2 = load_errors("cluster:\n  conninfo: hostaddr=127.0.0.1\n  self_fence_after: 20s\n");
+        ASSERT_CONTAINS(e2, "cluster.self_fence_after: must be shorter than lease_ttl (15s)");
+        _cleanup_free_ char *e3 = load_errors("cluster:\n  conninfo: host=db.example.org dbname=rupost\n");
+        ASSERT_CONTAINS(e3, "host 'db.example.org' is a name");
+        _cleanup_free_ char *e4 = load_errors("cluster:\n  conninfo: host=db.example.org hostaddr=192.0.2.1\n");
+        ASSERT_STREQ(e4, "");
+        _cleanup_free_ char *e5 = load_errors("cluster:\n  conninfo: hostaddr=127.0.0.1\n  max_withdrawn_share: 150%\n");
+        ASSERT_CONTAINS(e5, "cluster.max_withdrawn_share: '150%' is out of range");
+        _cleanup_free_ char *e6 = load_errors("cluster:\n  conninfo: \"port='5432\"\n");
+        ASSERT_CONTAINS(e6, "cluster.conninfo: is not a valid libpq connection string");
+        _cleanup_free_ char *e7 = load_errors("cluster:\n  lease_ttl: 5s\n");
+        ASSERT_CONTAINS(e7, "conninfo");
+        _cleanup_free_ char *e8 = load_errors("cluster:\n  conninfo: hostaddr=127.0.0.1\n  password_file: /nonexistent/pw\n");
+        ASSERT_CONTAINS(e8, "cluster.password_file: cannot use '/nonexistent/pw'");
+}
+
+/* ---- against the server ---- */
+
+TEST(migrate_concurrently_and_register) {
+        sd_event *e = NULL;
+        Agent a[2];
+        char q[256];
+
+        ensure_server();
+        sql_exec("DROP SCHEMA IF EXISTS rupost_agent CASCADE");
+        ASSERT_OK(sd_event_new(&e));
+        /* Two agents on an empty database at the same moment. */
+        agent_start(&a[0], e, "n1", "rupost", PG_SERVER_PASSWORD, server.port, 200 * USEC_PER_MSEC,
+                    1 * USEC_PER_SEC, 3 * USEC_PER_SEC);
+        agent_start(&a[1], e, "n2", "rupost", PG_SERVER_PASSWORD, server.port, 200 * USEC_PER_MSEC,
+                    1 * USEC_PER_SEC, 3 * USEC_PER_SEC);
+        ASSERT_TRUE(run_until(e, both_ok, a, 10 * USEC_PER_SEC));
+        ASSERT_EQ(cluster_db_schema_version(a[0].cluster), cluster_schema_version());
+        ASSERT_EQ(cluster_db_schema_version(a[1].cluster), cluster_schema_version());
+        snprintf(q, sizeof q, "SELECT count(*) = %u AND min(version) = 1 FROM rupost_agent.schema_version",
+                 cluster_schema_version());
+        _cleanup_free_ char *once = sql_value(q);
+        ASSERT_STREQ(once, "t");
+
+        /* The lease is on the server's clock: now() + ttl, renewed. */
+        _cleanup_free_ char *left = sql_value("SELECT extract(epoch FROM lease_expires - now()) BETWEEN 2.5 AND 3.0 "
+                                              "FROM rupost_agent.nodes WHERE name = 'n1'");
+        ASSERT_STREQ(left, "t");
+        _cleanup_free_ char *st = sql_value("SELECT state || '/' || agent_version || '/' || (peer_address IS NOT NULL) "
+                                            "FROM rupost_agent.nodes WHERE name = 'n2'");
+        ASSERT_STREQ(st, "starting/" PROJECT_VERSION "/true");
+        _cleanup_free_ char *t1 = sql_value("SELECT lease_expires FROM rupost_agent.nodes WHERE name = 'n1'");
+        run_for(e, 500 * USEC_PER_MSEC);
+        _cleanup_free_ char *t2 = sql_value("SELECT lease_expires FROM rupost_agent.nodes WHERE name = 'n1'");
+        ASSERT_FALSE(streq(t1, t2));
+        ASSERT_TRUE(cluster_last_renew(a[0].cluster) > now(CLOCK_REALTIME) - USEC_PER_SEC);
+
+        /* Both see both; a later start migrates nothing again. */
+        const ClusterNode *nodes;
+        ASSERT_EQ(cluster_nodes(a[0].cluster, &nodes), 2u);
+        ASSERT_STREQ(nodes[0].name, "n1");
+        ASSERT_TRUE(nodes[0].self);
+        ASSERT_TRUE(cluster_node_lease_remaining(&nodes[1]) > 1.0);
+
+        agent_stop(&a[0]);
+        agent_stop(&a[1]);
+        sd_event_unref(e);
+        reset_registry();
+}
+
+TEST(notify_reaches_peer_and_survives_restart) {
+        sd_event *e = NULL;
+        Agent a[2];
+
+        ensure_server();
+        ASSERT_OK(sd_event_new(&e));
+        /* Renewals far apart: only a NOTIFY can bring the news quickly. */
+        agent_start(&a[0], e, "n1", "rupost", PG_SERVER_PASSWORD, server.port, 3 * USEC_PER_SEC,
+                    8 * USEC_PER_SEC, 20 * USEC_PER_SEC);
+        agent_start(&a[1], e, "n2", "rupost", PG_SERVER_PASSWORD, server.port, 3 * USEC_PER_SEC,
+                    8 * USEC_PER_SEC, 20 * USEC_PER_SEC);
+        ASSERT_TRUE(run_until(e, both_ok, a, 10 * USEC_PER_SEC));
+        ASSERT_TRUE(run_until(e, sees_count, &(Expect) { .cluster = a[1].cluster, .n_nodes = 2 }, 5 * USEC_PER_SEC));
+
+        usec_t t0 = now(CLOCK_MONOTONIC);
+        cluster_publish(a[0].cluster, NODE_IN_SERVICE, "");
+        ASSERT_TRUE(run_until(e, sees_state,
+                              &(Expect) { .cluster = a[1].cluster, .name = "n1", .state = NODE_IN_SERVICE },
+                              1 * USEC_PER_SEC));
+        fprintf(stderr, "state change seen by the peer after %.1f ms\n",
+                (double) (now(CLOCK_MONOTONIC) - t0) / USEC_PER_MSEC);
+        _cleanup_free_ char *st = sql_value("SELECT state FROM rupost_agent.nodes WHERE name = 'n1'");
+        ASSERT_STREQ(st, "in_service");
+
+        /* Restart the server: both reconnect and LISTEN again. */
+        pg_server_stop(&server);
+        ASSERT_TRUE(run_until(e, both_lost, a, 10 * USEC_PER_SEC));
+        pg_server_spawn(&server);
+        server.running = true;
+        pg_server_wait_ready(&server);
+        ASSERT_TRUE(run_until(e, both_ok, a, 10 * USEC_PER_SEC));
+
+        t0 = now(CLOCK_MONOTONIC);
+        cluster_publish(a[0].cluster, NODE_WITHDRAWN, "smtp: connection refused");
+        ASSERT_TRUE(run_until(e, sees_state,
+                              &(Expect) { .cluster = a[1].cluster, .name = "n1", .state = NODE_WITHDRAWN },
+                              1 * USEC_PER_SEC));
+        fprintf(stderr, "after the restart, seen after %.1f ms\n", (double) (now(CLOCK_MONOTONIC) - t0) / USEC_PER_MSEC);
+        const ClusterNode *n1 = find_node(a[1].cluster, "n1");
+        ASSERT_STREQ(n1->reason, "smtp: connection refused");
+        ASSERT_TRUE(n1->updated_at > now(CLOCK_REALTIME) - 5 * USEC_PER_SEC);
+
+        agent_stop(&a[0]);
+        agent_stop(&a[1]);
+        sd_event_unref(e);
+        reset_registry();
+}
+
+static void add_node(const char *name, const char *state, const char *lease) {
+        char q[512];
+        snprintf(q, sizeof q,
+                 "INSERT INTO rupost_agent.nodes (name, state, lease_expires) VALUES ('%s', '%s', now() + interval '%s')",
+                 name, state, lease);
+        sql_exec(q);
+}
+
+static ClusterVerdict check(sd_event *e, Cluster *c, size_t n_nodes, const char *probe, char *why, size_t len) {
+        ASSERT_TRUE(run_until(e, sees_count, &(Expect) { .cluster = c, .n_nodes = n_nodes }, 3 * USEC_PER_SEC));
+        return cluster_check_withdraw(c, probe, why, len);
+}
+
+TEST(guards) {
+        sd_event *e = NULL;
+        Agent a;
+        char why[256];
+
+        ensure_server();
+        ASSERT_OK(sd_event_new(&e));
+        agent_start(&a, e, "n1", "rupost", PG_SERVER_PASSWORD, server.port, 3 * USEC_PER_SEC, 8 * USEC_PER_SEC,
+                    20 * USEC_PER_SEC);
+        ASSERT_TRUE(run_until(e, db_ok, &a, 10 * USEC_PER_SEC));
+        cluster_publish(a.cluster, NODE_IN_SERVICE, "");
+
+        /* Alone: the last node in service stays. */
+        ASSERT_EQ(check(e, a.cluster, 1, "smtp", why, sizeof why), CLUSTER_DENY_LAST_IN_SERVICE);
+        ASSERT_CONTAINS(why, "no other node of 1 is in service");
+        ASSERT_EQ(cluster_last_denial(a.cluster), CLUSTER_DENY_LAST_IN_SERVICE);
+
+        /* A peer whose lease expired is not in service either. */
+        add_node("n2", "in_service", "-1 second");
+        ASSERT_EQ(check(e, a.cluster, 2, "smtp", why, sizeof why), CLUSTER_DENY_LAST_IN_SERVICE);
+        sql_exec("UPDATE rupost_agent.nodes SET lease_expires = now() + interval '1 minute', reason = 'x' "
+                 "WHERE name = 'n2'");
+        run_for(e, 300 * USEC_PER_MSEC);
+        ASSERT_EQ(check(e, a.cluster, 2, "smtp", why, sizeof why), CLUSTER_ALLOW);
+
+        /* The peer sees the same probe failing: shared, an alert only. */
+        sql_exec("INSERT INTO rupost_agent.probe_failures (node, probe, reason) VALUES ('n2', 'smtp', 'timeout')");
+        run_for(e, 300 * USEC_PER_MSEC);
+        ASSERT_EQ(check(e, a.cluster, 2, "smtp", why, sizeof why), CLUSTER_DENY_SHARED_FAILURE);
+        ASSERT_CONTAINS(why, "1 of 1 other live nodes see probe 'smtp' failing");
+        ASSERT_EQ(check(e, a.cluster, 2, "imap", why, sizeof why), CLUSTER_ALLOW);
+        /* Cleared long ago: no longer counts. */
+        sql_exec("UPDATE rupost_agent.probe_failures SET cleared_at = now() - interval '10 minutes'");
+        run_for(e, 300 * USEC_PER_MSEC);
+        ASSERT_EQ(check(e, a.cluster, 2, "smtp", why, sizeof why), CLUSTER_ALLOW);
+        /* Cleared within the window: still counts as seen at once. */
+        sql_exec("UPDATE rupost_agent.probe_failures SET cleared_at = now() - interval '10 seconds'");
+        run_for(e, 300 * USEC_PER_MSEC);
+        ASSERT_EQ(check(e, a.cluster, 2, "smtp", why, sizeof why), CLUSTER_DENY_SHARED_FAILURE);
+        sql_exec("DELETE FROM rupost_agent.probe_failures");
+
+        /* 4 nodes, one out: a second may go (2 = 50% of 4). */
+        add_node("n3", "withdrawn", "1 minute");
+        add_node("n4", "in_service", "1 minute");
+        ASSERT_EQ(check(e, a.cluster, 4, "smtp", why, sizeof why), CLUSTER_ALLOW);
+        /* 5 nodes, two out: a third may not (floor(2.5) = 2). */
+        add_node("n5", "maintenance", "1 minute");
+        ASSERT_EQ(check(e, a.cluster, 5, "smtp", why, sizeof why), CLUSTER_DENY_MAX_WITHDRAWN);
+        ASSERT_CONTAINS(why, "2 of 5 nodes are out of service already, at most 2 may be");
+
+        /* Our own failure report reaches the DB for the others' guards. */
+        cluster_report_probe(a.cluster, "imap", true, "no banner");
+        run_for(e, 300 * USEC_PER_MSEC);
+        _cleanup_free_ char *f = sql_value("SELECT probe || ':' || reason || ':' || (cleared_at IS NULL) "
+                                           "FROM rupost_agent.probe_failures WHERE node = 'n1'");
+        ASSERT_STREQ(f, "imap:no banner:true");
+        cluster_report_probe(a.cluster, "imap", false, NULL);
+        run_for(e, 300 * USEC_PER_MSEC);
+        _cleanup_free_ char *g = sql_value("SELECT cleared_at IS NOT NULL FROM rupost_agent.probe_failures "
+                                           "WHERE node = 'n1'");
+        ASSERT_STREQ(g, "t");
+
+        /* Without the DB the guards cannot be consulted: no withdrawal. */
+        agent_stop(&a);
+        agent_start(&a, e, "n1", "rupost", "wrong-password", server.port, 3 * USEC_PER_SEC, 8 * USEC_PER_SEC,
+                    20 * USEC_PER_SEC);
+        run_for(e, 300 * USEC_PER_MSEC);
+        ASSERT_EQ(cluster_check_withdraw(a.cluster, "smtp", why, sizeof why), CLUSTER_DENY_DB_UNREACHABLE);
+        ASSERT_CONTAINS(why, "the cluster database is unreachable");
+
+        agent_stop(&a);
+        sd_event_unref(e);
+        reset_registry();
+}
+
+/* n1 connects as its own role so that the test can cut it off alone. */
+static void cut_off_n1(bool cut) {
+        sql_exec(cut ? "ALTER ROLE node1 NOLOGIN" : "ALTER ROLE node1 LOGIN");
+        if (cut)
+                sql_exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'node1'");
+}
+
+static usec_t lease_expiry_of(const char *name) {
+        char q[256];
+        snprintf(q, sizeof q, "SELECT (extract(epoch FROM lease_expires) * 1000000)::bigint "
+                              "FROM rupost_agent.nodes WHERE name = '%s'", name);
+        _cleanup_free_ char *s = sql_value(q);
+        return (usec_t) strtoull(s, NULL, 10);
+}
+
+TEST(self_fence) {
+        sd_event *e = NULL;
+        Agent a[2];
+        const usec_t renew = 200 * USEC_PER_MSEC, fence = 1 * USEC_PER_SEC, ttl = 2 * USEC_PER_SEC;
+
+        ensure_server();
+        sql_exec("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'node1') THEN "
+                 "CREATE ROLE node1 LOGIN SUPERUSER PASSWORD 'node1-pw'; END IF; END $$");
+        ASSERT_OK(sd_event_new(&e));
+
+        /* 1. Cut off alone while the peer renews: n1 fences itself before
+         * its lease expires on the server's clock. */
+        agent_start(&a[0], e, "n1", "node1", "node1-pw", server.port, renew, fence, ttl);
+        agent_start(&a[1], e, "n2", "rupost", PG_SERVER_PASSWORD, server.port, renew, fence, ttl);
+        ASSERT_TRUE(run_until(e, both_ok, a, 10 * USEC_PER_SEC));
+        run_for(e, 500 * USEC_PER_MSEC);
+        cut_off_n1(true);
+        usec_t expiry = lease_expiry_of("n1");
+        ASSERT_TRUE(run_until(e, is_fenced, &a[0], 3 * USEC_PER_SEC));
+        fprintf(stderr, "n1 fenced %.0f ms before its lease expired\n",
+                ((double) expiry - (double) a[0].fenced_at) / USEC_PER_MSEC);
+        ASSERT_TRUE(a[0].fenced_at < expiry);
+        ASSERT_TRUE(cluster_self_fenced(a[0].cluster));
+        ASSERT_FALSE(a[1].fenced);
+        /* Back: the fence is lifted. */
+        cut_off_n1(false);
+        ASSERT_TRUE(run_until(e, db_ok, &a[0], 5 * USEC_PER_SEC));
+        ASSERT_FALSE(a[0].fenced);
+        ASSERT_EQ(a[0].fence_calls, 2u);
+
+        /* 2. The DB down for everyone: peers reach each other and both say
+         * they lost it, so nobody fences. */
+        run_for(e, 500 * USEC_PER_MSEC);
+        pg_server_stop(&server);
+        run_for(e, ttl + 500 * USEC_PER_MSEC);
+        ASSERT_FALSE(a[0].fenced);
+        ASSERT_FALSE(a[1].fenced);
+        pg_server_spawn(&server);
+        server.running = true;
+        pg_server_wait_ready(&server);
+        ASSERT_TRUE(run_until(e, both_ok, a, 10 * USEC_PER_SEC));
+        /* Reconnecting one after the other fences nobody either. */
+        run_for(e, 500 * USEC_PER_MSEC);
+        ASSERT_EQ(a[0].fence_calls, 2u);
+        ASSERT_EQ(a[1].fence_calls, 0u);
+        ASSERT_TRUE(cluster_renewing_since(a[0].cluster) > now(CLOCK_REALTIME) - 5 * USEC_PER_SEC);
+
+        /* 3. Cut off and the peer unreachable too (its agent is gone): n1
+         * cannot reach a majority and fences. */
+        run_for(e, 500 * USEC_PER_MSEC);
+        agent_stop(&a[1]);
+        cut_off_n1(true);
+        ASSERT_TRUE(run_until(e, is_fenced, &a[0], 3 * USEC_PER_SEC));
+        cut_off_n1(false);
+
+        agent_stop(&a[0]);
+        sd_event_unref(e);
+        reset_registry();
+}
+
+/* ---- a DB that accepts the connection and never answers ---- */
+
+typedef struct Ticker {
+        unsigned ticks;
+        usec_t last, max_gap;
+} Ticker;
+
+static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
+        Ticker *t = userdata;
+        usec_t n = now(CLOCK_MONOTONIC);
+        if (t->last)
+                t->max_gap = MAX(t->max_gap, n - t->last);
+        t->last = n;
+        t->ticks++;
+        ASSERT_OK(sd_event_source_set_time_relative(s, 10 * USEC_PER_MSEC));
+        return sd_event_source_set_enabled(s, SD_EVENT_ON);
+}
+
+TEST(black_holed_db_blocks_nothing) {
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof sa;
+        sd_event_source *tick = NULL;
+        sd_event *e = NULL;
+        Ticker t = {};
+        Agent a;
+
+        /* The kernel completes the handshake; nobody ever reads or writes. */
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof sa));
+        ASSERT_OK(listen(fd, 16));
+        ASSERT_OK(getsockname(fd, (struct sockaddr *) &sa, &len));
+
+        ASSERT_OK(sd_event_new(&e));
+        ASSERT_OK(sd_event_add_time_relative(e, &tick, CLOCK_MONOTONIC, 10 * USEC_PER_MSEC, 1, on_tick, &t));
+        agent_start(&a, e, "n1", "rupost", "pw", ntohs(sa.sin_port), 200 * USEC_PER_MSEC, 1 * USEC_PER_SEC,
+                    2 * USEC_PER_SEC);
+        run_for(e, 2 * USEC_PER_SEC);
+        fprintf(stderr, "black hole: %u ticks in 2s, longest gap %.1f ms, error: %s\n", t.ticks,
+                (double) t.max_gap / USEC_PER_MSEC, cluster_last_error(a.cluster));
+        ASSERT_TRUE(t.max_gap < 100 * USEC_PER_MSEC);
+        ASSERT_TRUE(t.ticks > 100);
+        ASSERT_FALSE(cluster_db_ok(a.cluster));
+        ASSERT_CONTAINS(cluster_last_error(a.cluster), "no answer within");
+        /* Never saw a peer since the start: it cannot tell a shared outage
+         * from being cut off, so it fences (see the man page). */
+        ASSERT_TRUE(a.fenced);
+
+        agent_stop(&a);
+        sd_event_source_disable_unref(tick);
+        sd_event_unref(e);
+        close(fd);
+}
+
+static void cleanup(void) {
+        pg_server_remove(&server);
+}
+
+int main(void) {
+        unsigned n = 0;
+
+        (void) signal(SIGPIPE, SIG_IGN);
+        atexit(cleanup);
+        for (const TestFunc *t = __start_rupost_tests; t < __stop_rupost_tests; t++) {
+                if (!test_selected(t->name))
+                        continue;
+                fprintf(stderr, "/* %s */\n", t->name);
+                t->func();
+                n++;
+        }
+        fprintf(stderr, "%u tests passed\n", n);
+        return n > 0 ? 0 : 77;
+}
