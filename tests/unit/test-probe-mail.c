@@ -211,14 +211,15 @@ typedef struct Case {
 #define SMTP_EHLO_AFTER { "EHLO probe.test\r\n", "250-mx.test\r\n250 PIPELINING\r\n", 0, false, false }
 #define SMTP_QUIT { "QUIT\r\n", "221 2.0.0 Bye\r\n", 0, false, false }
 
-static const CertSpec good_cert = { .cn = "mx.test", .not_after_seconds = 86400L * 90, .ca_issued = true };
+/* A macro, not a const object: C wants constant expressions in static initializers. */
+#define GOOD_CERT { .cn = "mx.test", .not_after_seconds = 86400L * 90, .ca_issued = true }
 
 static const Case cases[] = {
         {
                 .name = "SMTP with STARTTLS",
                 .type = "smtp",
                 .extra_config = "    tls: starttls\n    server_name: mx.test\n",
-                .cert = good_cert,
+                .cert = GOOD_CERT,
                 .steps = { SMTP_GREETING, SMTP_EHLO_TLS, SMTP_STARTTLS, SMTP_EHLO_AFTER, SMTP_QUIT },
                 .status = PROBE_OK,
                 .reason = "SMTP dialogue complete over TLSv1.3 after STARTTLS",
@@ -251,7 +252,7 @@ static const Case cases[] = {
                 .name = "multi-line 250 split mid-line",
                 .type = "smtp",
                 .extra_config = "    tls: starttls\n",
-                .cert = good_cert,
+                .cert = GOOD_CERT,
                 .steps = { SMTP_GREETING,
                            { "EHLO ", "250-mx.test\r\n250-PIPE", 80 },
                            { NULL, "LINING\r\n250-STA", 80 },
@@ -317,7 +318,7 @@ static const Case cases[] = {
                 .name = "implicit TLS (465)",
                 .type = "smtp",
                 .extra_config = "    tls: implicit\n",
-                .cert = good_cert,
+                .cert = GOOD_CERT,
                 .implicit_tls = true,
                 .steps = { SMTP_GREETING, { "EHLO ", "250 mx.test\r\n", 0 }, SMTP_QUIT },
                 .status = PROBE_OK,
@@ -355,7 +356,7 @@ static const Case cases[] = {
                 .name = "IMAP implicit TLS (993)",
                 .type = "imap",
                 .extra_config = "    tls: implicit\n",
-                .cert = good_cert,
+                .cert = GOOD_CERT,
                 .implicit_tls = true,
                 .steps = { { NULL, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] Dovecot ready.\r\n", 0 },
                            { "a CAPABILITY\r\n", "* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\na OK Pre-login capabilities listed.\r\n", 0 },
@@ -368,7 +369,7 @@ static const Case cases[] = {
                 .name = "IMAP STARTTLS (143)",
                 .type = "imap",
                 .extra_config = "    tls: starttls\n",
-                .cert = good_cert,
+                .cert = GOOD_CERT,
                 .steps = { { NULL, "* OK Dovecot ready.\r\n", 0 },
                            { "a CAPABILITY\r\n", "* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED\r\na OK done\r\n", 0 },
                            { "s STARTTLS\r\n", "s OK Begin TLS negotiation now.\r\n", 0, true },
@@ -405,7 +406,7 @@ static const Case cases[] = {
                 .name = "ManageSieve with STARTTLS",
                 .type = "managesieve",
                 .extra_config = "    tls: starttls\n",
-                .cert = good_cert,
+                .cert = GOOD_CERT,
                 .steps = { { NULL, "\"IMPLEMENTATION\" \"Dovecot Pigeonhole\"\r\n\"SIEVE\" \"fileinto reject\"\r\n"
                                    "\"STARTTLS\"\r\n\"VERSION\" \"1.0\"\r\nOK \"Dovecot ready.\"\r\n", 0 },
                            { "STARTTLS\r\n", "OK \"Begin TLS negotiation now.\"\r\n", 0, true },
@@ -466,7 +467,7 @@ static const Case cases[] = {
                 .name = "hostname mismatch",
                 .type = "smtp",
                 .extra_config = "    tls: implicit\n    server_name: mail.example.org\n",
-                .cert = good_cert,
+                .cert = GOOD_CERT,
                 .implicit_tls = true,
                 .steps = { SMTP_GREETING, { "EHLO ", "250 mx.test\r\n", 0 }, SMTP_QUIT },
                 .status = PROBE_WARNING,

@@ -149,9 +149,10 @@ TEST(runs_never_overlap_even_when_triggered) {
 TEST(trigger_during_run_runs_once_more) {
         Fixture f;
         fixture_setup(&f, FINISH_LATER);
-        f.t->delay = 50 * USEC_PER_MSEC;
+        /* Long enough that a loaded machine cannot finish the run before we look. */
+        f.t->delay = 400 * USEC_PER_MSEC;
         f.probe->interval = 60 * USEC_PER_SEC;
-        f.probe->timeout = 1 * USEC_PER_SEC;
+        f.probe->timeout = 2 * USEC_PER_SEC;
 
         ASSERT_OK(probe_attach(f.probe, &f.manager));
         ASSERT_OK(probe_trigger(f.probe));
@@ -161,7 +162,7 @@ TEST(trigger_during_run_runs_once_more) {
         ASSERT_OK(probe_trigger(f.probe));
         ASSERT_OK(probe_trigger(f.probe));
         ASSERT_OK(probe_trigger(f.probe));
-        run_for(f.event, 300 * USEC_PER_MSEC);
+        run_for(f.event, 1500 * USEC_PER_MSEC);
         ASSERT_EQ(f.t->starts, 2);
         ASSERT_EQ(f.probe->n_runs, 2);
         fixture_teardown(&f);
