@@ -4,6 +4,7 @@
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
+#include "cluster.h"
 #include "control.h"
 #include "exporter/exporter.h"
 #include "lib/curl-glue.h"
@@ -112,6 +113,7 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         m->node = node_free(m->node);
+        m->cluster = cluster_free(m->cluster);
         m->control = control_server_free(m->control);
         m->exporter = exporter_free(m->exporter);
         m->config = config_free(m->config);
@@ -237,6 +239,37 @@ static int manager_setup_node(Manager *m) {
         return node_new(m, &m->config->healing, &m->node);
 }
 
+static void on_fence(Cluster *c, bool fenced, const char *reason, void *userdata) {
+        Manager *m = userdata;
+
+        if (fenced && !m->node)
+                log_warning("Fenced, but healing is not configured: the mail group is not the agent's to stop.");
+        node_self_fence(m->node, fenced, reason);
+}
+
+/* The cluster follows the config like the node: kept with its connection
+ * and view across reloads, dropped when the section goes away. */
+static int manager_setup_cluster(Manager *m) {
+        int r;
+
+        if (!m->config->cluster.enabled) {
+                if (m->cluster)
+                        log_notice("The cluster is no longer configured: leaving the registry alone from now on.");
+                m->cluster = cluster_free(m->cluster);
+                return 0;
+        }
+        if (m->cluster)
+                return cluster_reconfigure(m->cluster, &m->config->cluster);
+
+        r = cluster_new(m->event, &m->config->cluster, manager_node_name(m), &m->cluster);
+        if (r < 0)
+                return r;
+        cluster_set_fence_callback(m->cluster, on_fence, m);
+        if (m->node)
+                cluster_publish(m->cluster, node_get_state(m->node)->id, node_get_state(m->node)->reason);
+        return 0;
+}
+
 int manager_start(Manager *m, Config *config) {
         int r;
 
@@ -248,6 +281,9 @@ int manager_start(Manager *m, Config *config) {
         if (r < 0)
                 return r;
         r = manager_setup_node(m);
+        if (r < 0)
+                return r;
+        r = manager_setup_cluster(m);
         if (r < 0)
                 return r;
         manager_update_status(m);
@@ -292,6 +328,8 @@ int manager_reload(Manager *m) {
         r = manager_attach_probes(m, old);
         if (r >= 0)
                 r = manager_setup_node(m);
+        if (r >= 0)
+                r = manager_setup_cluster(m);
         config_free(old);
         if (r < 0)
                 return r;

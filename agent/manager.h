@@ -33,6 +33,7 @@ struct Manager {
         ControlServer *control;
         CurlGlue *curl; /* libcurl multi of the HTTP probes, created on first use */
         Node *node; /* the healing policy; NULL when the config has no healing section */
+        struct Cluster *cluster; /* cluster state in the shared DB; NULL without a cluster section */
 
         sd_event_source *watchdog;
         usec_t watchdog_usec;

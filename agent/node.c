@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "cluster.h"
 #include "healers/mail-group.h"
 #include "lib/log.h"
 #include "lib/sockaddr.h"
@@ -13,6 +14,7 @@
 
 #define MESSAGE_ID_NODE_STATE_CHANGED "7b2e9c4d1f0a4c8e8a6b3d5f2c1e0a9b"
 #define MESSAGE_ID_NODE_GAVE_UP       "e3a1c5b7d9f24e6a8c0b2d4f6a8c0e2b"
+#define MESSAGE_ID_WITHDRAWAL_REFUSED "a7d3f1b9c5e24d8a9b6c0e4f2a8d1c3e"
 
 struct Node {
         Manager *manager;
@@ -172,8 +174,17 @@ static int node_listen_agent_check(Node *n) {
 
 /* ---- timers ---- */
 
+static void arm_timer(Node *n, sd_event_source **s, usec_t delay, sd_event_time_handler_t handler);
+
 static int on_backoff(sd_event_source *s, uint64_t usec, void *userdata) {
-        node_apply(userdata, NODE_EVENT_BACKOFF_EXPIRED, NULL);
+        Node *n = userdata;
+
+        /* A fenced node must not start its group: wait for the lease. */
+        if (cluster_self_fenced(n->manager->cluster)) {
+                arm_timer(n, &n->backoff_timer, n->config->round_interval, on_backoff);
+                return 0;
+        }
+        node_apply(n, NODE_EVENT_BACKOFF_EXPIRED, NULL);
         return 0;
 }
 
@@ -195,9 +206,22 @@ static int on_recovery_deadline(sd_event_source *s, uint64_t usec, void *userdat
         return 0;
 }
 
+static void node_member_failed(Node *n, Probe *p);
+
 static int on_round(sd_event_source *s, uint64_t usec, void *userdata) {
         Node *n = userdata;
         char why[512];
+
+        /* A withdrawal the cluster refused is asked again each round: the
+         * other nodes may have recovered since. */
+        if (n->state.id == NODE_IN_SERVICE && cluster_last_denial(n->manager->cluster) != CLUSTER_ALLOW)
+                for (char **m = n->config->member_probes; m && *m; m++) {
+                        Probe *p = find_probe(n, *m);
+                        if (p && p->status == PROBE_CRITICAL) {
+                                node_member_failed(n, p);
+                                break;
+                        }
+                }
 
         if (n->state.id == NODE_STARTING || n->state.id == NODE_RECOVERING) {
                 if (members_healthy(n, why, sizeof why))
@@ -299,16 +323,55 @@ static void node_apply(Node *n, NodeEventId event, const char *reason) {
                              n->state.id == NODE_FAILED ? "; recovery attempts exhausted, staying withdrawn until "
                                                           "an operator intervenes"
                                                         : "");
+                cluster_publish(n->manager->cluster, n->state.id, n->state.reason);
         }
         node_carry_out(n, a);
 }
 
-void node_probe_status_changed(Node *n, Probe *p, ProbeStatus old) {
-        char reason[512];
+/* Invariant 3: an in-service node asks the cluster before it withdraws;
+ * refused, it stays and raises the alarm instead. A node not in service
+ * takes nothing away from the cluster by withdrawing. */
+static void node_member_failed(Node *n, Probe *p) {
+        Cluster *c = n->manager->cluster;
+        char reason[512], why[512];
 
-        if (!n || !is_member(n, p) || p->status != PROBE_CRITICAL)
-                return;
         snprintf(reason, sizeof reason, "%s: %s", p->name, p->last.reason ?: "critical");
+        if (c && n->state.id == NODE_IN_SERVICE) {
+                ClusterVerdict v = cluster_check_withdraw(c, p->name, why, sizeof why);
+                if (v != CLUSTER_ALLOW) {
+                        log_internal(LOG_CRIT, 0,
+                                     &(LogFields) { .probe = p->name,
+                                                    .component = "node",
+                                                    .message_id = MESSAGE_ID_WITHDRAWAL_REFUSED },
+                                     "Node %s stays in service although %s: %s (%s).", manager_node_name(n->manager),
+                                     reason, why, cluster_verdict_to_string(v));
+                        return;
+                }
+        }
+        node_apply(n, NODE_EVENT_MEMBER_FAILED, reason);
+}
+
+void node_probe_status_changed(Node *n, Probe *p, ProbeStatus old) {
+        if (!n || !is_member(n, p))
+                return;
+        /* Every node's view of its members feeds the others' shared-failure guard. */
+        if (p->status == PROBE_CRITICAL || old == PROBE_CRITICAL)
+                cluster_report_probe(n->manager->cluster, p->name, p->status == PROBE_CRITICAL,
+                                     p->last.reason);
+        if (p->status == PROBE_CRITICAL)
+                node_member_failed(n, p);
+}
+
+void node_self_fence(Node *n, bool fenced, const char *reason) {
+        if (!n || !fenced)
+                return;
+        if (n->state.id == NODE_MAINTENANCE) {
+                /* Maintenance keeps its state, but the group must stop all the same. */
+                int r = mail_group_stop(n->group, on_group_stopped, n);
+                if (r < 0)
+                        log_error_errno(r, "Failed to stop the mail group: %m");
+                return;
+        }
         node_apply(n, NODE_EVENT_MEMBER_FAILED, reason);
 }
 

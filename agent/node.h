@@ -30,6 +30,11 @@ void node_reconfigure(Node *n, const HealingConfig *config);
 /* A probe's reported status changed. */
 void node_probe_status_changed(Node *n, Probe *p, ProbeStatus old);
 
+/* The cluster fenced this node (it cannot renew its lease while its peers
+ * can): stop the mail group at once, bypassing the cluster's guards, and
+ * start it again only once the fence is lifted. */
+void node_self_fence(Node *n, bool fenced, const char *reason);
+
 /* An operator's maintenance switch: on drains the node and suspends healing,
  * off returns it to normal judgement. Survives restarts of the agent. */
 int node_set_maintenance(Node *n, bool on, const char *reason);
