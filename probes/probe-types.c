@@ -18,6 +18,7 @@ const ProbeType *const probe_types[] = {
         &probe_type_nfs,
         &probe_type_memcached,
         &probe_type_dns,
+        &probe_type_dovecot,
         &probe_type_smtp, &probe_type_lmtp, &probe_type_imap, &probe_type_managesieve,
         NULL,
 };
