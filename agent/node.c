@@ -206,7 +206,7 @@ static int on_recovery_deadline(sd_event_source *s, uint64_t usec, void *userdat
         return 0;
 }
 
-static void node_member_failed(Node *n, Probe *p);
+static void node_member_failed(Node *n, Probe *p, bool again);
 
 static int on_round(sd_event_source *s, uint64_t usec, void *userdata) {
         Node *n = userdata;
@@ -214,14 +214,18 @@ static int on_round(sd_event_source *s, uint64_t usec, void *userdata) {
 
         /* A withdrawal the cluster refused is asked again each round: the
          * other nodes may have recovered since. */
-        if (n->state.id == NODE_IN_SERVICE && cluster_last_denial(n->manager->cluster) != CLUSTER_ALLOW)
-                for (char **m = n->config->member_probes; m && *m; m++) {
+        if (n->state.id == NODE_IN_SERVICE && cluster_last_denial(n->manager->cluster) != CLUSTER_ALLOW) {
+                Probe *critical = NULL;
+                for (char **m = n->config->member_probes; m && *m && !critical; m++) {
                         Probe *p = find_probe(n, *m);
-                        if (p && p->status == PROBE_CRITICAL) {
-                                node_member_failed(n, p);
-                                break;
-                        }
+                        if (p && p->status == PROBE_CRITICAL)
+                                critical = p;
                 }
+                if (critical)
+                        node_member_failed(n, critical, true);
+                else
+                        cluster_clear_denial(n->manager->cluster);
+        }
 
         if (n->state.id == NODE_STARTING || n->state.id == NODE_RECOVERING) {
                 if (members_healthy(n, why, sizeof why))
@@ -331,15 +335,18 @@ static void node_apply(Node *n, NodeEventId event, const char *reason) {
 /* Invariant 3: an in-service node asks the cluster before it withdraws;
  * refused, it stays and raises the alarm instead. A node not in service
  * takes nothing away from the cluster by withdrawing. */
-static void node_member_failed(Node *n, Probe *p) {
+static void node_member_failed(Node *n, Probe *p, bool again) {
         Cluster *c = n->manager->cluster;
         char reason[512], why[512];
 
         snprintf(reason, sizeof reason, "%s: %s", p->name, p->last.reason ?: "critical");
         if (c && n->state.id == NODE_IN_SERVICE) {
+                ClusterVerdict before = cluster_last_denial(c);
                 ClusterVerdict v = cluster_check_withdraw(c, p->name, why, sizeof why);
                 if (v != CLUSTER_ALLOW) {
-                        log_internal(LOG_CRIT, 0,
+                        /* Asked again every round: say it once per reason. */
+                        if (!again || v != before)
+                                log_internal(LOG_CRIT, 0,
                                      &(LogFields) { .probe = p->name,
                                                     .component = "node",
                                                     .message_id = MESSAGE_ID_WITHDRAWAL_REFUSED },
@@ -359,7 +366,7 @@ void node_probe_status_changed(Node *n, Probe *p, ProbeStatus old) {
                 cluster_report_probe(n->manager->cluster, p->name, p->status == PROBE_CRITICAL,
                                      p->last.reason);
         if (p->status == PROBE_CRITICAL)
-                node_member_failed(n, p);
+                node_member_failed(n, p, false);
 }
 
 void node_self_fence(Node *n, bool fenced, const char *reason) {
