@@ -13,6 +13,7 @@
 #include <sys/un.h>
 
 #include "build-config.h"
+#include "cluster.h"
 #include "control.h"
 #include "control.pb-c.h"
 #include "lib/control-proto.h"
@@ -320,13 +321,73 @@ static int handle_maintenance(ControlConnection *c, const Rupost__Control__Reque
         return connection_respond_status(c, false, "MAINTENANCE");
 }
 
-/* The cluster view comes from the cluster registry (cluster.h) once the
- * Manager carries it: one ClusterNode per cluster_nodes() entry, with name,
- * state_string, reason, updated_at, and as lease age the lease_ttl minus
- * cluster_node_lease_remaining(). Until then no node has one to give. */
+/* The cluster registry's last view (cluster.h), one ClusterNode per node,
+ * this one included, sorted by name. The lease age is counted back from the
+ * lease's deadline, which the view took from the DB server's clock: lease_ttl
+ * minus what is left. While this node cannot reach the DB the view is the
+ * last one it read and every age grows on, which is what an operator should
+ * see then: nobody's lease is known to be renewed. The strings are borrowed
+ * from the view, which lives until the next return to the event loop. */
+static int pack_cluster(ControlServer *s, uint8_t **ret, size_t *ret_size) {
+        Rupost__Control__Response resp = RUPOST__CONTROL__RESPONSE__INIT;
+        const Manager *m = s->manager;
+        _cleanup_free_ Rupost__Control__ClusterNode *entries = NULL;
+        _cleanup_free_ Rupost__Control__ClusterNode **ptrs = NULL;
+        const ClusterNode *nodes;
+        size_t n = cluster_nodes(m->cluster, &nodes);
+        double ttl = usec_to_seconds(m->config->cluster.lease_ttl);
+
+        if (n > 0) {
+                entries = calloc(n, sizeof *entries);
+                ptrs = calloc(n, sizeof *ptrs);
+                if (!entries || !ptrs)
+                        return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                Rupost__Control__ClusterNode *e = &entries[i];
+
+                rupost__control__cluster_node__init(e);
+                e->name = (char *) strempty(nodes[i].name);
+                /* As stored: a newer agent's state this one cannot parse
+                 * is still worth showing. */
+                e->state = (char *) strempty(nodes[i].state_string);
+                e->reason = (char *) strempty(nodes[i].reason);
+                e->lease_age_seconds = MAX(ttl - cluster_node_lease_remaining(&nodes[i]), 0.0);
+                e->updated_at = usec_to_seconds(nodes[i].updated_at);
+                ptrs[i] = e;
+        }
+
+        resp.node = (char *) strempty(manager_node_name(m));
+        resp.version = (char *) PROJECT_VERSION;
+        resp.start_time = usec_to_seconds(m->start_realtime);
+        resp.n_cluster = n;
+        resp.cluster = ptrs;
+        return control_frame_pack(&resp.base, CONTROL_MAX_MESSAGE, ret, ret_size);
+}
+
 static int handle_cluster(ControlConnection *c) {
-        return connection_respond_error(c, "the cluster state is not configured on this node: "
-                                           "the agent does not share its state with other nodes");
+        const Manager *m = c->server->manager;
+        const ClusterNode *nodes;
+        uint8_t *data;
+        size_t size;
+        int r;
+
+        if (!m->cluster || !m->config)
+                return connection_respond_error(c, "the cluster state is not configured on this node: "
+                                                   "the agent does not share its state with other nodes");
+        /* Before the first view an empty list would read as "no nodes
+         * registered", which is not what we know. */
+        if (cluster_nodes(m->cluster, &nodes) == 0 && !cluster_db_ok(m->cluster))
+                return connection_respond_error(c, "the cluster database has not been read yet: %s",
+                                                cluster_last_error(m->cluster));
+
+        r = pack_cluster(c->server, &data, &size);
+        if (r == -EMSGSIZE)
+                return connection_respond_error(c, "the cluster view is larger than %u bytes", CONTROL_MAX_MESSAGE);
+        if (r < 0)
+                return connection_respond_error(c, "failed to build the cluster view: %s", strerror(-r));
+        log_debug("Answering a control CLUSTER request with %zu bytes.", size);
+        return connection_respond(c, data, size);
 }
 
 static int connection_dispatch(ControlConnection *c) {

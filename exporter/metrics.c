@@ -15,6 +15,7 @@
 #include "build-config.h"
 #include "exporter.h"
 #include "lib/log.h"
+#include "cluster.h"
 #include "node.h"
 #include "process-metrics.h"
 
@@ -77,6 +78,9 @@ static const char *const reserved_names[] = {
         "rupost_node_maintenance",
         "rupost_cluster_nodes",
         "rupost_cluster_lease_renew_timestamp_seconds",
+        "rupost_cluster_db_up",
+        "rupost_cluster_self_fenced",
+        "rupost_cluster_withdrawal_denied",
         "process_cpu_seconds_total",
         "process_open_fds",
         "process_max_fds",
@@ -429,12 +433,83 @@ static int render_node(Buf *b, const Manager *m) {
         return PUT_LITERAL(b, "\n");
 }
 
-/* The cluster families go here once the Manager carries the cluster registry
- * (cluster.h); their names are reserved above already:
- * rupost_cluster_nodes{state}, the nodes of cluster_nodes() counted for every
- * node state (plus "unknown" for rows this agent cannot read), and
- * rupost_cluster_lease_renew_timestamp_seconds, cluster_last_renew(), left
- * out until the first renewal. */
+/* The cluster registry, when the config has a cluster section. */
+static const MetricFamily
+        cluster_nodes_family = { "rupost_cluster_nodes", METRIC_GAUGE,
+                                 "Nodes in the cluster registry by the state they last published, as this node last "
+                                 "read the registry; unknown counts states this agent does not know." },
+        cluster_renew_family = { "rupost_cluster_lease_renew_timestamp_seconds", METRIC_GAUGE,
+                                 "When this node last renewed its cluster lease; absent until it first did." },
+        cluster_db_up_family = { "rupost_cluster_db_up", METRIC_GAUGE,
+                                 "Whether this node reaches the cluster database and its last lease renewal "
+                                 "succeeded." },
+        cluster_fenced_family = { "rupost_cluster_self_fenced", METRIC_GAUGE,
+                                  "Whether this node stopped its own mail group because it could not renew its "
+                                  "cluster lease while its peers could." },
+        cluster_denied_family = { "rupost_cluster_withdrawal_denied", METRIC_GAUGE,
+                                  "Whether the cluster guards refused this node's last withdrawal, one series per "
+                                  "reason; stays 1 until a withdrawal is allowed or the node is back in service." };
+
+/* Nodes of the view per state; the last slot counts states this agent does
+ * not know (a newer agent's, or a row written by hand). */
+static void cluster_count_states(const Cluster *c, uint64_t counts[static _NODE_STATE_MAX + 1]) {
+        const ClusterNode *nodes;
+        size_t n = cluster_nodes(c, &nodes);
+
+        memset(counts, 0, (_NODE_STATE_MAX + 1) * sizeof counts[0]);
+        for (size_t i = 0; i < n; i++)
+                counts[nodes[i].state >= 0 && nodes[i].state < _NODE_STATE_MAX ? nodes[i].state : _NODE_STATE_MAX]++;
+}
+
+static int render_cluster(Buf *b, const Manager *m) {
+        uint64_t counts[_NODE_STATE_MAX + 1];
+        ClusterVerdict denial;
+        usec_t renewed;
+
+        if (!m->cluster)
+                return 0;
+        cluster_count_states(m->cluster, counts);
+
+        (void) put_header(b, &cluster_nodes_family);
+        for (NodeStateId id = 0; id <= _NODE_STATE_MAX; id++) {
+                (void) PUT_LITERAL(b, "rupost_cluster_nodes{state=\"");
+                (void) put_str(b, id < _NODE_STATE_MAX ? node_state_to_string(id) : "unknown");
+                (void) PUT_LITERAL(b, "\"} ");
+                (void) put_u64(b, counts[id]);
+                (void) PUT_LITERAL(b, "\n");
+        }
+
+        renewed = cluster_last_renew(m->cluster);
+        if (renewed > 0) {
+                (void) put_header(b, &cluster_renew_family);
+                (void) PUT_LITERAL(b, "rupost_cluster_lease_renew_timestamp_seconds ");
+                (void) put_usec_as_seconds(b, renewed);
+                (void) PUT_LITERAL(b, "\n");
+        }
+
+        (void) put_header(b, &cluster_db_up_family);
+        (void) PUT_LITERAL(b, "rupost_cluster_db_up ");
+        (void) put_u64(b, cluster_db_ok(m->cluster));
+        (void) PUT_LITERAL(b, "\n");
+
+        (void) put_header(b, &cluster_fenced_family);
+        (void) PUT_LITERAL(b, "rupost_cluster_self_fenced ");
+        (void) put_u64(b, cluster_self_fenced(m->cluster));
+        (void) PUT_LITERAL(b, "\n");
+
+        /* Every reason always, so that a query over the family sees 0s
+         * rather than nothing while all is well. */
+        denial = cluster_last_denial(m->cluster);
+        (void) put_header(b, &cluster_denied_family);
+        for (ClusterVerdict v = CLUSTER_ALLOW + 1; v < _CLUSTER_VERDICT_MAX; v++) {
+                (void) PUT_LITERAL(b, "rupost_cluster_withdrawal_denied{reason=\"");
+                (void) put_str(b, cluster_verdict_to_string(v));
+                (void) PUT_LITERAL(b, "\"} ");
+                (void) put_u64(b, denial == v);
+                (void) PUT_LITERAL(b, "\n");
+        }
+        return buf_status(b);
+}
 
 /* FNV-1a, 64 bit: fast enough to run over the whole state on every scrape,
  * and collisions between two states a scrape apart are not a concern. */
@@ -470,6 +545,17 @@ uint64_t metrics_state_hash(const Manager *m) {
                 h = hash_u64(h, (uint64_t) st->id);
                 h = hash_u64(h, st->attempts);
                 h = hash_u64(h, node_state_since(m->node));
+        }
+        h = hash_u64(h, m->cluster != NULL);
+        if (m->cluster) {
+                uint64_t counts[_NODE_STATE_MAX + 1];
+
+                cluster_count_states(m->cluster, counts);
+                h = hash_bytes(h, counts, sizeof counts);
+                h = hash_u64(h, cluster_last_renew(m->cluster));
+                h = hash_u64(h, cluster_db_ok(m->cluster));
+                h = hash_u64(h, cluster_self_fenced(m->cluster));
+                h = hash_u64(h, (uint64_t) cluster_last_denial(m->cluster));
         }
         h = hash_u64(h, n_probes);
         for (size_t i = 0; i < n_probes; i++) {
@@ -513,6 +599,7 @@ int metrics_render_state(const Manager *m, Buf *out) {
 
         (void) render_info(out, m);
         (void) render_node(out, m);
+        (void) render_cluster(out, m);
         for (ProbeFamilyId id = 0; id < _PF_MAX; id++)
                 (void) render_probe_family(out, id, probes, n_probes);
         r = render_probe_samples(out, probes, n_probes);
