@@ -23,10 +23,17 @@ find_agent_deb() {
 	return 0
 }
 
-# The test configuration (the format of rupost-agent.yaml(5)).
+# The standard configuration of a mail node (the format of
+# rupost-agent.yaml(5)): every component a real node has, so the demo and the
+# full-node test see a whole node. Test modules append their own probes (other
+# names) and the healing tests write their own file. $1: the node, $2: the
+# number of mail nodes. Intervals of 5-10 s, timeouts well below them.
+# Password files: see agent_secrets.
 agent_config() {
+	local box=$1 nodes=${2:-$NB_DEFAULT_NODES}
+	local infra=$NET_PREFIX.10 ldap2=$LDAP2_IP
 	cat <<-EOF
-		node: $1
+		node: $box
 		web:
 		  listen_address: "0.0.0.0:9469"
 		control_socket: /run/rupost-agent/control.sock
@@ -38,20 +45,131 @@ agent_config() {
 		    rise: 1
 		    fall: 1
 		    units: [nginx.service, postfix.service, postfix@-.service, dovecot.service, sogo.service]
+		  # The boxes' certificates are self-signed (tests/nodebox/box/setup):
+		  # allowed here, so a healthy node is ok; a real node has a CA's.
 		  - name: smtp
-		    type: tcp
+		    type: smtp
 		    interval: 5s
 		    timeout: 2s
 		    address: "127.0.0.1:25"
-		    expect: "220 "
+		    tls: starttls
+		    server_name: $box.$DOMAIN
+		    allow_self_signed: true
+		  - name: smtp-health
+		    type: smtp
+		    interval: 5s
+		    timeout: 2s
+		    address: "127.0.0.1:20025"
 		  - name: imaps
-		    type: tcp
+		    type: imap
 		    interval: 5s
 		    timeout: 2s
 		    address: "127.0.0.1:993"
-		    tls: true
-		    expect: "* OK"
+		    server_name: $box.$DOMAIN
+		    allow_self_signed: true
+		  - name: managesieve
+		    type: managesieve
+		    interval: 10s
+		    timeout: 2s
+		    address: "127.0.0.1:4190"
+		    server_name: $box.$DOMAIN
+		    allow_self_signed: true
+		  - name: lmtp
+		    type: lmtp
+		    interval: 10s
+		    timeout: 2s
+		    address: "127.0.0.1:24"
+		  - name: postfix
+		    type: postfix
+		    interval: 10s
+		    timeout: 3s
+		    queue_directory: /srv/nfs/MailQueues/$box
+		  - name: dovecot
+		    type: dovecot
+		    interval: 10s
+		    timeout: 3s
+		  - name: sogo
+		    type: http
+		    interval: 5s
+		    timeout: 3s
+		    url: "http://127.0.0.1:20000/SOGo/"
+		    expect_status: [200, 302]
+		  - name: sogo-nginx
+		    type: http
+		    interval: 5s
+		    timeout: 3s
+		    url: "https://127.0.0.1/SOGo/"
+		    host_header: $box.$DOMAIN
+		    expect_status: [200, 302]
+		    depends_on: [sogo]
+		  - name: nginx-redirect
+		    type: http
+		    interval: 10s
+		    timeout: 2s
+		    url: "http://127.0.0.1:80/"
+		    expect_status: [301]
+		    expect_location: "https://"
+		  - name: nginx
+		    type: nginx
+		    interval: 10s
+		    timeout: 2s
+		  - name: haproxy
+		    type: haproxy
+		    interval: 5s
+		    timeout: 2s
+		    expected_peers: $((nodes - 1))
+		  - name: postgres
+		    type: postgres
+		    interval: 10s
+		    timeout: 3s
+		    host: $infra
+		    user: rupost
+		    password_file: /etc/rupost/postgres.password
+		  - name: ldap
+		    type: ldap
+		    interval: 10s
+		    timeout: 3s
+		    domain: $DOMAIN
+		    controllers: ["ldap://$infra:389", "ldap://$ldap2:389"]
+		    bind_dn: "cn=rupost-svc,dc=rupost,dc=test"
+		    password_file: /etc/rupost/ldap.password
+		    search_filter: "(mail=alice@$DOMAIN)"
+		  - name: memcached
+		    type: memcached
+		    interval: 10s
+		    timeout: 2s
+		    address: "$infra:11211"
+		    ldap_domains: 1
+		    users: 2
+		  - name: time
+		    type: time
+		    interval: 10s
+		    timeout: 2s
+		    servers: ["$infra"]
+		    # The boxes share the host's clock, which no chronyd may set.
+		    ignore_kernel_clock: true
 	EOF
+	# The four shares; the boxes have no NFS client: one tmpfs at /srv/nfs.
+	local share name
+	for share in MailQueues MailStorage MailArchive MailRecord; do
+		name=${share#Mail}
+		cat <<-EOF
+			  - name: nfs-${name,,}
+			    type: nfs
+			    interval: 10s
+			    timeout: 3s
+			    path: /srv/nfs/$share
+			    mount_point: /srv/nfs
+			    fstype: tmpfs
+		EOF
+	done
+}
+
+# The passwords the configuration refers to (the box's test accounts).
+agent_secrets() {
+	echo 'umask 077; mkdir -p /etc/rupost;'
+	echo 'echo rupost >/etc/rupost/postgres.password;'
+	echo 'echo rupost-svc-secret >/etc/rupost/ldap.password'
 }
 
 install_agent_everywhere() {
@@ -72,7 +190,7 @@ install_agent_everywhere() {
 	# In parallel: dpkg and the agent's start dominate, one box each.
 	local bad="" pids=() boxes=() i
 	for box in $(mail_nodes "$nodes"); do
-		install_agent "$box" "$sum" &
+		install_agent "$box" "$sum" "$nodes" &
 		pids+=($!)
 		boxes+=("$box")
 	done
@@ -89,10 +207,12 @@ install_agent_everywhere() {
 }
 
 install_agent() {
-	local box=$1 sum=$2 have ilog
+	local box=$1 sum=$2 nodes=$3 have ilog
 	ilog=$(box_rundir "$box")/agent-install.log
 	have=$(box_exec "$box" cat /var/lib/nodebox/agent.sha256 2>/dev/null || true)
-	agent_config "$box" | box_exec "$box" sh -c \
+	box_exec "$box" sh -c "$(agent_secrets)" ||
+		{ echo "nodebox: $box: cannot write the agent's password files" >&2; return 1; }
+	agent_config "$box" "$nodes" | box_exec "$box" sh -c \
 		'mkdir -p /etc/rupost && cat >/etc/rupost/agent.yaml.new && mv /etc/rupost/agent.yaml.new /etc/rupost/agent.yaml' ||
 		{ echo "nodebox: $box: cannot write /etc/rupost/agent.yaml" >&2; return 1; }
 	if [ "$have" != "$sum" ]; then
@@ -107,7 +227,8 @@ install_agent() {
 		box_exec "$box" systemctl enable --quiet rupost-agent.service || return 1
 		box_exec "$box" systemctl restart rupost-agent.service || true
 	else
-		box_exec "$box" systemctl start rupost-agent.service || true
+		# Same package: a running agent reads the rewritten configuration.
+		box_exec "$box" systemctl reload-or-restart rupost-agent.service || true
 	fi
 	# Type=notify: active means it started; give a crash a moment to show.
 	sleep 0.5
