@@ -233,6 +233,7 @@ static void judge_limits(Probe *p, Buf *reason, ProbeStatus *status, Buf *ok) {
                 return;
         }
 
+        (void) buf_printf(ok, "%s: ", d->unit);
         for (Resource r = 0; r < _RESOURCE_MAX; r++) {
                 char have[64];
                 bool below = d->soft[r] < d->expect[r] || d->hard[r] < d->expect[r];
@@ -251,7 +252,9 @@ static void judge_limits(Probe *p, Buf *reason, ProbeStatus *status, Buf *ok) {
                                   resources[r].property, have, d->expect[r]);
                 n_drift++;
         }
-        if (n_drift > 0)
+        if (n_drift == 0)
+                (void) buf_puts(ok, " as required");
+        else
                 problem(reason, status, PROBE_WARNING,
                         "configuration drift: %s has %s: add %s to /etc/systemd/system/%s.d/override.conf, then "
                         "daemon-reload and restart %s",
