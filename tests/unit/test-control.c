@@ -16,6 +16,7 @@
 #include "tests.h"
 
 #include "build-config.h"
+#include "cluster-fixture.h"
 #include "config.h"
 #include "control.h"
 #include "control.pb-c.h"
@@ -280,6 +281,8 @@ typedef struct TestServer {
 static const NodeState *server_node_state = NULL;
 static usec_t server_node_since_ago = 0;
 #define SERVER_MAX_ATTEMPTS 5U
+/* The cluster section the next server starts with; NULL: none. */
+static const ClusterConfig *server_cluster = NULL;
 
 /* The child: a Manager put together by hand around a loop, as manager.c
  * would, with probes in the given states. Exits 0 after a clean SIGTERM. */
@@ -342,6 +345,11 @@ _Noreturn static void server_child(const char *path, const ProbeSpec *specs, siz
                                             now(CLOCK_REALTIME) - server_node_since_ago, &m.node));
         }
 
+        if (server_cluster) {
+                config.cluster = *server_cluster;
+                ASSERT_OK(cluster_new(e, &config.cluster, config.node, &m.cluster));
+        }
+
         r = control_server_new(&m, path, &s);
         if (r < 0)
                 _exit(10);
@@ -351,6 +359,7 @@ _Noreturn static void server_child(const char *path, const ProbeSpec *specs, siz
         ASSERT_OK(sd_event_loop(e));
 
         s = control_server_free(s);
+        cluster_free(m.cluster);
         node_free(m.node);
         for (size_t i = 0; i < n; i++)
                 probe_free(probes[i]);
@@ -790,6 +799,111 @@ TEST(server_status_without_healing) {
 
         r = request_kind(t.path, RUPOST__CONTROL__REQUEST__KIND__CLUSTER, false, NULL);
         ASSERT_CONTAINS(r->error, "the cluster state is not configured on this node");
+        response_free(r);
+
+        server_stop(&t);
+        test_dir_remove(&t);
+}
+
+static Response *request_cluster(const char *path) {
+        return request_kind(path, RUPOST__CONTROL__REQUEST__KIND__CLUSTER, false, NULL);
+}
+
+/* Asks until the view has n nodes: the first renewal and a NOTIFY take a
+ * moment to reach the server's loop. */
+static Response *wait_cluster_view(const char *path, size_t n) {
+        Response *r = NULL;
+
+        for (int i = 0; i < 200; i++) {
+                r = request_cluster(path);
+                if (streq(r->error, "") && r->n_cluster == n)
+                        return r;
+                if (i + 1 < 200)
+                        response_free(r);
+                usleep(50 * 1000);
+        }
+        ASSERT_FAIL("the cluster view never had %zu nodes (last: %zu, error '%s')", n, r->n_cluster, r->error);
+}
+
+TEST(server_cluster_view) {
+        double ttl = usec_to_seconds(CLUSTER_FIXTURE_TTL), now_s;
+        const Rupost__Control__ClusterNode *cn;
+        ClusterFixture f;
+        TestServer t;
+        Response *r;
+
+        if (!cluster_fixture_start(&f))
+                return;
+        server_cluster = &f.config;
+        server_start(&t, some_probes, 1);
+        server_cluster = NULL;
+
+        /* Our own row, once the first renewal read the registry back. */
+        r = wait_cluster_view(t.path, 1);
+        now_s = usec_to_seconds(now(CLOCK_REALTIME));
+        ASSERT_STREQ(r->node, "mail1");
+        cn = r->cluster[0];
+        ASSERT_STREQ(cn->name, "mail1");
+        ASSERT_STREQ(cn->state, "starting");
+        ASSERT_STREQ(cn->reason, "");
+        ASSERT_TRUE(cn->lease_age_seconds >= 0 && cn->lease_age_seconds < 2);
+        ASSERT_TRUE(fabs(now_s - cn->updated_at) < 30);
+        response_free(r);
+
+        /* Two other agents: mail2 withdrawn, renewed 4 s ago (6 s of its
+         * lease left); mail0 gone 5 s past its lease, in a state of a newer
+         * agent, shown as stored. */
+        cluster_fixture_sql(&f, "INSERT INTO rupost_agent.nodes (name, state, reason, lease_expires, updated_at) VALUES "
+                                "('mail2', 'withdrawn', 'dovecot: connection refused', now() + interval '6 seconds', "
+                                "now() - interval '1 minute'), "
+                                "('mail0', 'evacuating', '', now() - interval '5 seconds', now() - interval '1 hour')");
+        r = wait_cluster_view(t.path, 3);
+        now_s = usec_to_seconds(now(CLOCK_REALTIME));
+        /* Sorted by name. */
+        ASSERT_STREQ(r->cluster[0]->name, "mail0");
+        ASSERT_STREQ(r->cluster[1]->name, "mail1");
+        ASSERT_STREQ(r->cluster[2]->name, "mail2");
+        cn = r->cluster[0];
+        ASSERT_STREQ(cn->state, "evacuating");
+        ASSERT_TRUE(fabs(cn->lease_age_seconds - (ttl + 5)) < 2);
+        ASSERT_TRUE(fabs(now_s - 3600 - cn->updated_at) < 10);
+        cn = r->cluster[2];
+        ASSERT_STREQ(cn->state, "withdrawn");
+        ASSERT_STREQ(cn->reason, "dovecot: connection refused");
+        ASSERT_TRUE(fabs(cn->lease_age_seconds - (ttl - 6)) < 2);
+        ASSERT_TRUE(fabs(now_s - 60 - cn->updated_at) < 10);
+        response_free(r);
+
+        /* The DB gone: the last view stays, every lease ages on. */
+        pg_server_stop(&f.server);
+        usleep(1500 * 1000);
+        r = request_cluster(t.path);
+        ASSERT_STREQ(r->error, "");
+        ASSERT_EQ(r->n_cluster, 3);
+        ASSERT_STREQ(r->cluster[1]->name, "mail1");
+        ASSERT_TRUE(r->cluster[1]->lease_age_seconds >= 1.5);
+        ASSERT_TRUE(r->cluster[2]->lease_age_seconds >= ttl - 6 + 1);
+        response_free(r);
+
+        server_stop(&t);
+        test_dir_remove(&t);
+        cluster_fixture_stop(&f);
+}
+
+TEST(server_cluster_before_the_first_view) {
+        ClusterFixture f;
+        TestServer t;
+        Response *r;
+
+        cluster_fixture_unreachable(&f);
+        server_cluster = &f.config;
+        server_start(&t, some_probes, 1);
+        server_cluster = NULL;
+
+        /* Not "no nodes registered": nothing is known yet. */
+        r = request_cluster(t.path);
+        ASSERT_CONTAINS(r->error, "the cluster database has not been read yet: ");
+        ASSERT_EQ(r->n_cluster, 0);
         response_free(r);
 
         server_stop(&t);

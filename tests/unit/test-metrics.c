@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "build-config.h"
+#include "cluster-fixture.h"
 #include "exporter/exporter.h"
 #include "exporter/process-metrics.h"
 #include "node.h"
@@ -96,6 +97,7 @@ static void fixture_init(Fixture *f) {
 static void fixture_done(Fixture *f) {
         for (size_t i = 0; i < ELEMENTSOF(f->probes); i++)
                 probe_free(f->probes[i]);
+        f->manager.cluster = cluster_free(f->manager.cluster);
         if (f->manager.node) {
                 f->manager.node = node_free(f->manager.node);
                 (void) unlink(f->state_file);
@@ -112,6 +114,39 @@ static void fixture_add_node(Fixture *f) {
         snprintf(f->state_file, sizeof f->state_file, "%s/state", f->state_dir);
         f->config.healing = (HealingConfig) { .enabled = true, .max_attempts = 5, .state_file = f->state_file };
         ASSERT_OK(node_new_for_test(&f->manager, &f->config.healing, &st, 1700000100500000, &f->manager.node));
+}
+
+/* A cluster section: the registry of cf, on loop e. */
+static void fixture_add_cluster(Fixture *f, ClusterFixture *cf, sd_event *e) {
+        f->config.cluster = cf->config;
+        ASSERT_OK(cluster_new(e, &f->config.cluster, f->config.node, &f->manager.cluster));
+}
+
+typedef bool (*Cond)(const Cluster *c);
+
+static bool run_until(sd_event *e, const Cluster *c, Cond cond, usec_t limit) {
+        usec_t end = now(CLOCK_MONOTONIC) + limit;
+
+        while (!cond(c)) {
+                if (now(CLOCK_MONOTONIC) >= end)
+                        return false;
+                ASSERT_OK(sd_event_run(e, 20 * USEC_PER_MSEC));
+        }
+        return true;
+}
+
+static bool sees_four_nodes_self_in_service(const Cluster *c) {
+        const ClusterNode *nodes;
+        size_t n = cluster_nodes(c, &nodes);
+
+        for (size_t i = 0; i < n; i++)
+                if (nodes[i].self && nodes[i].state == NODE_IN_SERVICE)
+                        return n == 4;
+        return false;
+}
+
+static bool db_lost(const Cluster *c) {
+        return !cluster_db_ok(c);
 }
 
 static char *render(const Manager *m) {
@@ -282,6 +317,108 @@ TEST(node_families) {
         fixture_done(&f);
 }
 
+TEST(cluster_families) {
+        _cleanup_free_ char *without = NULL, *text = NULL, *cleared = NULL, *fenced = NULL, *renew_line = NULL;
+        ClusterFixture cf;
+        sd_event *e = NULL;
+        const char *p;
+        Fixture f;
+        uint64_t h;
+
+        if (!cluster_fixture_start(&cf))
+                return;
+        ASSERT_OK(sd_event_new(&e));
+        fixture_init(&f);
+        /* Without a cluster section no cluster family at all. */
+        without = render(&f.manager);
+        ASSERT_NOT_CONTAINS(without, "rupost_cluster_");
+
+        fixture_add_cluster(&f, &cf, e);
+        ASSERT_TRUE(run_until(e, f.manager.cluster, cluster_db_ok, 10 * USEC_PER_SEC));
+        cluster_publish(f.manager.cluster, NODE_IN_SERVICE, "");
+        /* Three other nodes: n2 withdrawn; n3 in a state of a newer agent;
+         * n4 in service by its row, but its lease expired. */
+        cluster_fixture_sql(&cf, "INSERT INTO rupost_agent.nodes (name, state, lease_expires) VALUES "
+                                 "('n2', 'withdrawn', now() + interval '1 minute'), "
+                                 "('n3', 'evacuating', now() + interval '1 minute'), "
+                                 "('n4', 'in_service', now() - interval '1 second')");
+        ASSERT_TRUE(run_until(e, f.manager.cluster, sees_four_nodes_self_in_service, 10 * USEC_PER_SEC));
+
+        /* No other node in service with a live lease: imaps may not withdraw us. */
+        h = metrics_state_hash(&f.manager);
+        ASSERT_EQ(cluster_check_withdraw(f.manager.cluster, "imaps", NULL, 0), CLUSTER_DENY_LAST_IN_SERVICE);
+        ASSERT_TRUE(metrics_state_hash(&f.manager) != h);
+
+        text = render(&f.manager);
+        ASSERT_LINE(text, "# TYPE rupost_cluster_nodes gauge\n"
+                          "rupost_cluster_nodes{state=\"starting\"} 0\n"
+                          "rupost_cluster_nodes{state=\"in_service\"} 2\n"
+                          "rupost_cluster_nodes{state=\"withdrawn\"} 1\n"
+                          "rupost_cluster_nodes{state=\"recovering\"} 0\n"
+                          "rupost_cluster_nodes{state=\"failed\"} 0\n"
+                          "rupost_cluster_nodes{state=\"maintenance\"} 0\n"
+                          "rupost_cluster_nodes{state=\"unknown\"} 1");
+        ASSERT_LINE(text, "# TYPE rupost_cluster_db_up gauge\nrupost_cluster_db_up 1");
+        ASSERT_LINE(text, "# TYPE rupost_cluster_self_fenced gauge\nrupost_cluster_self_fenced 0");
+        ASSERT_LINE(text, "# TYPE rupost_cluster_withdrawal_denied gauge\n"
+                          "rupost_cluster_withdrawal_denied{reason=\"last-in-service\"} 1\n"
+                          "rupost_cluster_withdrawal_denied{reason=\"max-withdrawn\"} 0\n"
+                          "rupost_cluster_withdrawal_denied{reason=\"shared-failure\"} 0\n"
+                          "rupost_cluster_withdrawal_denied{reason=\"db-unreachable\"} 0");
+        /* The last renewal, on this host's clock, a moment ago. */
+        p = strstr(text, "\nrupost_cluster_lease_renew_timestamp_seconds ");
+        ASSERT_TRUE(p);
+        double renewed = strtod(p + strlen("\nrupost_cluster_lease_renew_timestamp_seconds "), NULL);
+        ASSERT_TRUE(fabs(usec_to_seconds(now(CLOCK_REALTIME)) - renewed) < 5);
+        ASSERT_CONTAINS(text, "# TYPE rupost_cluster_lease_renew_timestamp_seconds gauge\n");
+
+        /* Back in service (node.c clears the denial): all reasons 0. */
+        cluster_clear_denial(f.manager.cluster);
+        cleared = render(&f.manager);
+        ASSERT_EQ(count_occurrences(cleared, "\nrupost_cluster_withdrawal_denied{"), _CLUSTER_VERDICT_MAX - 1);
+        ASSERT_NOT_CONTAINS(cleared, "rupost_cluster_withdrawal_denied{reason=\"last-in-service\"} 1");
+
+        /* The DB gone while n2 and n3 hold live leases and answer nothing
+         * on their peer port: this node is the one cut off and fences
+         * itself after self_fence_after (3 s). */
+        pg_server_stop(&cf.server);
+        ASSERT_TRUE(run_until(e, f.manager.cluster, db_lost, 5 * USEC_PER_SEC));
+        ASSERT_TRUE(run_until(e, f.manager.cluster, cluster_self_fenced, 10 * USEC_PER_SEC));
+        fenced = render(&f.manager);
+        ASSERT_LINE(fenced, "rupost_cluster_db_up 0");
+        ASSERT_LINE(fenced, "rupost_cluster_self_fenced 1");
+        /* The last renewal is still the last one. */
+        ASSERT_TRUE(asprintf(&renew_line, "\nrupost_cluster_lease_renew_timestamp_seconds %.*s", 10,
+                             p + strlen("\nrupost_cluster_lease_renew_timestamp_seconds ")) > 0);
+        ASSERT_CONTAINS(fenced, renew_line);
+        /* The view it last read stays. */
+        ASSERT_LINE(fenced, "rupost_cluster_nodes{state=\"unknown\"} 1");
+
+        fixture_done(&f);
+        sd_event_unref(e);
+        cluster_fixture_stop(&cf);
+}
+
+TEST(cluster_families_before_the_first_renewal) {
+        _cleanup_free_ char *text = NULL;
+        ClusterFixture cf;
+        sd_event *e = NULL;
+        Fixture f;
+
+        ASSERT_OK(sd_event_new(&e));
+        cluster_fixture_unreachable(&cf);
+        fixture_init(&f);
+        fixture_add_cluster(&f, &cf, e);
+        text = render(&f.manager);
+        ASSERT_LINE(text, "rupost_cluster_nodes{state=\"in_service\"} 0");
+        ASSERT_LINE(text, "rupost_cluster_nodes{state=\"unknown\"} 0");
+        ASSERT_LINE(text, "rupost_cluster_db_up 0");
+        ASSERT_LINE(text, "rupost_cluster_self_fenced 0");
+        ASSERT_NOT_CONTAINS(text, "rupost_cluster_lease_renew_timestamp_seconds");
+        fixture_done(&f);
+        sd_event_unref(e);
+}
+
 TEST(node_family_names_reserved) {
         static const MetricFamily fake = { "rupost_node_maintenance", METRIC_GAUGE, "A probe's own idea." };
         Fixture f;
@@ -428,6 +565,8 @@ TEST(promtool_check_metrics) {
         char in_path[] = "/tmp/test-metrics-in.XXXXXX", out_path[] = "/tmp/test-metrics-out.XXXXXX";
         _cleanup_close_ int in_fd = -EBADF, out_fd = -EBADF;
         size_t output_size = 0;
+        ClusterFixture cf;
+        sd_event *e = NULL;
         Fixture f;
         int status;
 
@@ -436,11 +575,17 @@ TEST(promtool_check_metrics) {
                 exit(77);
         }
 
+        ASSERT_OK(sd_event_new(&e));
+        cluster_fixture_unreachable(&cf);
         fixture_init(&f);
         fixture_add_node(&f);
+        fixture_add_cluster(&f, &cf, e);
+        ASSERT_EQ(cluster_check_withdraw(f.manager.cluster, "imaps", NULL, 0), CLUSTER_DENY_DB_UNREACHABLE);
         /* promtool rejects NaN nowhere, but keep the sample set realistic. */
         text = render(&f.manager);
+        ASSERT_CONTAINS(text, "rupost_cluster_withdrawal_denied{reason=\"db-unreachable\"} 1\n");
         fixture_done(&f);
+        sd_event_unref(e);
 
         in_fd = mkstemp(in_path);
         out_fd = mkstemp(out_path);
