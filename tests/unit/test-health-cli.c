@@ -18,6 +18,7 @@
 #include "tests.h"
 
 #include "build-config.h"
+#include "cluster-fixture.h"
 #include "config.h"
 #include "control.h"
 #include "control.pb-c.h"
@@ -45,6 +46,8 @@ typedef struct TestServer {
  * NULL: no healing section. The child inherits them. */
 static const NodeState *server_node_state = NULL;
 static usec_t server_node_since = 0;
+/* The cluster section the next server starts with; NULL: none. */
+static const ClusterConfig *server_cluster = NULL;
 
 _Noreturn static void server_child(const char *path, const ProbeSpec *specs, size_t n, int ready_fd) {
         _cleanup_(control_server_freep) ControlServer *s = NULL;
@@ -97,6 +100,11 @@ _Noreturn static void server_child(const char *path, const ProbeSpec *specs, siz
                 ASSERT_OK(node_new_for_test(&m, &config.healing, server_node_state, server_node_since, &m.node));
         }
 
+        if (server_cluster) {
+                config.cluster = *server_cluster;
+                ASSERT_OK(cluster_new(e, &config.cluster, config.node, &m.cluster));
+        }
+
         if (control_server_new(&m, path, &s) < 0)
                 _exit(10);
         ASSERT_EQ(write(ready_fd, "R", 1), 1);
@@ -105,6 +113,7 @@ _Noreturn static void server_child(const char *path, const ProbeSpec *specs, siz
         ASSERT_OK(sd_event_loop(e));
 
         s = control_server_free(s);
+        cluster_free(m.cluster);
         node_free(m.node);
         for (size_t i = 0; i < n; i++)
                 probe_free(probes[i]);
@@ -853,6 +862,82 @@ TEST(cluster_not_configured) {
         ASSERT_EQ(r.exit_code, 3);
         ASSERT_STREQ(r.out, "");
         ASSERT_CONTAINS(r.err, "the agent refused the request: the cluster state is not configured on this node");
+}
+
+/* The whole way: the agent's Cluster reads the registry in a real
+ * PostgreSQL, the control server answers from its view, the CLI prints it. */
+TEST(cluster_view_from_the_registry) {
+        static const ProbeSpec specs[] = ALL_OK;
+        _cleanup_(run_done) Run table = {}, json = {};
+        struct json_object *root, *nodes, *n;
+        ClusterFixture f;
+        TestServer t;
+
+        if (!cluster_fixture_start(&f))
+                return;
+        server_cluster = &f.config;
+        server_start(&t, specs, ELEMENTSOF(specs));
+        server_cluster = NULL;
+
+        /* The agent registered itself (and created the schema), then mail8
+         * appears: renewed 1 h 2 min 5 s ago by a lease of 10 s, as an
+         * agent that died that long ago left it. */
+        for (int step = 0; step < 2; step++) {
+                if (step == 1)
+                        cluster_fixture_sql(&f, "INSERT INTO rupost_agent.nodes (name, state, reason, lease_expires) "
+                                                "VALUES ('mail8', 'withdrawn', 'dovecot: connection refused', "
+                                                "now() - interval '3715 seconds')");
+                for (int i = 0; i < 200; i++) {
+                        run_done(&table);
+                        table = run_cli("--control-socket", t.path, "cluster");
+                        if (table.exit_code == 0 && strstr(table.out, step == 0 ? "mail7" : "mail8"))
+                                break;
+                        usleep(50 * 1000);
+                }
+        }
+        json = run_cli("--control-socket", t.path, "cluster", "--json");
+        server_stop(&t);
+        cluster_fixture_stop(&f);
+
+        ASSERT_EQ(table.exit_code, 0);
+        /* Our own row is renewed twice a second: its age reads 0s or 1s. */
+        if (!streq(table.out, "NODE   STATE      LEASE AGE  REASON\n"
+                              "mail7  starting   0s         -\n"
+                              "mail8  withdrawn  1h2m       dovecot: connection refused\n"))
+                ASSERT_STREQ(table.out, "NODE   STATE      LEASE AGE  REASON\n"
+                                        "mail7  starting   1s         -\n"
+                                        "mail8  withdrawn  1h2m       dovecot: connection refused\n");
+
+        ASSERT_EQ(json.exit_code, 0);
+        root = json_tokener_parse(json.out);
+        ASSERT_TRUE(root);
+        ASSERT_STREQ(json_object_get_string(get(root, "node")), "mail7");
+        nodes = get(root, "nodes");
+        ASSERT_EQ(json_object_array_length(nodes), 2);
+        n = json_object_array_get_idx(nodes, 1);
+        ASSERT_STREQ(json_object_get_string(get(n, "name")), "mail8");
+        ASSERT_STREQ(json_object_get_string(get(n, "state")), "withdrawn");
+        ASSERT_TRUE(fabs(json_object_get_double(get(n, "lease_age_seconds")) - 3725) < 5);
+        ASSERT_TRUE(fabs(json_object_get_double(get(n, "updated_at")) - usec_to_seconds(now(CLOCK_REALTIME))) < 30);
+        json_object_put(root);
+}
+
+/* The agent has a cluster section but has not read the registry yet. */
+TEST(cluster_view_before_the_first_read) {
+        static const ProbeSpec specs[] = ALL_OK;
+        _cleanup_(run_done) Run r = {};
+        ClusterFixture f;
+        TestServer t;
+
+        cluster_fixture_unreachable(&f);
+        server_cluster = &f.config;
+        server_start(&t, specs, ELEMENTSOF(specs));
+        server_cluster = NULL;
+        r = run_cli("--control-socket", t.path, "cluster");
+        server_stop(&t);
+        ASSERT_EQ(r.exit_code, 3);
+        ASSERT_STREQ(r.out, "");
+        ASSERT_CONTAINS(r.err, "the agent refused the request: the cluster database has not been read yet: ");
 }
 
 TEST(usage_errors) {
