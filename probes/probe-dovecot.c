@@ -222,14 +222,15 @@ static void judge_limits(Probe *p, Buf *reason, ProbeStatus *status, Buf *ok) {
         Buf drift = BUF_INIT(1024);
         unsigned n_drift = 0;
 
-        if (d->load_error < 0) {
-                problem(reason, status, PROBE_UNKNOWN, "cannot read the limits of %s from systemd: %s", d->unit,
-                        d->bus_message[0] ? d->bus_message : strerror(-d->load_error));
+        /* A unit that is not loaded makes GetAll fail too: say the cause. */
+        if (d->load_state[0] && !streq(d->load_state, "loaded")) {
+                problem(reason, status, PROBE_UNKNOWN, "%s is %s: its limits cannot be checked", d->unit,
+                        d->load_state);
                 return;
         }
-        if (!streq(d->load_state, "loaded")) {
-                problem(reason, status, PROBE_UNKNOWN, "%s is %s: its limits cannot be checked", d->unit,
-                        d->load_state[0] ? d->load_state : "not known to systemd");
+        if (d->load_error < 0 || !d->have_limits) {
+                problem(reason, status, PROBE_UNKNOWN, "cannot read the limits of %s from systemd: %s", d->unit,
+                        d->bus_message[0] ? d->bus_message : strerror(-d->load_error ?: EIO));
                 return;
         }
 
