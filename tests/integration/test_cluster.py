@@ -1,0 +1,366 @@
+"""The cluster registry on real nodes (issue 6): both mail nodes heal and
+share their state, leases and guards through infra's PostgreSQL.
+
+- A node's withdrawal reaches the registry and the other node's view at
+  once (NOTIFY), and every HAProxy (agent-check); it comes back by itself.
+- The last node in service is never withdrawn, whatever fails on it: the
+  refusal is logged at crit and exported as a metric.
+- The database down for everyone is an alert, not a reason to withdraw or
+  fence anybody.
+- A node cut off from the database alone stops its mail group before its
+  lease expires, while the other keeps serving, and comes back once it can
+  renew again.
+
+The module writes its own configuration into node1 and node2 (healing plus
+a cluster section with short timings) and restores the previous one
+afterwards, even when a test fails.
+"""
+
+import json
+import time
+
+import pytest
+
+GROUP = ["nginx.service", "postfix.service", "dovecot.service", "sogo.service"]
+GROUP_STATES = GROUP + ["postfix@-.service"]
+NODES = ["node1", "node2"]
+INFRA = "10.231.0.10"
+NFT_TABLE = "rupost_test_cluster"
+REFUSED_ID = "a7d3f1b9c5e24d8a9b6c0e4f2a8d1c3e"
+SHARED_OUTAGE_ID = "d8b4a2c6e0f94b7d9e3a5c1f7b2d4e6a"
+SELF_FENCED_ID = "5c1f7e2a9b3d4e8fa0c6b2d8e4f1a3c5"
+
+# Leases: renewed every second, the fence after 4 s without, the lease 10 s:
+# 6 s for the group to stop in (sogo alone takes its TimeoutStopSec, 3 s;
+# rupost-agent.yaml(5) asks for self_fence_after plus the stop time below
+# lease_ttl). The backoff
+# keeps a withdrawn node out long enough to fail the other one meanwhile.
+# shared_failure_window is short so that the first test's failure does not
+# count as a shared one in the next.
+CONFIG = """\
+node: {node}
+web:
+  listen_address: "0.0.0.0:9469"
+control_socket: /run/rupost-agent/control.sock
+probes:
+  - name: mail-units
+    type: systemd-unit
+    interval: 10s
+    timeout: 2s
+    rise: 1
+    fall: 1
+    units: [nginx.service, postfix.service, postfix@-.service, dovecot.service, sogo.service]
+  - name: smtp
+    type: tcp
+    interval: 1s
+    timeout: 900ms
+    rise: 1
+    fall: 2
+    address: "127.0.0.1:25"
+    expect: "220 "
+  - name: imaps
+    type: tcp
+    interval: 1s
+    timeout: 900ms
+    rise: 1
+    fall: 2
+    address: "127.0.0.1:993"
+    tls: true
+    expect: "* OK"
+healing:
+  units: [nginx.service, postfix.service, dovecot.service, sogo.service]
+  member_probes: [mail-units, smtp, imaps]
+  stop_timeout: 5s
+  start_timeout: 30s
+  backoff_initial: 15s
+  backoff_max: 30s
+  healthy_rounds: 2
+  round_interval: 500ms
+  max_attempts: 10
+cluster:
+  conninfo: "hostaddr={infra} port=5432 user=rupost dbname=rupost sslmode=disable"
+  password_file: /etc/rupost/postgres.password
+  lease_ttl: 10s
+  renew_interval: 1s
+  self_fence_after: 4s
+  shared_failure_window: 2s
+"""
+
+AGENT_CHECK = r"""
+import socket, sys
+s = socket.create_connection((sys.argv[1], 9470), 2)
+print(s.recv(200).decode().strip())
+"""
+
+ADMIN_SOCKET = r"""
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect("/run/haproxy/admin.sock")
+s.sendall(sys.argv[1].encode() + b"\n")
+out = b""
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    out += d
+print(out.decode())
+"""
+
+METRICS = r"""
+import urllib.request
+print(urllib.request.urlopen("http://127.0.0.1:9469/metrics", timeout=5).read().decode())
+"""
+
+
+def unit_states(cluster, box):
+    out = cluster.exec(box, "systemctl", "is-active", *GROUP_STATES, check=False).stdout.split()
+    return dict(zip(GROUP_STATES, out))
+
+
+def group_stopped(cluster, box):
+    return all(s in ("inactive", "failed") for s in unit_states(cluster, box).values())
+
+
+def agent_check(cluster, node, via="node2"):
+    return cluster.exec(via, "python3", "-c", AGENT_CHECK, node).stdout.strip()
+
+
+def haproxy_server_status(cluster, box, backend, server):
+    out = cluster.exec(box, "python3", "-c", ADMIN_SOCKET, "show stat").stdout
+    lines = [l for l in out.splitlines() if l]
+    header = lines[0].lstrip("# ").split(",")
+    status = header.index("status")
+    for line in lines[1:]:
+        f = line.split(",")
+        if f[0] == backend and f[1] == server:
+            return f[status]
+    raise AssertionError(f"no {backend}/{server} in show stat on {box}")
+
+
+def view(cluster, box):
+    """`rupost-health cluster --json` on BOX, by node name."""
+    out = cluster.exec(box, "rupost-health", "cluster", "--json").stdout
+    return {n["name"]: n for n in json.loads(out)["nodes"]}
+
+
+def metrics(cluster, box):
+    """The agent's samples on BOX: {'name{labels}': value}."""
+    text = cluster.exec(box, "python3", "-c", METRICS).stdout
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            samples[key] = float(value)
+    return samples
+
+
+def db(cluster, sql):
+    return cluster.exec("infra", "runuser", "-u", "postgres", "--", "psql", "-X", "-At", "-d", "rupost",
+                        "-c", sql).stdout.strip()
+
+
+def journal_since(cluster, box, since, message_id):
+    out = cluster.exec(box, "journalctl", "-u", "rupost-agent.service", f"--since=@{since:.0f}",
+                       f"MESSAGE_ID={message_id}", "-o", "json", "--no-pager", check=False).stdout
+    return [json.loads(l) for l in out.splitlines() if l.strip()]
+
+
+def in_service(cluster, node):
+    return agent_check(cluster, node) == "up ready" and all(
+        s == "active" for s in unit_states(cluster, node).values())
+
+
+def all_in_service(cluster):
+    v = view(cluster, "node2")
+    return all(in_service(cluster, n) for n in NODES) and all(
+        v[n]["state"] == "in_service" and v[n]["lease_age_seconds"] < 3 for n in NODES)
+
+
+def wait_all_in_service(cluster, timeout=120):
+    cluster.wait_for("node1 and node2 in service with fresh leases", lambda: all_in_service(cluster),
+                     timeout=timeout, interval=0.5)
+
+
+def lease_expires(cluster, node):
+    return float(db(cluster, "SELECT extract(epoch FROM lease_expires) FROM rupost_agent.nodes "
+                             f"WHERE name = '{node}'"))
+
+
+UNIT_STOPPED_AT = r"""
+import subprocess, sys, time
+mono = int(subprocess.run(["systemctl", "show", "-P", "InactiveEnterTimestampMonotonic", sys.argv[1]],
+                          capture_output=True, text=True, check=True).stdout)
+print(mono / 1e6 + time.clock_gettime(time.CLOCK_REALTIME) - time.clock_gettime(time.CLOCK_MONOTONIC))
+"""
+
+
+def unit_stopped_at(cluster, box, unit):
+    """When UNIT last went inactive, unix seconds to the microsecond (the
+    boxes share the kernel's clocks)."""
+    return float(cluster.exec(box, "python3", "-c", UNIT_STOPPED_AT, unit).stdout)
+
+
+def start_database(cluster, check=True):
+    # nodebox-data (the harness's databases) requires postgresql: it went
+    # down with it.
+    cluster.exec("infra", "systemctl", "start", "postgresql.service", "nodebox-data.service",
+                 check=check, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def clustered(cluster):
+    if not cluster.agent_expected():
+        pytest.skip("no rupost-agent .deb was given to nodebox up, so there is no agent to test")
+    saved = {n: cluster.exec(n, "cat", "/etc/rupost/agent.yaml").stdout for n in NODES}
+    try:
+        for n in NODES:
+            cluster.exec(n, "sh", "-c", "cat >/etc/rupost/agent.yaml", input=CONFIG.format(node=n, infra=INFRA))
+            cluster.exec(n, "systemctl", "reload-or-restart", "rupost-agent.service")
+        wait_all_in_service(cluster, timeout=60)
+        # Rows of nodes gone for good count as out of service in the guards.
+        db(cluster, "DELETE FROM rupost_agent.nodes WHERE name NOT IN ('node1', 'node2')")
+        yield cluster
+    finally:
+        cluster.exec("node1", "nft", "delete", "table", "inet", NFT_TABLE, check=False)
+        start_database(cluster, check=False)
+        for n in NODES:
+            cluster.exec(n, "sh", "-c", "cat >/etc/rupost/agent.yaml", input=saved[n])
+            cluster.exec(n, "systemctl", "reload", "rupost-agent.service", check=False)
+            cluster.exec(n, "sh", "-c", "systemctl reset-failed; systemctl start " + " ".join(GROUP),
+                         check=False)
+        # Without a cluster section nobody renews these rows any more.
+        db(cluster, "DELETE FROM rupost_agent.nodes WHERE name IN ('node1', 'node2')")
+
+
+def test_view_and_withdrawal_reach_every_node(clustered):
+    cluster = clustered
+    table = cluster.exec("node2", "rupost-health", "cluster").stdout.splitlines()
+    assert table[0].split() == ["NODE", "STATE", "LEASE", "AGE", "REASON"], table
+    assert [l.split()[:2] for l in table[1:]] == [["node1", "in_service"], ["node2", "in_service"]], table
+    assert table[1].split()[2].endswith("s") and table[1].split()[3] == "-", table
+    for name, n in view(cluster, "node2").items():
+        # Renewed every second.
+        assert 0 <= n["lease_age_seconds"] < 3, (name, n)
+
+    cluster.exec("node1", "systemctl", "kill", "-s", "KILL", "dovecot.service")
+    cluster.wait_for("node1 withdrawn on its agent-check port",
+                     lambda: agent_check(cluster, "node1").startswith("down#"), timeout=20, interval=0.1)
+    seen = time.monotonic()
+    # node2 learns it from the registry within a couple of seconds (NOTIFY).
+    n1 = cluster.wait_for("node1 withdrawn in node2's cluster view", lambda: (
+        lambda n: n if n["state"] == "withdrawn" else None)(view(cluster, "node2")["node1"]),
+        timeout=2, interval=0.1)
+    print(f"node1 withdrawn in node2's view {time.monotonic() - seen:.2f}s after its agent-check said so")
+    assert "dovecot" in n1["reason"] or "imaps" in n1["reason"] or "mail-units" in n1["reason"], n1
+    assert db(cluster, "SELECT state FROM rupost_agent.nodes WHERE name = 'node1'") == "withdrawn"
+    for box in NODES:
+        cluster.wait_for(f"node1 DOWN in {box}'s HAProxy", lambda: haproxy_server_status(
+            cluster, box, "smtp", "node1").startswith("DOWN"), timeout=10)
+    assert metrics(cluster, "node2")['rupost_cluster_nodes{state="withdrawn"}'] == 1
+
+    wait_all_in_service(cluster)
+    for box in NODES:
+        cluster.wait_for(f"node1 UP again in {box}'s HAProxy", lambda: haproxy_server_status(
+            cluster, box, "smtp", "node1") == "UP", timeout=20)
+
+
+def test_last_node_in_service_is_not_withdrawn(clustered):
+    cluster = clustered
+    since = time.time() - 1
+    cluster.exec("node1", "systemctl", "kill", "-s", "KILL", "dovecot.service")
+    cluster.wait_for("node1 withdrawn", lambda: agent_check(cluster, "node1").startswith("down#"),
+                     timeout=20, interval=0.1)
+    # While node1 waits out its backoff (15 s), node2 fails too.
+    cluster.exec("node2", "systemctl", "kill", "-s", "KILL", "dovecot.service")
+    refusals = cluster.wait_for("node2's refusal in its journal",
+                                lambda: journal_since(cluster, "node2", since, REFUSED_ID), timeout=10)
+    assert refusals[0]["PRIORITY"] == "2", refusals[0]  # LOG_CRIT
+    assert "stays in service" in refusals[0]["MESSAGE"], refusals[0]
+    assert "last-in-service" in refusals[0]["MESSAGE"], refusals[0]
+    m = metrics(cluster, "node2")
+    assert m['rupost_cluster_withdrawal_denied{reason="last-in-service"}'] == 1, m
+    # node2 still takes clients, and says so in the registry.
+    assert agent_check(cluster, "node2", via="node1") == "up ready"
+    assert view(cluster, "node1")["node2"]["state"] == "in_service"
+    assert agent_check(cluster, "node1").startswith("down#")
+    # Once node1 is back, node2 may withdraw and heal in its turn.
+    wait_all_in_service(cluster, timeout=150)
+    assert metrics(cluster, "node2")['rupost_cluster_withdrawal_denied{reason="last-in-service"}'] == 0
+    assert db(cluster, "SELECT count(*) FROM rupost_agent.nodes WHERE name IN ('node1', 'node2') "
+                       "AND state = 'in_service'") == "2"
+
+
+def test_database_down_for_everyone_is_an_alert_only(clustered):
+    cluster = clustered
+    since = time.time() - 1
+    cluster.exec("infra", "systemctl", "stop", "postgresql.service", timeout=60)
+    try:
+        for n in NODES:
+            cluster.wait_for(f"rupost_cluster_db_up 0 on {n}",
+                             lambda: metrics(cluster, n)["rupost_cluster_db_up"] == 0, timeout=10)
+        # Past the fence deadline and the lease: nobody fenced or withdrew.
+        end = time.monotonic() + 12
+        while time.monotonic() < end:
+            for n in NODES:
+                assert agent_check(cluster, n) == "up ready", n
+                m = metrics(cluster, n)
+                assert m["rupost_cluster_self_fenced"] == 0, (n, m)
+                assert m["rupost_cluster_db_up"] == 0, (n, m)
+            time.sleep(1)
+        for n in NODES:
+            assert all(s == "active" for s in unit_states(cluster, n).values()), n
+            alerts = journal_since(cluster, n, since, SHARED_OUTAGE_ID)
+            assert alerts and alerts[0]["PRIORITY"] == "2", (n, alerts)
+    finally:
+        start_database(cluster)
+    renewed = {n: metrics(cluster, n)["rupost_cluster_lease_renew_timestamp_seconds"] for n in NODES}
+    for n in NODES:
+        cluster.wait_for(f"{n} renewing its lease again", lambda: (
+            lambda m: m["rupost_cluster_db_up"] == 1
+            and m["rupost_cluster_lease_renew_timestamp_seconds"] > renewed[n])(metrics(cluster, n)),
+            timeout=20)
+    wait_all_in_service(cluster, timeout=30)
+
+
+def test_node_cut_off_alone_fences_itself_in_time(clustered):
+    cluster = clustered
+    cluster.exec("node1", "nft", "add", "table", "inet", NFT_TABLE)
+    try:
+        cluster.exec("node1", "nft", "add", "chain", "inet", NFT_TABLE, "out",
+                     "{ type filter hook output priority 0 ; }")
+        cluster.exec("node1", "nft", "add", "rule", "inet", NFT_TABLE, "out",
+                     "ip", "daddr", INFRA, "tcp", "dport", "5432", "drop")
+        cut = time.time()
+        cluster.wait_for("node1's whole mail group stopped", lambda: group_stopped(cluster, "node1"),
+                         timeout=15, interval=0.1)
+        # The lease node1 last renewed, on the DB server's clock: the group
+        # was down before it ran out, so node2 may trust it once expired.
+        expires = lease_expires(cluster, "node1")
+        stopped = max(unit_stopped_at(cluster, "node1", u) for u in GROUP)
+        fences = journal_since(cluster, "node1", cut - 1, SELF_FENCED_ID)
+        assert fences and fences[0]["PRIORITY"] == "2", fences
+        assert "stopping its mail group before its lease expires" in fences[0]["MESSAGE"], fences[0]
+        fenced = int(fences[0]["__REALTIME_TIMESTAMP"]) / 1e6
+        renewed = expires - 10
+        print(f"\nnode1 cut off at +{cut - renewed:.2f}s after its last renewal; fenced at +{fenced - renewed:.2f}s, "
+              f"group stopped at +{stopped - renewed:.2f}s, lease expires at +10s")
+        # The fence comes at self_fence_after (4 s), give or take a renewal.
+        assert fenced - renewed < 4 + 1.5, (fenced, renewed)
+        assert stopped < expires, (stopped, expires)
+        m = metrics(cluster, "node1")
+        assert m["rupost_cluster_self_fenced"] == 1 and m["rupost_cluster_db_up"] == 0, m
+        assert agent_check(cluster, "node1").startswith("down#")
+        # node2 keeps serving and still renews.
+        assert in_service(cluster, "node2")
+        assert metrics(cluster, "node2")["rupost_cluster_db_up"] == 1
+        for box in NODES:
+            cluster.wait_for(f"node1 DOWN in {box}'s HAProxy", lambda: haproxy_server_status(
+                cluster, box, "smtp", "node1").startswith("DOWN"), timeout=10)
+        # Its lease runs out in node2's view and is never renewed meanwhile.
+        cluster.wait_for("node1's lease expired in node2's view",
+                         lambda: view(cluster, "node2")["node1"]["lease_age_seconds"] > 10, timeout=15)
+        assert lease_expires(cluster, "node1") == expires
+    finally:
+        cluster.exec("node1", "nft", "delete", "table", "inet", NFT_TABLE, check=False)
+    wait_all_in_service(cluster, timeout=90)
+    assert metrics(cluster, "node1")["rupost_cluster_self_fenced"] == 0
