@@ -206,3 +206,24 @@ def test_dovecot_stopped_is_unknown(cluster, agent):
     finally:
         cluster.exec(NODE, "systemctl", "start", "dovecot.service", timeout=60)
     wait_status(cluster, "dovecot", "ok")
+
+
+def test_dovecot_unit_unknown_to_systemd(cluster, agent):
+    """A unit name systemd does not have: the limits cannot be checked, and
+    the reason says which unit, not a bare D-Bus error."""
+    config = "/etc/rupost/agent.yaml"
+    original = cluster.exec(NODE, "cat", config).stdout
+    cluster.exec(NODE, "sh", "-c", f"cat > {config}", input=original.rstrip("\n") + (
+        "\n  - name: dovecot-misnamed\n"
+        "    type: dovecot\n"
+        "    interval: 2s\n"
+        "    timeout: 2s\n"
+        "    unit: rupost-test-no-such-dovecot.service\n"))
+    try:
+        cluster.exec(NODE, "systemctl", "reload", "rupost-agent.service")
+        p = wait_status(cluster, "dovecot-misnamed", "unknown")
+        assert p["reason"] == ("rupost-test-no-such-dovecot.service is not-found: its limits cannot be "
+                               "checked"), p
+    finally:
+        cluster.exec(NODE, "sh", "-c", f"cat > {config}", input=original)
+        cluster.exec(NODE, "systemctl", "reload", "rupost-agent.service", check=False)
