@@ -17,6 +17,8 @@ afterwards, even when a test fails.
 """
 
 import json
+import shutil
+import subprocess
 import time
 
 import pytest
@@ -143,9 +145,9 @@ def view(cluster, box):
     return {n["name"]: n for n in json.loads(out)["nodes"]}
 
 
-def metrics(cluster, box):
+def metrics(cluster, box, text=None):
     """The agent's samples on BOX: {'name{labels}': value}."""
-    text = cluster.exec(box, "python3", "-c", METRICS).stdout
+    text = text or cluster.exec(box, "python3", "-c", METRICS).stdout
     samples = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
@@ -256,7 +258,11 @@ def test_view_and_withdrawal_reach_every_node(clustered):
     for box in NODES:
         cluster.wait_for(f"node1 DOWN in {box}'s HAProxy", lambda: haproxy_server_status(
             cluster, box, "smtp", "node1").startswith("DOWN"), timeout=10)
-    assert metrics(cluster, "node2")['rupost_cluster_nodes{state="withdrawn"}'] == 1
+    text = cluster.exec("node2", "python3", "-c", METRICS).stdout
+    assert metrics(cluster, "node2", text)['rupost_cluster_nodes{state="withdrawn"}'] == 1
+    if shutil.which("promtool"):
+        res = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+        assert res.returncode == 0 and not res.stdout + res.stderr, res.stdout + res.stderr
 
     wait_all_in_service(cluster)
     for box in NODES:
