@@ -1128,10 +1128,10 @@ static int check_cluster(ConfigContext *c, yaml_node_t *root, Config *config) {
                         return r;
                 ret = r;
         }
-        if (k->self_fence_after >= k->lease_ttl) {
+        if (k->self_fence_after + CLUSTER_FENCE_MARGIN > k->lease_ttl) {
                 r = config_error(c, node, "cluster.self_fence_after",
-                                 "must be shorter than lease_ttl (%s): a node stops its mail group before its "
-                                 "lease expires; got %s",
+                                 "must be at least 2s shorter than lease_ttl (%s): a fenced node kills its mail "
+                                 "group in that margin, before its lease expires; got %s",
                                  format_duration(a, sizeof a, k->lease_ttl),
                                  format_duration(b, sizeof b, k->self_fence_after));
                 if (r == -ENOMEM)

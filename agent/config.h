@@ -92,6 +92,9 @@ typedef struct HealingConfig {
 } HealingConfig;
 
 #define HEALING_DEFAULT_AGENT_CHECK_ADDRESS ":9470"
+/* Between self_fence_after and lease_ttl a fenced node kills its mail group
+ * (D-Bus round trips, not the units' stop times); this is the least margin. */
+#define CLUSTER_FENCE_MARGIN (2 * USEC_PER_SEC)
 #define HEALING_DEFAULT_STATE_FILE "/var/lib/rupost-agent/state"
 
 /* The `cluster:` section: the node registry, leases and guards in the shared

@@ -29,6 +29,7 @@ struct Node {
         sd_event_source *stable_timer;
         sd_event_source *round_timer;
         sd_event_source *recovery_deadline;
+        bool fencing; /* the stop in flight is a self-fence: kill, do not wait */
         int agent_check_fd;
         sd_event_source *agent_check_source;
 };
@@ -251,6 +252,7 @@ static void arm_timer(Node *n, sd_event_source **s, usec_t delay, sd_event_time_
 static void on_group_stopped(MailGroup *g, int r, const char *error, void *userdata) {
         Node *n = userdata;
 
+        n->fencing = false;
         if (r < 0)
                 log_internal(LOG_ERR, r, &(LogFields) { .component = "mail-group" },
                              "The mail group stopped with errors: %s", error);
@@ -278,7 +280,8 @@ static void node_carry_out(Node *n, NodeAction a) {
 
         if (a & NODE_ACTION_STOP_GROUP) {
                 n->recovery_deadline = sd_event_source_disable_unref(n->recovery_deadline);
-                r = mail_group_stop(n->group, on_group_stopped, n);
+                r = n->fencing ? mail_group_kill(n->group, on_group_stopped, n)
+                               : mail_group_stop(n->group, on_group_stopped, n);
                 if (r < 0)
                         log_error_errno(r, "Failed to stop the mail group: %m");
         }
@@ -372,9 +375,12 @@ void node_probe_status_changed(Node *n, Probe *p, ProbeStatus old) {
 void node_self_fence(Node *n, bool fenced, const char *reason) {
         if (!n || !fenced)
                 return;
+        /* The group must be down before the lease expires, whatever the
+         * units' own stop times: kill it (see mail_group_kill()). */
+        n->fencing = true;
         if (n->state.id == NODE_MAINTENANCE) {
                 /* Maintenance keeps its state, but the group must stop all the same. */
-                int r = mail_group_stop(n->group, on_group_stopped, n);
+                int r = mail_group_kill(n->group, on_group_stopped, n);
                 if (r < 0)
                         log_error_errno(r, "Failed to stop the mail group: %m");
                 return;

@@ -36,6 +36,7 @@ struct MailGroup {
         sd_bus_slot *job_removed;
 
         GroupOp op;
+        bool kill_first;   /* fencing: SIGKILL every unit before stopping it */
         size_t step;       /* how many units of the operation are done */
         bool killed;       /* the current unit got SIGKILL after its stop timeout */
         sd_bus_slot *call; /* StartUnit/StopUnit/KillUnit in flight */
@@ -210,6 +211,17 @@ static void group_step(MailGroup *g) {
         const char *unit = current_unit(g);
         bool stopping = g->op == GROUP_STOPPING;
 
+        /* systemd handles a client's calls in order: the kill lands before the
+         * stop job, which then only waits for processes already dying. No
+         * slot and no callback: no reply is expected. */
+        if (stopping && g->kill_first) {
+                r = sd_bus_call_method_async(g->bus, NULL, SYSTEMD_DESTINATION, SYSTEMD_PATH, SYSTEMD_MANAGER,
+                                             "KillUnit", NULL, NULL, "ssi", unit, "all", (int32_t) SIGKILL);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to ask systemd to kill %s, stopping it anyway: %m", unit);
+                g->killed = true;
+        }
+
         r = sd_bus_call_method_async(g->bus, &g->call, SYSTEMD_DESTINATION, SYSTEMD_PATH, SYSTEMD_MANAGER,
                                      stopping ? "StopUnit" : "StartUnit", on_job_reply, g, "ss", unit, "replace");
         if (r >= 0)
@@ -223,13 +235,14 @@ static void group_step(MailGroup *g) {
         }
 }
 
-static int group_begin(MailGroup *g, GroupOp op, MailGroupDone done, void *userdata) {
+static int group_begin(MailGroup *g, GroupOp op, bool kill_first, MailGroupDone done, void *userdata) {
         assert_return(g, -EINVAL);
 
         /* A new decision supersedes the one in flight. */
         group_reset_step(g);
         buf_reset(&g->errors);
         g->op = op;
+        g->kill_first = kill_first;
         g->step = 0;
         g->done = done;
         g->userdata = userdata;
@@ -238,11 +251,15 @@ static int group_begin(MailGroup *g, GroupOp op, MailGroupDone done, void *userd
 }
 
 int mail_group_stop(MailGroup *g, MailGroupDone done, void *userdata) {
-        return group_begin(g, GROUP_STOPPING, done, userdata);
+        return group_begin(g, GROUP_STOPPING, false, done, userdata);
+}
+
+int mail_group_kill(MailGroup *g, MailGroupDone done, void *userdata) {
+        return group_begin(g, GROUP_STOPPING, true, done, userdata);
 }
 
 int mail_group_start(MailGroup *g, MailGroupDone done, void *userdata) {
-        return group_begin(g, GROUP_STARTING, done, userdata);
+        return group_begin(g, GROUP_STARTING, false, done, userdata);
 }
 
 bool mail_group_busy(const MailGroup *g) {

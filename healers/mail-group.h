@@ -29,6 +29,11 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(MailGroup *, mail_group_free);
  * called). */
 int mail_group_stop(MailGroup *g, MailGroupDone done, void *userdata);
 int mail_group_start(MailGroup *g, MailGroupDone done, void *userdata);
+/* A stop for fencing, bounded by D-Bus round trips instead of the units'
+ * stop times: every unit gets SIGKILL before its stop job. Queued mail is
+ * safe (Postfix acknowledges only fsynced queue files); an index Dovecot
+ * was writing is rebuilt at its next start. */
+int mail_group_kill(MailGroup *g, MailGroupDone done, void *userdata);
 bool mail_group_busy(const MailGroup *g);
 /* Units, in start order. */
 char *const *mail_group_units(const MailGroup *g);

@@ -208,7 +208,10 @@ TEST(config_cluster_section) {
         _cleanup_free_ char *e1 = load_errors("cluster:\n  conninfo: hostaddr=127.0.0.1\n  renew_interval: 5s\n");
         ASSERT_CONTAINS(e1, "cluster.self_fence_after: must be longer than twice renew_interval (5s)");
         _cleanup_free_ char *e2 = load_errors("cluster:\n  conninfo: hostaddr=127.0.0.1\n  self_fence_after: 20s\n");
-        ASSERT_CONTAINS(e2, "cluster.self_fence_after: must be shorter than lease_ttl (15s)");
+        ASSERT_CONTAINS(e2, "cluster.self_fence_after: must be at least 2s shorter than lease_ttl (15s)");
+        /* Shorter, but without the margin in which a fenced node kills its group. */
+        _cleanup_free_ char *e2b = load_errors("cluster:\n  conninfo: hostaddr=127.0.0.1\n  self_fence_after: 14s\n");
+        ASSERT_CONTAINS(e2b, "cluster.self_fence_after: must be at least 2s shorter than lease_ttl (15s)");
         _cleanup_free_ char *e3 = load_errors("cluster:\n  conninfo: host=db.example.org dbname=rupost\n");
         ASSERT_CONTAINS(e3, "host 'db.example.org' is a name");
         _cleanup_free_ char *e4 = load_errors("cluster:\n  conninfo: host=db.example.org hostaddr=192.0.2.1\n");
