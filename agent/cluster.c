@@ -4,7 +4,7 @@
  * One session connection (LISTEN needs one) runs one query at a time:
  * after connecting, the migration script, then LISTEN, then "sync" rounds.
  * A sync is one round trip: upsert this node's row with a lease computed by
- * the server (now() + ttl), record the member probes it sees failing, and
+ * the server (now() + ttl), record the probes it sees failing, and
  * read back the whole registry for the in-memory view. A sync runs every
  * renew_interval, when the node's state changes, and when a NOTIFY arrives.
  * Between queries the socket is watched for notifications.
@@ -151,6 +151,7 @@ static void node_done(ClusterNode *n) {
         free(n->agent_version);
         free(n->peer_address);
         strv_free(n->failing_probes);
+        strv_free(n->failing_now);
 }
 
 static void view_free(ClusterNode *nodes, size_t n) {
@@ -196,7 +197,7 @@ static char *field_dup(PGresult *r, int row, int col) {
 
 /* Columns of the view query, in order. */
 enum { COL_NAME, COL_STATE, COL_REASON, COL_VERSION, COL_PEER, COL_INSTANCE, COL_LEASE_LEFT, COL_UPDATED,
-       COL_FAILING, _COL_MAX };
+       COL_FAILING, COL_FAILING_NOW, _COL_MAX };
 
 /* Replaces the view with the rows of a sync; returns whether our own row is
  * ours (another agent with our name may hold it) with a live lease. */
@@ -222,7 +223,9 @@ static int cluster_load_view(Cluster *c, PGresult *r, usec_t received, bool *ret
                 n->agent_version = field_dup(r, i, COL_VERSION);
                 n->peer_address = field_dup(r, i, COL_PEER);
                 n->failing_probes = split_words(PQgetvalue(r, i, COL_FAILING));
-                if (!n->name || !n->state_string || !n->reason || !n->agent_version || !n->failing_probes) {
+                n->failing_now = split_words(PQgetvalue(r, i, COL_FAILING_NOW));
+                if (!n->name || !n->state_string || !n->reason || !n->agent_version || !n->failing_probes ||
+                    !n->failing_now) {
                         view_free(nodes, (size_t) rows);
                         return -ENOMEM;
                 }
@@ -461,7 +464,9 @@ static char *cluster_sync_sql(Cluster *c) {
                 " (extract(epoch FROM updated_at) * 1000000)::bigint,"
                 " coalesce((SELECT string_agg(probe, ' ' ORDER BY probe) FROM " CLUSTER_SCHEMA ".probe_failures p"
                 " WHERE p.node = n.name AND (p.cleared_at IS NULL"
-                " OR p.cleared_at > now() - interval '%" PRIu64 " microseconds')), '')"
+                " OR p.cleared_at > now() - interval '%" PRIu64 " microseconds')), ''),"
+                " coalesce((SELECT string_agg(probe, ' ' ORDER BY probe) FROM " CLUSTER_SCHEMA ".probe_failures p"
+                " WHERE p.node = n.name AND p.cleared_at IS NULL), '')"
                 " FROM " CLUSTER_SCHEMA ".nodes n ORDER BY name;",
                 c->config->shared_failure_window);
         if (fclose(f) != 0)
@@ -1033,6 +1038,24 @@ finish:
 }
 
 /* ---- read-only view ---- */
+
+unsigned cluster_peers_failing(const Cluster *c, const char *probe, unsigned *ret_live_peers) {
+        usec_t t = now(CLOCK_MONOTONIC);
+        unsigned live = 0, same = 0;
+
+        if (c && c->db_ok && c->have_view && probe)
+                for (size_t i = 0; i < c->n_nodes; i++) {
+                        const ClusterNode *n = &c->nodes[i];
+
+                        if (n->self || n->lease_deadline <= t)
+                                continue;
+                        live++;
+                        same += strv_contains(n->failing_now, probe);
+                }
+        if (ret_live_peers)
+                *ret_live_peers = live;
+        return same;
+}
 
 size_t cluster_nodes(const Cluster *c, const ClusterNode **ret) {
         *ret = c ? c->nodes : NULL;

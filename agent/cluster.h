@@ -41,7 +41,8 @@ typedef struct ClusterNode {
         char *reason;
         char *agent_version;
         char *peer_address;    /* "host:port", or NULL when unknown */
-        char **failing_probes; /* member probes it reports failing, or cleared within shared_failure_window */
+        char **failing_probes; /* probes it reports failing, or cleared within shared_failure_window */
+        char **failing_now;    /* probes it reports failing now (critical), without the window */
         usec_t updated_at;     /* CLOCK_REALTIME, from the DB server's clock: when state or reason last changed */
         usec_t lease_deadline; /* CLOCK_MONOTONIC of this host: when the lease expires, as estimated */
         bool self;
@@ -79,7 +80,9 @@ void cluster_set_fence_callback(Cluster *c, ClusterFenceCallback callback, void 
 
 /* The node's state changed: written at once, and announced to every agent. */
 void cluster_publish(Cluster *c, NodeStateId state, const char *reason);
-/* A member probe turned critical (failing) or recovered. */
+/* A probe turned critical (failing) or recovered. Every probe is reported,
+ * not only the mail group's members: the withdrawal guard asks about members,
+ * cluster_peers_failing() about any probe. */
 void cluster_report_probe(Cluster *c, const char *probe, bool failing, const char *reason);
 
 /* ---- what node.c asks ---- */
@@ -98,6 +101,12 @@ ClusterVerdict cluster_check_withdraw(Cluster *c, const char *probe, char *why, 
 size_t cluster_nodes(const Cluster *c, const ClusterNode **ret);
 /* Seconds until the node's lease expires (negative: expired that long ago). */
 double cluster_node_lease_remaining(const ClusterNode *n);
+/* How many other nodes with a live lease report probe `probe` failing now
+ * (critical); their number in ret_live_peers. Probe names are the same on
+ * every node (one config for the cluster), which is what makes the same name
+ * the same dependency. Returns 0 and *ret_live_peers = 0 without a view, or
+ * while the DB cannot be reached: the last view says nothing current then. */
+unsigned cluster_peers_failing(const Cluster *c, const char *probe, unsigned *ret_live_peers);
 /* Connected, and the last lease renewal succeeded. */
 bool cluster_db_ok(const Cluster *c);
 /* CLOCK_REALTIME of the last successful renewal, 0 when none yet. */

@@ -100,6 +100,78 @@ static void fill_node_state(const Manager *m, Rupost__Control__NodeState *ns) {
         ns->maintenance = st->id == NODE_MAINTENANCE;
 }
 
+#define TIME_OFFSET_FAMILY "rupost_time_offset_seconds"
+
+static bool sample_is_offset(const Sample *x) {
+        return x->family && streq(x->family->name, TIME_OFFSET_FAMILY);
+}
+
+/* The samples of every probe's latest run, one array for the whole response
+ * (samples[i] of probe i start at *ret_first[i]). Clock offsets go first, so
+ * that a probe with many other series never crowds the skew table out; past
+ * the per-probe and per-response bounds (control.h) samples are counted, not
+ * sent. */
+typedef struct SampleBudget {
+        Rupost__Control__Sample *samples;
+        Rupost__Control__Sample **ptrs;
+        size_t n;
+        size_t bytes;
+} SampleBudget;
+
+static void fill_samples(SampleBudget *b, const Probe *p, Rupost__Control__ProbeState *st) {
+        size_t first = b->n;
+
+        st->samples = b->ptrs + first;
+        if (!p->have_result)
+                return;
+        for (int pass = 0; pass < 2; pass++)
+                for (size_t j = 0; j < p->last.n_samples; j++) {
+                        const Sample *x = &p->last.samples[j];
+                        Rupost__Control__Sample *out;
+                        size_t cost;
+
+                        if (sample_is_offset(x) != (pass == 0))
+                                continue;
+                        cost = strlen(x->family ? x->family->name : "") + strlen(x->labels ?: "") +
+                               CONTROL_SAMPLE_OVERHEAD;
+                        if (b->n - first >= CONTROL_SAMPLES_PER_PROBE || b->bytes + cost > CONTROL_SAMPLES_MAX_BYTES) {
+                                st->samples_omitted++;
+                                continue;
+                        }
+                        out = &b->samples[b->n];
+                        rupost__control__sample__init(out);
+                        out->family = (char *) strempty(x->family ? x->family->name : NULL);
+                        out->labels = (char *) strempty(x->labels);
+                        out->value = x->value;
+                        b->ptrs[b->n++] = out;
+                        b->bytes += cost;
+                }
+        st->n_samples = b->n - first;
+}
+
+/* "local", "shared 2/3" or "unknown" for a critical probe on a node with a
+ * cluster section; "" otherwise. */
+static void fill_scope(const Manager *m, const Probe *p, Rupost__Control__ProbeState *st, char *buf, size_t len) {
+        unsigned live, same;
+
+        st->scope = (char *) "";
+        if (!m->cluster || p->status != PROBE_CRITICAL)
+                return;
+        same = cluster_peers_failing(m->cluster, p->name, &live);
+        if (live == 0) {
+                st->scope = (char *) "unknown";
+                return;
+        }
+        st->peers_failing = same;
+        st->live_peers = live;
+        if (same == 0)
+                st->scope = (char *) "local";
+        else {
+                snprintf(buf, len, "shared %u/%u", same, live);
+                st->scope = buf;
+        }
+}
+
 /* Packs one response with the node's state and, for STATUS, every probe.
  * The strings are borrowed: the response only lives until it is packed,
  * within this call. */
@@ -108,18 +180,30 @@ static int pack_status(ControlServer *s, bool with_probes, uint8_t **ret, size_t
         Rupost__Control__NodeState node_state;
         _cleanup_free_ Rupost__Control__ProbeState *states = NULL;
         _cleanup_free_ Rupost__Control__ProbeState **ptrs = NULL;
+        _cleanup_free_ Rupost__Control__Sample *samples = NULL;
+        _cleanup_free_ Rupost__Control__Sample **sample_ptrs = NULL;
+        _cleanup_free_ char (*scopes)[32] = NULL;
+        SampleBudget budget = {};
+        size_t n, n_samples = 0;
         Probe **probes;
-        size_t n;
 
         probes = manager_probes(s->manager, &n);
         if (!with_probes)
                 n = 0;
+        for (size_t i = 0; i < n; i++)
+                if (probes[i]->have_result)
+                        n_samples += MIN(probes[i]->last.n_samples, (size_t) CONTROL_SAMPLES_PER_PROBE);
         if (n > 0) {
                 states = calloc(n, sizeof *states);
                 ptrs = calloc(n, sizeof *ptrs);
-                if (!states || !ptrs)
+                scopes = calloc(n, sizeof *scopes);
+                samples = calloc(MAX(n_samples, 1U), sizeof *samples);
+                sample_ptrs = calloc(MAX(n_samples, 1U), sizeof *sample_ptrs);
+                if (!states || !ptrs || !scopes || !samples || !sample_ptrs)
                         return -ENOMEM;
         }
+        budget.samples = samples;
+        budget.ptrs = sample_ptrs;
 
         for (size_t i = 0; i < n; i++) {
                 const Probe *p = probes[i];
@@ -140,6 +224,8 @@ static int pack_status(ControlServer *s, bool with_probes, uint8_t **ret, size_t
                 st->runs = p->n_runs;
                 st->timeouts = p->n_timeouts;
                 st->running = p->running;
+                fill_samples(&budget, p, st);
+                fill_scope(s->manager, p, st, scopes[i], sizeof scopes[i]);
                 ptrs[i] = st;
         }
 

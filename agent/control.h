@@ -16,6 +16,13 @@
 /* An operator's maintenance reason: one line that fits HAProxy's and the
  * node state's reason fields. */
 #define CONTROL_MAINTENANCE_REASON_MAX 200U
+/* The probes' samples in a STATUS response, bounded so that a probe with
+ * many series never pushes the answer past CONTROL_MAX_MESSAGE: per probe,
+ * and per response in bytes of family names and labels plus
+ * CONTROL_SAMPLE_OVERHEAD for each sample's encoding. */
+#define CONTROL_SAMPLES_PER_PROBE 256U
+#define CONTROL_SAMPLES_MAX_BYTES (1024U * 1024U)
+#define CONTROL_SAMPLE_OVERHEAD 32U
 /* The group that may use the socket, if it exists. */
 #define CONTROL_SOCKET_GROUP "rupost-agent"
 

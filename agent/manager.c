@@ -175,6 +175,12 @@ void manager_probe_status_changed(Manager *m, Probe *p, ProbeStatus old) {
                      "Probe '%s' is %s (was %s): %s", p->name, probe_status_to_string(p->status),
                      probe_status_to_string(old), p->last.reason ?: "");
         manager_update_status(m);
+        /* Every probe's failure, not only the mail group's: peers use it to
+         * tell a fault of their own from one of a shared dependency
+         * (cluster_peers_failing()), and member failures feed their
+         * withdrawal guard. */
+        if (p->status == PROBE_CRITICAL || old == PROBE_CRITICAL)
+                cluster_report_probe(m->cluster, p->name, p->status == PROBE_CRITICAL, p->last.reason);
         node_probe_status_changed(m->node, p, old);
 }
 

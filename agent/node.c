@@ -364,10 +364,8 @@ static void node_member_failed(Node *n, Probe *p, bool again) {
 void node_probe_status_changed(Node *n, Probe *p, ProbeStatus old) {
         if (!n || !is_member(n, p))
                 return;
-        /* Every node's view of its members feeds the others' shared-failure guard. */
-        if (p->status == PROBE_CRITICAL || old == PROBE_CRITICAL)
-                cluster_report_probe(n->manager->cluster, p->name, p->status == PROBE_CRITICAL,
-                                     p->last.reason);
+        /* The manager reported the failure to the cluster already
+         * (manager_probe_status_changed()), for the others' guards. */
         if (p->status == PROBE_CRITICAL)
                 node_member_failed(n, p, false);
 }

@@ -81,6 +81,7 @@ static const char *const reserved_names[] = {
         "rupost_cluster_db_up",
         "rupost_cluster_self_fenced",
         "rupost_cluster_withdrawal_denied",
+        "rupost_probe_failure_peers",
         "process_cpu_seconds_total",
         "process_open_fds",
         "process_max_fds",
@@ -511,6 +512,28 @@ static int render_cluster(Buf *b, const Manager *m) {
         return buf_status(b);
 }
 
+static const MetricFamily failure_peers_family = {
+        "rupost_probe_failure_peers", METRIC_GAUGE,
+        "Other nodes of the cluster with a live lease that report the probe of the same name critical now: "
+        "0 while this node's failure is its own, more when a shared dependency fails; 0 while the cluster "
+        "database cannot be read."
+};
+
+/* Per probe, whatever its own status: an alert on this node's failure can
+ * then tell "mine alone" from "everyone's" by a join on probe. */
+static int render_failure_peers(Buf *b, const Manager *m, Probe *const *probes, size_t n_probes) {
+        if (!m->cluster || n_probes == 0)
+                return 0;
+        (void) put_header(b, &failure_peers_family);
+        for (size_t i = 0; i < n_probes; i++) {
+                (void) put_probe_series(b, failure_peers_family.name, probes[i]);
+                (void) PUT_LITERAL(b, "} ");
+                (void) put_u64(b, cluster_peers_failing(m->cluster, probes[i]->name, NULL));
+                (void) PUT_LITERAL(b, "\n");
+        }
+        return buf_status(b);
+}
+
 /* FNV-1a, 64 bit: fast enough to run over the whole state on every scrape,
  * and collisions between two states a scrape apart are not a concern. */
 #define FNV_OFFSET UINT64_C(0xcbf29ce484222325)
@@ -556,6 +579,8 @@ uint64_t metrics_state_hash(const Manager *m) {
                 h = hash_u64(h, cluster_db_ok(m->cluster));
                 h = hash_u64(h, cluster_self_fenced(m->cluster));
                 h = hash_u64(h, (uint64_t) cluster_last_denial(m->cluster));
+                for (size_t i = 0; i < n_probes; i++)
+                        h = hash_u64(h, cluster_peers_failing(m->cluster, probes[i]->name, NULL));
         }
         h = hash_u64(h, n_probes);
         for (size_t i = 0; i < n_probes; i++) {
@@ -602,6 +627,7 @@ int metrics_render_state(const Manager *m, Buf *out) {
         (void) render_cluster(out, m);
         for (ProbeFamilyId id = 0; id < _PF_MAX; id++)
                 (void) render_probe_family(out, id, probes, n_probes);
+        (void) render_failure_peers(out, m, probes, n_probes);
         r = render_probe_samples(out, probes, n_probes);
         if (r < 0)
                 return r;
