@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <ctype.h>
 #include <json-c/json.h>
+#include <math.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -39,11 +40,13 @@ enum {
 
 static const char *arg_socket = CONFIG_DEFAULT_CONTROL_SOCKET;
 static bool arg_json = false;
+static bool arg_verbose = false;
 static usec_t arg_timeout = DEFAULT_TIMEOUT_USEC;
 static const char *arg_timeout_string = "5s";
 static enum {
         VERB_STATUS,
         VERB_CLUSTER,
+        VERB_SKEW,
         VERB_MAINTENANCE,
 } arg_verb = VERB_STATUS;
 static bool arg_maintenance_on = false;
@@ -57,6 +60,15 @@ typedef Rupost__Control__Response Response;
 typedef Rupost__Control__ProbeState ProbeState;
 typedef Rupost__Control__NodeState NodeStateMessage;
 typedef Rupost__Control__ClusterNode ClusterNode;
+typedef Rupost__Control__Sample SampleMessage;
+
+/* The family the time, postgres, memcached and nfs probes report clock
+ * offsets in, one sample per source. */
+#define TIME_OFFSET_FAMILY "rupost_time_offset_seconds"
+/* The product's rule: clocks of the nodes and the services they use agree
+ * within 1 s. Half of it is the warning, while there is time to act. */
+#define SKEW_WARNING_SECONDS 0.5
+#define SKEW_CRITICAL_SECONDS 1.0
 
 /* How bad a status is when several are combined, as Nagios aggregations do:
  * CRITICAL > WARNING > UNKNOWN > OK. */
@@ -365,12 +377,17 @@ static int row_fill(Row *row, const ProbeState *p, double now_s) {
         row->cells[COL_PROBE] = sanitize(p->name);
         row->cells[COL_TYPE] = sanitize(p->type);
 
-        if (p->have_result && !streq(p->last_status, p->status))
-                /* Hysteresis holds the reported status while the latest
-                 * run already says otherwise: show both. */
-                snprintf(buf, sizeof buf, "%s (last run: %s)", p->status, p->last_status);
-        else
-                snprintf(buf, sizeof buf, "%s", p->status);
+        {
+                bool held = p->have_result && !streq(p->last_status, p->status);
+                bool scope = p->scope && *p->scope;
+
+                /* Hysteresis holds the reported status while the latest run
+                 * already says otherwise: show both. With a cluster, a
+                 * failure says whether the peers see it too. */
+                snprintf(buf, sizeof buf, "%s%s%s%s%s%s%s", p->status, scope || held ? " (" : "",
+                         scope ? p->scope : "", scope && held ? ", " : "", held ? "last run: " : "",
+                         held ? p->last_status : "", scope || held ? ")" : "");
+        }
         row->cells[COL_STATUS] = sanitize(buf);
 
         if (p->have_result) {
@@ -475,6 +492,22 @@ static int print_node_line(const Response *resp) {
         return 0;
 }
 
+/* --verbose: the latest run's samples under the probe, as the exporter
+ * writes them. */
+static int print_samples(const ProbeState *p) {
+        for (size_t j = 0; j < p->n_samples; j++) {
+                const SampleMessage *x = p->samples[j];
+                _cleanup_free_ char *family = sanitize(x->family), *labels = sanitize(x->labels);
+
+                if (!family || !labels)
+                        return -ENOMEM;
+                printf("    %s%s%s%s %.9g\n", family, *labels ? "{" : "", labels, *labels ? "}" : "", x->value);
+        }
+        if (p->samples_omitted > 0)
+                printf("    (%u more samples not sent: the answer's limit)\n", p->samples_omitted);
+        return 0;
+}
+
 static int print_table(const Response *resp, ProbeStatus overall) {
         size_t widths[_COL_MAX] = {};
         bool colors = use_colors();
@@ -523,6 +556,8 @@ static int print_table(const Response *resp, ProbeStatus overall) {
 
                         if (c + 1 == _COL_MAX) {
                                 printf("%s\n", cell);
+                                if (arg_verbose && r >= 0)
+                                        r = print_samples(resp->probes[i]);
                                 continue;
                         }
                         printf("%s%s%s%*s  ", color ? status_color(rows[i].status) : "", cell,
@@ -582,6 +617,38 @@ static int json_print(struct json_object *root) {
         return 0;
 }
 
+/* "scope": null, "local", "shared N/M" or "unknown", with the counts behind
+ * it when the peers could be compared. */
+static void json_add_scope(struct json_object *o, const ProbeState *p) {
+        bool have = p->scope && *p->scope, counted = have && !streq(p->scope, "unknown");
+
+        json_object_object_add(o, "scope", have ? json_object_new_string(p->scope) : NULL);
+        json_object_object_add(o, "peers_failing", counted ? json_object_new_uint64(p->peers_failing) : NULL);
+        json_object_object_add(o, "live_peers", counted ? json_object_new_uint64(p->live_peers) : NULL);
+}
+
+static struct json_object *json_samples(const ProbeState *p) {
+        struct json_object *a = json_object_new_array();
+
+        if (!a)
+                return NULL;
+        for (size_t j = 0; j < p->n_samples; j++) {
+                struct json_object *o = json_object_new_object();
+
+                if (!o || json_object_array_add(a, o) < 0) {
+                        json_object_put(o);
+                        break; /* caught by the final serialization */
+                }
+                json_object_object_add(o, "family", json_object_new_string(p->samples[j]->family));
+                json_object_object_add(o, "labels", json_object_new_string(p->samples[j]->labels));
+                /* JSON has no NaN or infinity. */
+                json_object_object_add(o, "value", isfinite(p->samples[j]->value)
+                                                           ? json_object_new_double(p->samples[j]->value)
+                                                           : NULL);
+        }
+        return a;
+}
+
 static int print_json(const Response *resp, ProbeStatus overall) {
         _cleanup_(json_object_putp) struct json_object *root = json_object_new_object();
         struct json_object *probes = json_object_new_array();
@@ -619,6 +686,11 @@ static int print_json(const Response *resp, ProbeStatus overall) {
                 json_object_object_add(o, "runs", json_object_new_uint64(p->runs));
                 json_object_object_add(o, "timeouts", json_object_new_uint64(p->timeouts));
                 json_object_object_add(o, "running", json_object_new_boolean(p->running));
+                json_add_scope(o, p);
+                if (arg_verbose) {
+                        json_object_object_add(o, "samples", json_samples(p));
+                        json_object_object_add(o, "samples_omitted", json_object_new_uint64(p->samples_omitted));
+                }
         }
 
         return json_print(root);
@@ -719,6 +791,248 @@ static int print_cluster_json(const Response *resp) {
         return json_print(root);
 }
 
+/* ---- skew: the clock offsets the probes measured ---- */
+
+/* The value of label `key` in rendered labels (key="value",...), with the
+ * exporter's escapes undone; NULL when absent or malformed. */
+static char *label_value(const char *labels, const char *key) {
+        size_t kl = strlen(key);
+
+        for (const char *p = labels; p && *p;) {
+                bool match = strncmp(p, key, kl) == 0 && p[kl] == '=';
+                const char *eq = strchr(p, '=');
+                char *v, *o;
+
+                if (!eq || eq[1] != '"')
+                        return NULL;
+                v = o = malloc(strlen(eq));
+                if (!v)
+                        return NULL;
+                for (p = eq + 2; *p && *p != '"'; p++) {
+                        if (*p == '\\' && p[1]) {
+                                p++;
+                                *o++ = *p == 'n' ? '\n' : *p;
+                        } else
+                                *o++ = *p;
+                }
+                *o = 0;
+                if (*p != '"') {
+                        free(v);
+                        return NULL;
+                }
+                if (match)
+                        return v;
+                free(v);
+                p++;
+                if (*p == ',')
+                        p++;
+        }
+        return NULL;
+}
+
+typedef struct SkewRow {
+        char *source;
+        const ProbeState *probe;
+        double offset;
+        ProbeStatus verdict;
+} SkewRow;
+
+static ProbeStatus skew_verdict(double offset) {
+        if (!isfinite(offset))
+                return PROBE_UNKNOWN;
+        if (fabs(offset) >= SKEW_CRITICAL_SECONDS)
+                return PROBE_CRITICAL;
+        if (fabs(offset) >= SKEW_WARNING_SECONDS)
+                return PROBE_WARNING;
+        return PROBE_OK;
+}
+
+/* The largest skew first, whichever its sign; then by source, so that the
+ * order is stable between runs. */
+static int skew_row_compare(const void *a, const void *b) {
+        const SkewRow *x = a, *y = b;
+        double fx = isfinite(x->offset) ? fabs(x->offset) : INFINITY,
+               fy = isfinite(y->offset) ? fabs(y->offset) : INFINITY;
+
+        if (fx != fy)
+                return fx < fy ? 1 : -1;
+        return strcmp(x->source, y->source);
+}
+
+static void skew_rows_free(SkewRow *rows, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(rows[i].source);
+        free(rows);
+}
+
+/* Every clock offset of every probe's latest run. */
+static int collect_skew(const Response *resp, SkewRow **ret, size_t *ret_n) {
+        SkewRow *rows = NULL;
+        size_t n = 0;
+
+        for (size_t i = 0; i < resp->n_probes; i++) {
+                const ProbeState *p = resp->probes[i];
+
+                for (size_t j = 0; j < p->n_samples; j++) {
+                        const SampleMessage *x = p->samples[j];
+                        SkewRow *l;
+
+                        if (!streq(x->family, TIME_OFFSET_FAMILY))
+                                continue;
+                        l = reallocarray(rows, n + 1, sizeof *rows);
+                        if (!l)
+                                goto oom;
+                        rows = l;
+                        rows[n] = (SkewRow) {
+                                .source = label_value(x->labels, "source") ?: strdup("(unnamed)"),
+                                .probe = p,
+                                .offset = x->value,
+                                .verdict = skew_verdict(x->value),
+                        };
+                        if (!rows[n++].source)
+                                goto oom;
+                }
+        }
+        if (n > 1)
+                qsort(rows, n, sizeof *rows, skew_row_compare);
+        *ret = rows;
+        *ret_n = n;
+        return 0;
+oom:
+        skew_rows_free(rows, n);
+        return -ENOMEM;
+}
+
+/* Nagios-style from the worst skew; no offset at all proves nothing. */
+static ProbeStatus skew_status(const SkewRow *rows, size_t n) {
+        ProbeStatus worst = n == 0 ? PROBE_UNKNOWN : PROBE_OK;
+
+        for (size_t i = 0; i < n; i++)
+                if (status_rank(rows[i].verdict) > status_rank(worst))
+                        worst = rows[i].verdict;
+        return worst;
+}
+
+/* "+0.012s", "-1.503s": the sign says who is ahead (positive: the source). */
+static char *format_offset(char *buf, size_t len, double offset) {
+        if (!isfinite(offset))
+                snprintf(buf, len, "?");
+        else if (fabs(offset) < 100)
+                snprintf(buf, len, "%+.3fs", offset);
+        else
+                snprintf(buf, len, "%+.0fs", offset);
+        return buf;
+}
+
+enum { SCOL_SOURCE, SCOL_PROBE, SCOL_OFFSET, SCOL_VERDICT, _SCOL_MAX };
+
+static const char *const skew_titles[_SCOL_MAX] = { "SOURCE", "PROBE", "OFFSET", "VERDICT" };
+
+static int print_skew_table(const Response *resp, const SkewRow *rows, size_t n, ProbeStatus worst) {
+        size_t widths[_SCOL_MAX];
+        _cleanup_free_ char **cells = NULL;
+        bool colors = use_colors();
+        char off[64];
+        int r = 0;
+
+        if (n == 0) {
+                printf("no clock offsets reported: configure a time probe, or wait for the first runs of the "
+                       "time, postgres, memcached and nfs probes\n");
+                return 0;
+        }
+        cells = calloc(n * _SCOL_MAX, sizeof *cells);
+        if (!cells)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                char **row = cells + i * _SCOL_MAX;
+
+                row[SCOL_SOURCE] = sanitize(rows[i].source);
+                row[SCOL_PROBE] = sanitize(rows[i].probe->name);
+                row[SCOL_OFFSET] = sanitize(format_offset(off, sizeof off, rows[i].offset));
+                row[SCOL_VERDICT] = sanitize(probe_status_to_string(rows[i].verdict));
+                for (size_t c = 0; c < _SCOL_MAX; c++)
+                        if (!row[c])
+                                r = -ENOMEM;
+        }
+        if (r < 0)
+                goto finish;
+
+        for (size_t c = 0; c < _SCOL_MAX; c++) {
+                widths[c] = strlen(skew_titles[c]);
+                for (size_t i = 0; i < n; i++)
+                        widths[c] = MAX(widths[c], strlen(cells[i * _SCOL_MAX + c]));
+        }
+        /* Offsets right-aligned, so that the decimal points line up. */
+        printf("%-*s  %-*s  %*s  %s\n", (int) widths[SCOL_SOURCE], skew_titles[SCOL_SOURCE],
+               (int) widths[SCOL_PROBE], skew_titles[SCOL_PROBE], (int) widths[SCOL_OFFSET],
+               skew_titles[SCOL_OFFSET], skew_titles[SCOL_VERDICT]);
+        for (size_t i = 0; i < n; i++) {
+                char **row = cells + i * _SCOL_MAX;
+
+                printf("%-*s  %-*s  %*s  %s%s%s\n", (int) widths[SCOL_SOURCE], row[SCOL_SOURCE],
+                       (int) widths[SCOL_PROBE], row[SCOL_PROBE], (int) widths[SCOL_OFFSET], row[SCOL_OFFSET],
+                       colors ? status_color(rows[i].verdict) : "", row[SCOL_VERDICT], colors ? "\033[0m" : "");
+        }
+        if (worst != PROBE_OK)
+                printf("the cluster tolerates %.0f s of skew between its nodes and the services they use; "
+                       "check chrony on the source's host, or on this node when every source is off by the "
+                       "same amount\n",
+                       SKEW_CRITICAL_SECONDS);
+        for (size_t i = 0; i < resp->n_probes; i++)
+                if (resp->probes[i]->samples_omitted > 0)
+                        printf("probe %s had %u more samples than the agent sends: some offsets may be missing\n",
+                               resp->probes[i]->name, resp->probes[i]->samples_omitted);
+
+finish:
+        for (size_t i = 0; i < n * _SCOL_MAX; i++)
+                free(cells[i]);
+        return r;
+}
+
+static int print_skew_json(const Response *resp, const SkewRow *rows, size_t n, ProbeStatus worst) {
+        _cleanup_(json_object_putp) struct json_object *root = json_object_new_object();
+        struct json_object *sources = json_object_new_array();
+
+        if (!root || !sources) {
+                json_object_put(sources);
+                return -ENOMEM;
+        }
+        json_object_object_add(root, "node", json_object_new_string(resp->node));
+        json_object_object_add(root, "status", json_object_new_string(probe_status_to_string(worst)));
+        json_object_object_add(root, "warning_seconds", json_seconds(SKEW_WARNING_SECONDS));
+        json_object_object_add(root, "critical_seconds", json_seconds(SKEW_CRITICAL_SECONDS));
+        json_object_object_add(root, "sources", sources);
+        for (size_t i = 0; i < n; i++) {
+                struct json_object *o = json_object_new_object();
+
+                if (!o || json_object_array_add(sources, o) < 0) {
+                        json_object_put(o);
+                        return -ENOMEM;
+                }
+                json_object_object_add(o, "source", json_object_new_string(rows[i].source));
+                json_object_object_add(o, "probe", json_object_new_string(rows[i].probe->name));
+                json_object_object_add(o, "type", json_object_new_string(rows[i].probe->type));
+                json_object_object_add(o, "offset_seconds",
+                                       isfinite(rows[i].offset) ? json_seconds(rows[i].offset) : NULL);
+                json_object_object_add(o, "status", json_object_new_string(probe_status_to_string(rows[i].verdict)));
+        }
+        return json_print(root);
+}
+
+static int print_skew(const Response *resp, ProbeStatus *ret_worst) {
+        SkewRow *rows = NULL;
+        size_t n = 0;
+        int r;
+
+        r = collect_skew(resp, &rows, &n);
+        if (r < 0)
+                return r;
+        *ret_worst = skew_status(rows, n);
+        r = arg_json ? print_skew_json(resp, rows, n, *ret_worst) : print_skew_table(resp, rows, n, *ret_worst);
+        skew_rows_free(rows, n);
+        return r;
+}
+
 static void print_json_error(const char *error) {
         _cleanup_(json_object_putp) struct json_object *root = json_object_new_object();
 
@@ -749,21 +1063,27 @@ static int fail(const char *fmt, ...) {
 static void help(void) {
         printf("%s [OPTIONS...]\n"
                "%s [OPTIONS...] cluster\n"
+               "%s [OPTIONS...] skew\n"
                "%s [OPTIONS...] maintenance on --reason TEXT | off\n\n"
                "Show the health of this node as seen by rupost-agent, the nodes of its\n"
-               "cluster, or switch this node's maintenance.\n\n"
+               "cluster, the clock offsets its probes measured, or switch this node's\n"
+               "maintenance.\n\n"
                "  -h --help                  Show this help\n"
                "     --version               Show the version\n"
                "  -s --control-socket=PATH   The agent's control socket (default: %s)\n"
                "  -j --json                  Print JSON instead of a table\n"
+               "  -v --verbose               Show each probe's samples under it\n"
                "  -t --timeout=DURATION      Give up after this long (default: 5s)\n"
                "  -r --reason=TEXT           Why maintenance goes on (required with 'on')\n\n"
                "Exit status: 0 all probes ok, 1 warning, 2 critical, 3 unknown\n"
                "(any probe unknown, no probes, or the agent could not be asked).\n"
                "The worst probe wins: critical > warning > unknown > ok; a withdrawn or\n"
                "failed node is critical, one in maintenance or recovering a warning.\n"
+               "skew: from the largest offset, ok below 0.5 s, warning from 0.5 s, critical\n"
+               "from 1 s (the cluster's limit), unknown when no probe reported one.\n"
                "cluster and maintenance: 0 done, 3 not.\n",
                program_invocation_short_name, program_invocation_short_name, program_invocation_short_name,
+               program_invocation_short_name,
                CONFIG_DEFAULT_CONTROL_SOCKET);
 }
 
@@ -790,6 +1110,10 @@ static int parse_verb(int argc, char **argv) {
                 if (argc > 1)
                         return usage_error("unexpected argument '%s' after 'cluster'", argv[1]);
                 arg_verb = VERB_CLUSTER;
+        } else if (streq(argv[0], "skew")) {
+                if (argc > 1)
+                        return usage_error("unexpected argument '%s' after 'skew'", argv[1]);
+                arg_verb = VERB_SKEW;
         } else if (streq(argv[0], "maintenance")) {
                 if (argc < 2 || !(streq(argv[1], "on") || streq(argv[1], "off")))
                         return usage_error("maintenance needs 'on' or 'off'%s%s%s", argc >= 2 ? ", not '" : "",
@@ -801,10 +1125,12 @@ static int parse_verb(int argc, char **argv) {
                 if (arg_maintenance_on && (!arg_reason || !*arg_reason))
                         return usage_error("maintenance on needs --reason TEXT: say why, for the other operators");
         } else
-                return usage_error("unknown command '%s': expected status, cluster or maintenance", argv[0]);
+                return usage_error("unknown command '%s': expected status, cluster, skew or maintenance", argv[0]);
 
         if (arg_reason && !(arg_verb == VERB_MAINTENANCE && arg_maintenance_on))
                 return usage_error("--reason only goes with 'maintenance on'");
+        if (arg_verbose && arg_verb != VERB_STATUS)
+                return usage_error("--verbose only goes with the status (no command, or 'status')");
         return 1;
 }
 
@@ -817,13 +1143,14 @@ static int parse_argv(int argc, char *argv[]) {
                 { "version",        no_argument,       NULL, ARG_VERSION },
                 { "control-socket", required_argument, NULL, 's'         },
                 { "json",           no_argument,       NULL, 'j'         },
+                { "verbose",        no_argument,       NULL, 'v'         },
                 { "timeout",        required_argument, NULL, 't'         },
                 { "reason",         required_argument, NULL, 'r'         },
                 {}
         };
         int c, r;
 
-        while ((c = getopt_long(argc, argv, "hs:jt:r:", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "hs:jvt:r:", options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         help();
@@ -839,6 +1166,9 @@ static int parse_argv(int argc, char *argv[]) {
                         break;
                 case 'j':
                         arg_json = true;
+                        break;
+                case 'v':
+                        arg_verbose = true;
                         break;
                 case 't':
                         r = parse_duration(optarg, &arg_timeout);
@@ -875,6 +1205,7 @@ int main(int argc, char *argv[]) {
 
         switch (arg_verb) {
         case VERB_STATUS:
+        case VERB_SKEW:
                 req.kind = RUPOST__CONTROL__REQUEST__KIND__STATUS;
                 break;
         case VERB_CLUSTER:
@@ -903,6 +1234,9 @@ int main(int argc, char *argv[]) {
                 break;
         case VERB_CLUSTER:
                 r = arg_json ? print_cluster_json(resp) : print_cluster_table(resp);
+                break;
+        case VERB_SKEW:
+                r = print_skew(resp, &overall);
                 break;
         case VERB_MAINTENANCE:
                 if (!resp->node_state)

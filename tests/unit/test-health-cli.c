@@ -733,8 +733,12 @@ TEST(maintenance_refusals) {
 
 /* ---- the cluster view ----------------------------------------------------- */
 
+/* The request kind the canned server expects. */
+static Rupost__Control__Request__Kind canned_kind = RUPOST__CONTROL__REQUEST__KIND__CLUSTER;
+
 /* Answers every request with the same canned response, as an agent with a
- * cluster registry would answer CLUSTER. Refuses any other kind. */
+ * cluster registry would answer CLUSTER (or canned_kind). Refuses any other
+ * kind. */
 _Noreturn static void canned_child(const char *path, const uint8_t *data, size_t size, int ready_fd) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         int fd;
@@ -759,7 +763,7 @@ _Noreturn static void canned_child(const char *path, const uint8_t *data, size_t
                         k = control_reader_push(&rd, buf, (size_t) l, NULL);
                 ASSERT_EQ(k, 1);
                 ASSERT_OK(control_reader_unpack(&rd, &rupost__control__request__descriptor, &m));
-                ASSERT_EQ(((Rupost__Control__Request *) m)->kind, RUPOST__CONTROL__REQUEST__KIND__CLUSTER);
+                ASSERT_EQ(((Rupost__Control__Request *) m)->kind, canned_kind);
                 ASSERT_EQ(write(c, data, size), (ssize_t) size);
                 protobuf_c_message_free_unpacked(m, NULL);
                 control_reader_done(&rd);
@@ -940,6 +944,242 @@ TEST(cluster_view_before_the_first_read) {
         ASSERT_CONTAINS(r.err, "the agent refused the request: the cluster database has not been read yet: ");
 }
 
+/* ---- samples, clock skew and failure scope ---------------------------------- */
+
+typedef Rupost__Control__ProbeState ProbeStateMsg;
+typedef Rupost__Control__Sample SampleMsg;
+
+#define SAMPLE(f, l, v) { PROTOBUF_C_MESSAGE_INIT(&rupost__control__sample__descriptor), (char *) (f), (char *) (l), (v) }
+
+static void probe_msg(ProbeStateMsg *p, const char *name, const char *type, const char *status, SampleMsg **samples,
+                      size_t n) {
+        rupost__control__probe_state__init(p);
+        p->name = (char *) name;
+        p->type = (char *) type;
+        p->status = (char *) status;
+        p->last_status = (char *) status;
+        p->reason = (char *) "fine";
+        p->have_result = true;
+        p->samples = samples;
+        p->n_samples = n;
+}
+
+/* What the time, postgres, memcached and nfs probes of a node report. */
+static SampleMsg s_kernel = SAMPLE("rupost_time_offset_seconds", "source=\"kernel\"", 0.000012),
+                 s_ntp = SAMPLE("rupost_time_offset_seconds", "source=\"10.0.0.1\"", -0.62),
+                 s_maxskew = SAMPLE("rupost_time_max_skew_seconds", "", 5.0),
+                 s_pg = SAMPLE("rupost_time_offset_seconds", "source=\"postgres\"", 1.25),
+                 s_pgconn = SAMPLE("rupost_postgres_connections", "", 12),
+                 s_mc = SAMPLE("rupost_time_offset_seconds", "other=\"x\",source=\"10.0.0.5:11211\"", 0),
+                 s_nfs = SAMPLE("rupost_time_offset_seconds", "source=\"nfs:/srv/\\\"mail\\\"\\\\x\"", -0.0031);
+
+static Run run_canned_status(const Rupost__Control__Response *resp, const char *a, const char *b) {
+        TestServer t;
+        Run r;
+
+        canned_kind = RUPOST__CONTROL__REQUEST__KIND__STATUS;
+        canned_start(&t, resp);
+        if (b)
+                r = run_cli("--control-socket", t.path, a, b);
+        else if (a)
+                r = run_cli("--control-socket", t.path, a);
+        else
+                r = run_cli("--control-socket", t.path);
+        canned_stop(&t);
+        canned_kind = RUPOST__CONTROL__REQUEST__KIND__CLUSTER;
+        return r;
+}
+
+TEST(skew_table_largest_first) {
+        Rupost__Control__Response resp = RUPOST__CONTROL__RESPONSE__INIT;
+        SampleMsg *ts[] = { &s_kernel, &s_maxskew, &s_ntp }, *ps[] = { &s_pgconn, &s_pg }, *ms[] = { &s_mc },
+                  *ns[] = { &s_nfs };
+        ProbeStateMsg time, pg, mc, nfs, smtp;
+        ProbeStateMsg *probes[] = { &smtp, &time, &pg, &mc, &nfs };
+        _cleanup_(run_done) Run table = {}, json = {};
+        struct json_object *root, *src, *o;
+
+        probe_msg(&smtp, "smtp", "smtp", "critical", NULL, 0);
+        probe_msg(&time, "clock", "time", "warning", ts, ELEMENTSOF(ts));
+        probe_msg(&pg, "db", "postgres", "ok", ps, ELEMENTSOF(ps));
+        probe_msg(&mc, "sessions", "memcached", "ok", ms, ELEMENTSOF(ms));
+        probe_msg(&nfs, "mailstore", "nfs", "ok", ns, ELEMENTSOF(ns));
+        resp.node = (char *) "mail7";
+        resp.n_probes = ELEMENTSOF(probes);
+        resp.probes = probes;
+
+        table = run_canned_status(&resp, "skew", NULL);
+        /* The worst skew decides, not the probes' statuses (smtp is critical
+         * for reasons that have nothing to do with clocks): postgres 1.25 s. */
+        ASSERT_EQ(table.exit_code, 2);
+        ASSERT_STREQ(table.err, "");
+        ASSERT_CONTAINS(table.out, "SOURCE             PROBE       OFFSET  VERDICT\n"
+                                   "postgres           db         +1.250s  critical\n"
+                                   "10.0.0.1           clock      -0.620s  warning\n"
+                                   "nfs:/srv/\"mail\"\\x  mailstore  -0.003s  ok\n"
+                                   "kernel             clock      +0.000s  ok\n"
+                                   "10.0.0.5:11211     sessions   +0.000s  ok\n");
+        ASSERT_CONTAINS(table.out, "the cluster tolerates 1 s of skew");
+        /* Other families are not offsets. */
+        ASSERT_NOT_CONTAINS(table.out, "5.000");
+
+        json = run_canned_status(&resp, "skew", "--json");
+        ASSERT_EQ(json.exit_code, 2);
+        root = json_tokener_parse(json.out);
+        ASSERT_TRUE(root);
+        ASSERT_STREQ(json_object_get_string(get(root, "status")), "critical");
+        ASSERT_TRUE(json_object_get_double(get(root, "critical_seconds")) == 1.0);
+        src = get(root, "sources");
+        ASSERT_EQ(json_object_array_length(src), 5);
+        o = json_object_array_get_idx(src, 0);
+        ASSERT_STREQ(json_object_get_string(get(o, "source")), "postgres");
+        ASSERT_STREQ(json_object_get_string(get(o, "probe")), "db");
+        ASSERT_STREQ(json_object_get_string(get(o, "type")), "postgres");
+        ASSERT_TRUE(json_object_get_double(get(o, "offset_seconds")) == 1.25);
+        ASSERT_STREQ(json_object_get_string(get(o, "status")), "critical");
+        o = json_object_array_get_idx(src, 1);
+        ASSERT_TRUE(json_object_get_double(get(o, "offset_seconds")) == -0.62);
+        ASSERT_STREQ(json_object_get_string(get(o, "status")), "warning");
+        o = json_object_array_get_idx(src, 2);
+        ASSERT_STREQ(json_object_get_string(get(o, "source")), "nfs:/srv/\"mail\"\\x");
+        json_object_put(root);
+}
+
+TEST(skew_exit_codes) {
+        Rupost__Control__Response resp = RUPOST__CONTROL__RESPONSE__INIT;
+        SampleMsg w = SAMPLE("rupost_time_offset_seconds", "source=\"a\"", -0.5),
+                  ok = SAMPLE("rupost_time_offset_seconds", "source=\"b\"", 0.499),
+                  c = SAMPLE("rupost_time_offset_seconds", "source=\"c\"", -1.0);
+        SampleMsg *two[] = { &ok, &w }, *one[] = { &ok }, *crit[] = { &c };
+        ProbeStateMsg p;
+        ProbeStateMsg *probes[] = { &p };
+        _cleanup_(run_done) Run a = {}, b = {}, d = {}, e = {};
+
+        resp.node = (char *) "mail7";
+        resp.n_probes = 1;
+        resp.probes = probes;
+
+        /* Exactly 0.5 s is a warning, 1 s behind is critical: the limit is |offset|. */
+        probe_msg(&p, "clock", "time", "ok", two, 2);
+        a = run_canned_status(&resp, "skew", NULL);
+        ASSERT_EQ(a.exit_code, 1);
+        ASSERT_CONTAINS(a.out, "a       clock  -0.500s  warning\n");
+        probe_msg(&p, "clock", "time", "ok", one, 1);
+        b = run_canned_status(&resp, "skew", NULL);
+        ASSERT_EQ(b.exit_code, 0);
+        ASSERT_NOT_CONTAINS(b.out, "tolerates");
+        probe_msg(&p, "clock", "time", "ok", crit, 1);
+        d = run_canned_status(&resp, "skew", NULL);
+        ASSERT_EQ(d.exit_code, 2);
+        /* No offset at all proves nothing. */
+        probe_msg(&p, "clock", "time", "unknown", NULL, 0);
+        e = run_canned_status(&resp, "skew", NULL);
+        ASSERT_EQ(e.exit_code, 3);
+        ASSERT_CONTAINS(e.out, "no clock offsets reported");
+}
+
+TEST(verbose_shows_samples) {
+        Rupost__Control__Response resp = RUPOST__CONTROL__RESPONSE__INIT;
+        SampleMsg evil = SAMPLE("rupost_x", "v=\"\033[2J\"", 1);
+        SampleMsg *ts[] = { &s_kernel, &s_maxskew }, *es[] = { &evil };
+        ProbeStateMsg time, other;
+        ProbeStateMsg *probes[] = { &time, &other };
+        _cleanup_(run_done) Run plain = {}, v = {}, j = {}, jv = {};
+        struct json_object *root, *p, *x;
+
+        probe_msg(&time, "clock", "time", "ok", ts, ELEMENTSOF(ts));
+        time.samples_omitted = 7;
+        probe_msg(&other, "odd", "tcp", "ok", es, 1);
+        resp.node = (char *) "mail7";
+        resp.version = (char *) "1";
+        resp.n_probes = ELEMENTSOF(probes);
+        resp.probes = probes;
+
+        plain = run_canned_status(&resp, NULL, NULL);
+        ASSERT_EQ(plain.exit_code, 0);
+        ASSERT_NOT_CONTAINS(plain.out, "rupost_time_offset_seconds");
+
+        v = run_canned_status(&resp, "-v", NULL);
+        ASSERT_EQ(v.exit_code, 0);
+        /* Each probe's samples under its row. */
+        ASSERT_CONTAINS(v.out, "fine\n"
+                               "    rupost_time_offset_seconds{source=\"kernel\"} 1.2e-05\n"
+                               "    rupost_time_max_skew_seconds 5\n"
+                               "    (7 more samples not sent: the answer's limit)\n"
+                               "odd ");
+        ASSERT_CONTAINS(v.out, "    rupost_x{v=\"?[2J\"} 1\n");
+        ASSERT_NOT_CONTAINS(v.out, "\033");
+
+        j = run_canned_status(&resp, "--json", NULL);
+        root = json_tokener_parse(j.out);
+        ASSERT_TRUE(root);
+        p = json_object_array_get_idx(get(root, "probes"), 0);
+        ASSERT_FALSE(json_object_object_get_ex(p, "samples", NULL));
+        json_object_put(root);
+
+        jv = run_canned_status(&resp, "--json", "--verbose");
+        root = json_tokener_parse(jv.out);
+        ASSERT_TRUE(root);
+        p = json_object_array_get_idx(get(root, "probes"), 0);
+        ASSERT_EQ(json_object_array_length(get(p, "samples")), 2);
+        ASSERT_EQ(json_object_get_uint64(get(p, "samples_omitted")), 7);
+        x = json_object_array_get_idx(get(p, "samples"), 0);
+        ASSERT_STREQ(json_object_get_string(get(x, "family")), "rupost_time_offset_seconds");
+        ASSERT_STREQ(json_object_get_string(get(x, "labels")), "source=\"kernel\"");
+        ASSERT_TRUE(json_object_get_double(get(x, "value")) == 0.000012);
+        json_object_put(root);
+}
+
+TEST(scope_in_table_and_json) {
+        Rupost__Control__Response resp = RUPOST__CONTROL__RESPONSE__INIT;
+        ProbeStateMsg shared, local, held, none;
+        ProbeStateMsg *probes[] = { &shared, &local, &held, &none };
+        _cleanup_(run_done) Run t = {}, j = {};
+        struct json_object *root, *p;
+
+        probe_msg(&shared, "memcached", "memcached", "critical", NULL, 0);
+        shared.scope = (char *) "shared 2/3";
+        shared.peers_failing = 2;
+        shared.live_peers = 3;
+        probe_msg(&local, "nfs", "nfs", "critical", NULL, 0);
+        local.scope = (char *) "local";
+        local.live_peers = 3;
+        probe_msg(&held, "ldap", "ldap", "critical", NULL, 0);
+        held.last_status = (char *) "ok";
+        held.scope = (char *) "unknown";
+        probe_msg(&none, "smtp", "smtp", "ok", NULL, 0);
+        resp.node = (char *) "mail7";
+        resp.version = (char *) "1";
+        resp.n_probes = ELEMENTSOF(probes);
+        resp.probes = probes;
+
+        t = run_canned_status(&resp, NULL, NULL);
+        ASSERT_EQ(t.exit_code, 2);
+        ASSERT_CONTAINS(t.out, "memcached  memcached  critical (shared 2/3)  ");
+        ASSERT_CONTAINS(t.out, "nfs        nfs        critical (local)       ");
+        ASSERT_CONTAINS(t.out, "ldap       ldap       critical (unknown, last run: ok)  ");
+        ASSERT_CONTAINS(t.out, "smtp       smtp       ok  ");
+
+        j = run_canned_status(&resp, "--json", NULL);
+        root = json_tokener_parse(j.out);
+        ASSERT_TRUE(root);
+        p = json_object_array_get_idx(get(root, "probes"), 0);
+        ASSERT_STREQ(json_object_get_string(get(p, "scope")), "shared 2/3");
+        ASSERT_EQ(json_object_get_uint64(get(p, "peers_failing")), 2);
+        ASSERT_EQ(json_object_get_uint64(get(p, "live_peers")), 3);
+        p = json_object_array_get_idx(get(root, "probes"), 1);
+        ASSERT_STREQ(json_object_get_string(get(p, "scope")), "local");
+        ASSERT_EQ(json_object_get_uint64(get(p, "peers_failing")), 0);
+        ASSERT_EQ(json_object_get_uint64(get(p, "live_peers")), 3);
+        p = json_object_array_get_idx(get(root, "probes"), 2);
+        ASSERT_STREQ(json_object_get_string(get(p, "scope")), "unknown");
+        ASSERT_TRUE(get(p, "peers_failing") == NULL);
+        p = json_object_array_get_idx(get(root, "probes"), 3);
+        ASSERT_TRUE(get(p, "scope") == NULL);
+        ASSERT_TRUE(get(p, "live_peers") == NULL);
+        json_object_put(root);
+}
+
 TEST(usage_errors) {
         _cleanup_(run_done) Run a = {}, b = {}, c = {}, h = {}, v = {};
 
@@ -959,6 +1199,16 @@ TEST(usage_errors) {
         v = run_cli("--version");
         ASSERT_EQ(v.exit_code, 0);
         ASSERT_CONTAINS(v.out, "rupost-health " PROJECT_VERSION);
+        ASSERT_CONTAINS(h.out, "skew");
+
+        {
+                _cleanup_(run_done) Run s = run_cli("skew", "now"), w = run_cli("--verbose", "cluster");
+
+                ASSERT_EQ(s.exit_code, 3);
+                ASSERT_CONTAINS(s.err, "unexpected argument 'now' after 'skew'");
+                ASSERT_EQ(w.exit_code, 3);
+                ASSERT_CONTAINS(w.err, "--verbose only goes with the status");
+        }
 }
 
 DEFINE_TEST_MAIN();
