@@ -266,7 +266,39 @@ typedef struct ProbeSpec {
         const char *reason;
         bool have_result;
         bool running;
+        /* Samples of the last run: every third a clock offset (source="s<k>"),
+         * the others rupost_test_value{i="<k>"} padded to label_pad bytes. */
+        unsigned n_samples;
+        size_t label_pad;
 } ProbeSpec;
+
+static const MetricFamily test_offset_family = { "rupost_time_offset_seconds", METRIC_GAUGE, "Offset." },
+                          test_value_family = { "rupost_test_value", METRIC_GAUGE, "A value." };
+
+static void fill_test_samples(Probe *p, const ProbeSpec *spec) {
+        p->last.samples = calloc(spec->n_samples, sizeof *p->last.samples);
+        ASSERT_TRUE(spec->n_samples == 0 || p->last.samples);
+        for (unsigned k = 0; k < spec->n_samples; k++) {
+                Sample *x = &p->last.samples[k];
+                bool offset = k % 3 == 2;
+                size_t len = MAX(spec->label_pad, (size_t) 32);
+
+                x->family = offset ? &test_offset_family : &test_value_family;
+                x->labels = malloc(len + 1);
+                ASSERT_TRUE(x->labels);
+                snprintf(x->labels, len + 1, offset ? "source=\"s%u\"" : "i=\"%u\"", k);
+                if (!offset && spec->label_pad > strlen(x->labels)) {
+                        /* i="<k>",pad="xxxx" */
+                        size_t l = strlen(x->labels);
+                        memcpy(x->labels + l, ",pad=\"", 6);
+                        memset(x->labels + l + 6, 'x', spec->label_pad - l - 7);
+                        x->labels[spec->label_pad - 1] = '"';
+                        x->labels[spec->label_pad] = 0;
+                }
+                x->value = k;
+        }
+        p->last.n_samples = spec->n_samples;
+}
 
 typedef struct TestServer {
         pid_t pid;
@@ -314,6 +346,7 @@ _Noreturn static void server_child(const char *path, const ProbeSpec *specs, siz
                         p->last.reason = specs[i].reason ? strdup(specs[i].reason) : NULL;
                         p->last.started_realtime = now(CLOCK_REALTIME) - 3 * USEC_PER_SEC;
                         p->last.duration = 12 * USEC_PER_MSEC;
+                        fill_test_samples(p, &specs[i]);
                 }
                 p->changed_realtime = now(CLOCK_REALTIME) - 60 * USEC_PER_SEC;
                 p->n_runs = 10 + i;
@@ -908,6 +941,171 @@ TEST(server_cluster_before_the_first_view) {
 
         server_stop(&t);
         test_dir_remove(&t);
+}
+
+/* ---- samples and the failure scope ---------------------------------------- */
+
+static size_t samples_text_bytes(const ProbeState *p) {
+        size_t b = 0;
+        for (size_t j = 0; j < p->n_samples; j++)
+                b += strlen(p->samples[j]->family) + strlen(p->samples[j]->labels) + CONTROL_SAMPLE_OVERHEAD;
+        return b;
+}
+
+TEST(server_samples_offsets_first) {
+        static const ProbeSpec specs[] = {
+                { .name = "clock", .status = PROBE_OK, .last_status = PROBE_OK, .reason = "fine", .have_result = true,
+                  .n_samples = 6 },
+                { .name = "none", .status = PROBE_OK, .last_status = PROBE_OK, .reason = "fine", .have_result = true },
+                { .name = "never", .status = PROBE_UNKNOWN },
+        };
+        TestServer t;
+        Response *r;
+        const ProbeState *p;
+
+        server_start(&t, specs, ELEMENTSOF(specs));
+        r = request(t.path, status_request, sizeof status_request);
+        ASSERT_EQ(r->n_probes, 3);
+        p = r->probes[0];
+        ASSERT_EQ(p->n_samples, 6);
+        ASSERT_EQ(p->samples_omitted, 0);
+        /* The clock offsets (k = 2, 5) first, then the rest in the probe's order. */
+        ASSERT_STREQ(p->samples[0]->family, "rupost_time_offset_seconds");
+        ASSERT_STREQ(p->samples[0]->labels, "source=\"s2\"");
+        ASSERT_TRUE(p->samples[0]->value == 2);
+        ASSERT_STREQ(p->samples[1]->labels, "source=\"s5\"");
+        ASSERT_STREQ(p->samples[2]->family, "rupost_test_value");
+        ASSERT_STREQ(p->samples[2]->labels, "i=\"0\"");
+        ASSERT_TRUE(p->samples[2]->value == 0);
+        ASSERT_STREQ(p->samples[5]->labels, "i=\"4\"");
+        ASSERT_EQ(r->probes[1]->n_samples, 0);
+        ASSERT_EQ(r->probes[2]->n_samples, 0);
+        /* No cluster section: no scope, even for a failure. */
+        ASSERT_STREQ(r->probes[0]->scope, "");
+        response_free(r);
+        server_stop(&t);
+        test_dir_remove(&t);
+}
+
+TEST(server_samples_bounded) {
+        /* 300 samples: over the per-probe limit. Then two probes whose
+         * padded labels (8 KiB each) would make 4 MiB: over the budget. */
+        static const ProbeSpec many[] = {
+                { .name = "many", .status = PROBE_OK, .last_status = PROBE_OK, .have_result = true, .n_samples = 300 },
+        };
+        static const ProbeSpec big[] = {
+                { .name = "big1", .status = PROBE_OK, .last_status = PROBE_OK, .have_result = true, .n_samples = 256,
+                  .label_pad = 8192 },
+                { .name = "big2", .status = PROBE_OK, .last_status = PROBE_OK, .have_result = true, .n_samples = 256,
+                  .label_pad = 8192 },
+        };
+        TestServer t;
+        Response *r;
+        size_t bytes;
+
+        server_start(&t, many, ELEMENTSOF(many));
+        r = request(t.path, status_request, sizeof status_request);
+        ASSERT_EQ(r->probes[0]->n_samples, CONTROL_SAMPLES_PER_PROBE);
+        ASSERT_EQ(r->probes[0]->samples_omitted, 300 - CONTROL_SAMPLES_PER_PROBE);
+        /* All 100 offsets made it: they go first. */
+        for (unsigned k = 0; k < 100; k++)
+                ASSERT_STREQ(r->probes[0]->samples[k]->family, "rupost_time_offset_seconds");
+        response_free(r);
+        server_stop(&t);
+        test_dir_remove(&t);
+
+        server_start(&t, big, ELEMENTSOF(big));
+        r = request(t.path, status_request, sizeof status_request);
+        ASSERT_STREQ(r->error, "");
+        bytes = samples_text_bytes(r->probes[0]) + samples_text_bytes(r->probes[1]);
+        ASSERT_TRUE(bytes <= CONTROL_SAMPLES_MAX_BYTES);
+        /* Filled up to within one sample of the budget, the rest counted. */
+        ASSERT_TRUE(bytes + 8192 + CONTROL_SAMPLE_OVERHEAD + 64 > CONTROL_SAMPLES_MAX_BYTES);
+        ASSERT_EQ(r->probes[0]->n_samples + r->probes[0]->samples_omitted, 256);
+        ASSERT_EQ(r->probes[1]->n_samples + r->probes[1]->samples_omitted, 256);
+        ASSERT_TRUE(r->probes[1]->samples_omitted > 0);
+        /* The second probe's short offsets still fit after the long labels ran out. */
+        ASSERT_TRUE(r->probes[1]->n_samples > 0);
+        ASSERT_STREQ(r->probes[1]->samples[0]->family, "rupost_time_offset_seconds");
+        response_free(r);
+        server_stop(&t);
+        test_dir_remove(&t);
+}
+
+static Response *wait_scope(const char *path, size_t probe, const char *scope) {
+        Response *r = NULL;
+
+        for (int i = 0; i < 200; i++) {
+                r = request(path, status_request, sizeof status_request);
+                if (streq(r->probes[probe]->scope, scope))
+                        return r;
+                if (i + 1 < 200)
+                        response_free(r);
+                usleep(50 * 1000);
+        }
+        ASSERT_FAIL("probe %zu never had scope '%s' (last: '%s')", probe, scope, r->probes[probe]->scope);
+}
+
+TEST(server_failure_scope) {
+        static const ProbeSpec specs[] = {
+                { "memcached", PROBE_CRITICAL, PROBE_CRITICAL, "connection refused", true, false },
+                { "nfs", PROBE_CRITICAL, PROBE_CRITICAL, "stat timed out", true, false },
+                { "smtp", PROBE_OK, PROBE_OK, "220", true, false },
+        };
+        ClusterFixture f;
+        TestServer t;
+        Response *r;
+
+        if (!cluster_fixture_start(&f))
+                return;
+        server_cluster = &f.config;
+        server_start(&t, specs, ELEMENTSOF(specs));
+        server_cluster = NULL;
+
+        /* Registered, but no other node: nothing to compare with. */
+        r = wait_cluster_view(t.path, 1);
+        response_free(r);
+        r = request(t.path, status_request, sizeof status_request);
+        ASSERT_STREQ(r->probes[0]->scope, "unknown");
+        ASSERT_STREQ(r->probes[2]->scope, "");
+        response_free(r);
+
+        /* mail2 sees memcached failing now; mail3 saw it, but recovered 10 s
+         * ago (the withdrawal guard's window still counts that, the scope
+         * does not); mail4 sees it too, but its lease expired: not live. */
+        cluster_fixture_sql(&f, "INSERT INTO rupost_agent.nodes (name, state, lease_expires) VALUES "
+                                "('mail2', 'in_service', now() + interval '1 minute'), "
+                                "('mail3', 'in_service', now() + interval '1 minute'), "
+                                "('mail4', 'in_service', now() - interval '1 second')");
+        cluster_fixture_sql(&f, "INSERT INTO rupost_agent.probe_failures (node, probe, reason, cleared_at) VALUES "
+                                "('mail2', 'memcached', 'refused', NULL), "
+                                "('mail3', 'memcached', 'refused', now() - interval '10 seconds'), "
+                                "('mail4', 'memcached', 'refused', NULL), "
+                                "('mail4', 'nfs', 'hung', NULL)");
+        r = wait_scope(t.path, 0, "shared 1/2");
+        ASSERT_EQ(r->probes[0]->peers_failing, 1);
+        ASSERT_EQ(r->probes[0]->live_peers, 2);
+        /* Nobody live sees nfs failing: this node's own fault. */
+        ASSERT_STREQ(r->probes[1]->scope, "local");
+        ASSERT_EQ(r->probes[1]->peers_failing, 0);
+        ASSERT_EQ(r->probes[1]->live_peers, 2);
+        /* Not failing here: no scope, whatever the peers see. */
+        ASSERT_STREQ(r->probes[2]->scope, "");
+        response_free(r);
+
+        cluster_fixture_sql(&f, "UPDATE rupost_agent.probe_failures SET cleared_at = NULL WHERE node = 'mail3'");
+        r = wait_scope(t.path, 0, "shared 2/2");
+        response_free(r);
+
+        /* The DB gone: the last view says nothing current. */
+        pg_server_stop(&f.server);
+        r = wait_scope(t.path, 0, "unknown");
+        ASSERT_STREQ(r->probes[1]->scope, "unknown");
+        response_free(r);
+
+        server_stop(&t);
+        test_dir_remove(&t);
+        cluster_fixture_stop(&f);
 }
 
 TEST(server_maintenance_on_off) {
