@@ -163,6 +163,13 @@ static bool sees_count(void *userdata) {
         return cluster_nodes(x->cluster, &nodes) == x->n_nodes;
 }
 
+static bool strv_contains_test(char *const *l, const char *s) {
+        for (; l && *l; l++)
+                if (streq(*l, s))
+                        return true;
+        return false;
+}
+
 static void reset_registry(void) {
         sql_exec("DO $$ BEGIN IF to_regclass('rupost_agent.nodes') IS NOT NULL THEN "
                  "DELETE FROM rupost_agent.nodes; END IF; END $$");
@@ -407,6 +414,67 @@ TEST(guards) {
         ASSERT_CONTAINS(why, "the cluster database is unreachable");
 
         agent_stop(&a);
+        sd_event_unref(e);
+        reset_registry();
+}
+
+typedef struct PeersExpect {
+        Cluster *cluster;
+        const char *probe;
+        unsigned failing, live;
+} PeersExpect;
+
+static bool sees_peers(void *userdata) {
+        PeersExpect *x = userdata;
+        unsigned live;
+        return cluster_peers_failing(x->cluster, x->probe, &live) == x->failing && live == x->live;
+}
+
+/* Any probe's failure, not only a mail group member's, reaches the other
+ * agents through the registry (and NOTIFY, well before the next renewal),
+ * and each counts the others failing the same probe now. */
+TEST(peers_failing) {
+        sd_event *e = NULL;
+        Agent a[3];
+        unsigned live;
+
+        ensure_server();
+        reset_registry();
+        ASSERT_OK(sd_event_new(&e));
+        /* Renewals 30 s apart: only NOTIFY can bring the news in time. */
+        agent_start(&a[0], e, "n1", "rupost", PG_SERVER_PASSWORD, server.port, 30 * USEC_PER_SEC,
+                    70 * USEC_PER_SEC, 80 * USEC_PER_SEC);
+        agent_start(&a[1], e, "n2", "rupost", PG_SERVER_PASSWORD, server.port, 30 * USEC_PER_SEC,
+                    70 * USEC_PER_SEC, 80 * USEC_PER_SEC);
+        agent_start(&a[2], e, "n3", "rupost", PG_SERVER_PASSWORD, server.port, 30 * USEC_PER_SEC,
+                    70 * USEC_PER_SEC, 80 * USEC_PER_SEC);
+        ASSERT_TRUE(run_until(e, sees_peers, &(PeersExpect) { a[0].cluster, "memcached", 0, 2 }, 10 * USEC_PER_SEC));
+
+        cluster_report_probe(a[1].cluster, "memcached", true, "connection refused");
+        ASSERT_TRUE(run_until(e, sees_peers, &(PeersExpect) { a[0].cluster, "memcached", 1, 2 }, 5 * USEC_PER_SEC));
+        /* Its own report does not count for itself. */
+        ASSERT_EQ(cluster_peers_failing(a[1].cluster, "memcached", &live), 0);
+        ASSERT_EQ(live, 2);
+        ASSERT_EQ(cluster_peers_failing(a[0].cluster, "postgres", NULL), 0);
+
+        cluster_report_probe(a[2].cluster, "memcached", true, "connection refused");
+        ASSERT_TRUE(run_until(e, sees_peers, &(PeersExpect) { a[0].cluster, "memcached", 2, 2 }, 5 * USEC_PER_SEC));
+        ASSERT_TRUE(run_until(e, sees_peers, &(PeersExpect) { a[1].cluster, "memcached", 1, 2 }, 5 * USEC_PER_SEC));
+
+        /* Recovered: no longer counted, although the withdrawal guard's
+         * window still remembers it. */
+        cluster_report_probe(a[1].cluster, "memcached", false, NULL);
+        ASSERT_TRUE(run_until(e, sees_peers, &(PeersExpect) { a[0].cluster, "memcached", 1, 2 }, 5 * USEC_PER_SEC));
+        ASSERT_TRUE(strv_contains_test(find_node(a[0].cluster, "n2")->failing_probes, "memcached"));
+
+        /* A peer gone (its lease dropped) is not live, whatever it reported. */
+        agent_stop(&a[2]);
+        sql_exec("UPDATE rupost_agent.nodes SET lease_expires = now() - interval '1 second', reason = 'gone' "
+                 "WHERE name = 'n3'");
+        ASSERT_TRUE(run_until(e, sees_peers, &(PeersExpect) { a[0].cluster, "memcached", 0, 1 }, 5 * USEC_PER_SEC));
+
+        agent_stop(&a[0]);
+        agent_stop(&a[1]);
         sd_event_unref(e);
         reset_registry();
 }

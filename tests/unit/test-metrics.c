@@ -399,6 +399,73 @@ TEST(cluster_families) {
         cluster_fixture_stop(&cf);
 }
 
+static bool smtp_fails_on_two_peers(const Cluster *c) {
+        return cluster_peers_failing(c, "smtp", NULL) == 2;
+}
+
+TEST(probe_failure_peers) {
+        _cleanup_free_ char *without = NULL, *text = NULL, *lost = NULL;
+        ClusterFixture cf;
+        sd_event *e = NULL;
+        unsigned live;
+        Fixture f;
+        uint64_t h;
+
+        if (!cluster_fixture_start(&cf))
+                return;
+        ASSERT_OK(sd_event_new(&e));
+        fixture_init(&f);
+        without = render(&f.manager);
+        ASSERT_NOT_CONTAINS(without, "rupost_probe_failure_peers");
+
+        fixture_add_cluster(&f, &cf, e);
+        ASSERT_TRUE(run_until(e, f.manager.cluster, cluster_db_ok, 10 * USEC_PER_SEC));
+        /* Every probe has its series from the first view on, 0 while no peer fails. */
+        text = render(&f.manager);
+        ASSERT_LINE(text, "# HELP rupost_probe_failure_peers Other nodes of the cluster with a live lease that "
+                          "report the probe of the same name critical now: 0 while this node's failure is its "
+                          "own, more when a shared dependency fails; 0 while the cluster database cannot be read.\n"
+                          "# TYPE rupost_probe_failure_peers gauge\n"
+                          "rupost_probe_failure_peers{probe=\"smtp\",type=\"tcp\"} 0\n"
+                          "rupost_probe_failure_peers{probe=\"imap\\\"in \\\\quotes\\n\",type=\"tcp\"} 0\n"
+                          "rupost_probe_failure_peers{probe=\"postfix-unit\",type=\"systemd-unit\"} 0");
+        h = metrics_state_hash(&f.manager);
+
+        /* n2 and n3 see smtp failing, n3 postfix-unit too; n4 sees smtp
+         * failing as well, but its lease expired; n2 saw imap fail, but it
+         * recovered. */
+        cluster_fixture_sql(&cf, "INSERT INTO rupost_agent.nodes (name, state, lease_expires) VALUES "
+                                 "('n2', 'in_service', now() + interval '1 minute'), "
+                                 "('n3', 'in_service', now() + interval '1 minute'), "
+                                 "('n4', 'in_service', now() - interval '1 second')");
+        cluster_fixture_sql(&cf, "INSERT INTO rupost_agent.probe_failures (node, probe, cleared_at) VALUES "
+                                 "('n2', 'smtp', NULL), ('n3', 'smtp', NULL), ('n3', 'postfix-unit', NULL), "
+                                 "('n4', 'smtp', NULL), ('n2', 'imap\"in \\quotes\n', now())");
+        ASSERT_TRUE(run_until(e, f.manager.cluster, smtp_fails_on_two_peers, 10 * USEC_PER_SEC));
+        ASSERT_EQ(cluster_peers_failing(f.manager.cluster, "smtp", &live), 2);
+        ASSERT_EQ(live, 2);
+        ASSERT_EQ(cluster_peers_failing(f.manager.cluster, "nosuchprobe", &live), 0);
+        ASSERT_EQ(live, 2);
+        ASSERT_TRUE(metrics_state_hash(&f.manager) != h);
+        free(text);
+        text = render(&f.manager);
+        ASSERT_LINE(text, "rupost_probe_failure_peers{probe=\"smtp\",type=\"tcp\"} 2\n"
+                          "rupost_probe_failure_peers{probe=\"imap\\\"in \\\\quotes\\n\",type=\"tcp\"} 0\n"
+                          "rupost_probe_failure_peers{probe=\"postfix-unit\",type=\"systemd-unit\"} 1");
+
+        /* The DB gone: nothing current is known about the peers. */
+        pg_server_stop(&cf.server);
+        ASSERT_TRUE(run_until(e, f.manager.cluster, db_lost, 5 * USEC_PER_SEC));
+        ASSERT_EQ(cluster_peers_failing(f.manager.cluster, "smtp", &live), 0);
+        ASSERT_EQ(live, 0);
+        lost = render(&f.manager);
+        ASSERT_LINE(lost, "rupost_probe_failure_peers{probe=\"smtp\",type=\"tcp\"} 0");
+
+        fixture_done(&f);
+        sd_event_unref(e);
+        cluster_fixture_stop(&cf);
+}
+
 TEST(cluster_families_before_the_first_renewal) {
         _cleanup_free_ char *text = NULL;
         ClusterFixture cf;
@@ -584,6 +651,7 @@ TEST(promtool_check_metrics) {
         /* promtool rejects NaN nowhere, but keep the sample set realistic. */
         text = render(&f.manager);
         ASSERT_CONTAINS(text, "rupost_cluster_withdrawal_denied{reason=\"db-unreachable\"} 1\n");
+        ASSERT_CONTAINS(text, "# TYPE rupost_probe_failure_peers gauge\n");
         fixture_done(&f);
         sd_event_unref(e);
 
