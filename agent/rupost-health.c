@@ -834,15 +834,26 @@ typedef struct SkewRow {
         char *source;
         const ProbeState *probe;
         double offset;
+        double resolution; /* how coarse the source tells its time; 0: finer than we can judge */
         ProbeStatus verdict;
 } SkewRow;
 
-static ProbeStatus skew_verdict(double offset) {
+/* Memcached tells its time in whole seconds, from a clock it ticks once a
+ * second: an offset of -1 s is what a healthy one shows. Only what is beyond
+ * that resolution counts against it. */
+static double source_resolution(const ProbeState *p) {
+        return streq(p->type, "memcached") ? 1.0 : 0.0;
+}
+
+static ProbeStatus skew_verdict(double offset, double resolution) {
+        double beyond;
+
         if (!isfinite(offset))
                 return PROBE_UNKNOWN;
-        if (fabs(offset) >= SKEW_CRITICAL_SECONDS)
+        beyond = fabs(offset) - resolution;
+        if (beyond >= SKEW_CRITICAL_SECONDS)
                 return PROBE_CRITICAL;
-        if (fabs(offset) >= SKEW_WARNING_SECONDS)
+        if (beyond >= SKEW_WARNING_SECONDS)
                 return PROBE_WARNING;
         return PROBE_OK;
 }
@@ -887,7 +898,8 @@ static int collect_skew(const Response *resp, SkewRow **ret, size_t *ret_n) {
                                 .source = label_value(x->labels, "source") ?: strdup("(unnamed)"),
                                 .probe = p,
                                 .offset = x->value,
-                                .verdict = skew_verdict(x->value),
+                                .resolution = source_resolution(p),
+                                .verdict = skew_verdict(x->value, source_resolution(p)),
                         };
                         if (!rows[n++].source)
                                 goto oom;
@@ -913,15 +925,26 @@ static ProbeStatus skew_status(const SkewRow *rows, size_t n) {
         return worst;
 }
 
-/* "+0.012s", "-1.503s": the sign says who is ahead (positive: the source). */
-static char *format_offset(char *buf, size_t len, double offset) {
+/* "+0.012s", "-1.503s": the sign says who is ahead (positive: the source).
+ * "-1s" for a source that tells its time in whole seconds. */
+static char *format_offset(char *buf, size_t len, double offset, double resolution) {
         if (!isfinite(offset))
                 snprintf(buf, len, "?");
-        else if (fabs(offset) < 100)
-                snprintf(buf, len, "%+.3fs", offset);
-        else
+        else if (resolution >= 1 || fabs(offset) >= 100)
                 snprintf(buf, len, "%+.0fs", offset);
+        else
+                snprintf(buf, len, "%+.3fs", offset);
         return buf;
+}
+
+/* "ok", or "ok (whole seconds)" for a coarse source, judged by what is
+ * beyond its resolution. */
+static char *verdict_cell(const SkewRow *row) {
+        char *s;
+
+        if (row->resolution <= 0)
+                return strdup(probe_status_to_string(row->verdict));
+        return asprintf(&s, "%s (whole seconds)", probe_status_to_string(row->verdict)) < 0 ? NULL : s;
 }
 
 enum { SCOL_SOURCE, SCOL_PROBE, SCOL_OFFSET, SCOL_VERDICT, _SCOL_MAX };
@@ -948,8 +971,8 @@ static int print_skew_table(const Response *resp, const SkewRow *rows, size_t n,
 
                 row[SCOL_SOURCE] = sanitize(rows[i].source);
                 row[SCOL_PROBE] = sanitize(rows[i].probe->name);
-                row[SCOL_OFFSET] = sanitize(format_offset(off, sizeof off, rows[i].offset));
-                row[SCOL_VERDICT] = sanitize(probe_status_to_string(rows[i].verdict));
+                row[SCOL_OFFSET] = sanitize(format_offset(off, sizeof off, rows[i].offset, rows[i].resolution));
+                row[SCOL_VERDICT] = verdict_cell(&rows[i]);
                 for (size_t c = 0; c < _SCOL_MAX; c++)
                         if (!row[c])
                                 r = -ENOMEM;
@@ -1014,6 +1037,8 @@ static int print_skew_json(const Response *resp, const SkewRow *rows, size_t n, 
                 json_object_object_add(o, "type", json_object_new_string(rows[i].probe->type));
                 json_object_object_add(o, "offset_seconds",
                                        isfinite(rows[i].offset) ? json_seconds(rows[i].offset) : NULL);
+                json_object_object_add(o, "resolution_seconds",
+                                       rows[i].resolution > 0 ? json_seconds(rows[i].resolution) : NULL);
                 json_object_object_add(o, "status", json_object_new_string(probe_status_to_string(rows[i].verdict)));
         }
         return json_print(root);

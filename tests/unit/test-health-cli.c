@@ -1018,7 +1018,7 @@ TEST(skew_table_largest_first) {
                                    "10.0.0.1           clock      -0.620s  warning\n"
                                    "nfs:/srv/\"mail\"\\x  mailstore  -0.003s  ok\n"
                                    "kernel             clock      +0.000s  ok\n"
-                                   "10.0.0.5:11211     sessions   +0.000s  ok\n");
+                                   "10.0.0.5:11211     sessions       +0s  ok (whole seconds)\n");
         ASSERT_CONTAINS(table.out, "the cluster tolerates 1 s of skew");
         /* Other families are not offsets. */
         ASSERT_NOT_CONTAINS(table.out, "5.000");
@@ -1040,8 +1040,11 @@ TEST(skew_table_largest_first) {
         o = json_object_array_get_idx(src, 1);
         ASSERT_TRUE(json_object_get_double(get(o, "offset_seconds")) == -0.62);
         ASSERT_STREQ(json_object_get_string(get(o, "status")), "warning");
+        ASSERT_TRUE(get(o, "resolution_seconds") == NULL);
         o = json_object_array_get_idx(src, 2);
         ASSERT_STREQ(json_object_get_string(get(o, "source")), "nfs:/srv/\"mail\"\\x");
+        o = json_object_array_get_idx(src, 4);
+        ASSERT_TRUE(json_object_get_double(get(o, "resolution_seconds")) == 1.0);
         json_object_put(root);
 }
 
@@ -1072,6 +1075,23 @@ TEST(skew_exit_codes) {
         d = run_canned_status(&resp, "skew", NULL);
         ASSERT_EQ(d.exit_code, 2);
         /* No offset at all proves nothing. */
+        /* Memcached's whole seconds: -1 s is what a healthy one shows, -2 s
+         * is 1 s beyond its resolution. */
+        {
+                SampleMsg m1 = SAMPLE("rupost_time_offset_seconds", "source=\"mc\"", -1),
+                          m2 = SAMPLE("rupost_time_offset_seconds", "source=\"mc\"", -2);
+                SampleMsg *l1[] = { &m1 }, *l2[] = { &m2 };
+                _cleanup_(run_done) Run x = {}, y = {};
+
+                probe_msg(&p, "sessions", "memcached", "ok", l1, 1);
+                x = run_canned_status(&resp, "skew", NULL);
+                ASSERT_EQ(x.exit_code, 0);
+                ASSERT_CONTAINS(x.out, "mc      sessions     -1s  ok (whole seconds)\n");
+                probe_msg(&p, "sessions", "memcached", "ok", l2, 1);
+                y = run_canned_status(&resp, "skew", NULL);
+                ASSERT_EQ(y.exit_code, 2);
+                ASSERT_CONTAINS(y.out, "-2s  critical (whole seconds)\n");
+        }
         probe_msg(&p, "clock", "time", "unknown", NULL, 0);
         e = run_canned_status(&resp, "skew", NULL);
         ASSERT_EQ(e.exit_code, 3);
