@@ -5,6 +5,7 @@ already running, so `tests/integration/run` or a developer can bring the
 cluster up first) and `nodebox down` at the end unless NODEBOX_KEEP=1.
 """
 
+import contextlib
 import os
 import subprocess
 import time
@@ -50,6 +51,24 @@ class Cluster:
         """Run a Python snippet inside BOX (its own python3)."""
         return self.exec(box, "python3", "-c", code, check=check,
                          timeout=timeout)
+
+    @contextlib.contextmanager
+    def agent_config(self, box, text=None, append=None):
+        """Runs BOX's agent with the config TEXT (or the current one plus
+        APPEND) inside the block, then puts the previous config back: also
+        when the agent refused the new one, so that one module's broken
+        config never becomes the next module's starting point."""
+        path = "/etc/rupost/agent.yaml"
+        original = self.exec(box, "cat", path).stdout
+        if text is None:
+            text = original.rstrip("\n") + "\n" + append
+        try:
+            self.exec(box, "sh", "-c", f"cat > {path}", input=text)
+            self.exec(box, "systemctl", "reload", "rupost-agent.service")
+            yield original
+        finally:
+            self.exec(box, "sh", "-c", f"cat > {path}", input=original)
+            self.exec(box, "systemctl", "reload", "rupost-agent.service", check=False)
 
     def agent_expected(self):
         """True when `nodebox up` was given an agent package to install.

@@ -17,7 +17,6 @@ import pytest
 
 INFRA = "10.231.0.10"
 LDAP2 = "10.231.0.9"
-CONFIG = "/etc/rupost/agent.yaml"
 PG_PASSWORD_FILE = "/etc/rupost/test-postgres.password"
 LDAP_PASSWORD_FILE = "/etc/rupost/test-ldap.password"
 NFT_TABLE = "rupost_test_ldap"
@@ -25,7 +24,7 @@ NFT_TABLE = "rupost_test_ldap"
 PROBES = f"""
   - name: shared-db
     type: postgres
-    interval: 2s
+    interval: 4s
     timeout: 3s
     rise: 1
     fall: 1
@@ -34,7 +33,7 @@ PROBES = f"""
     password_file: {PG_PASSWORD_FILE}
   - name: directory
     type: ldap
-    interval: 2s
+    interval: 5s
     timeout: 4s
     rise: 1
     fall: 1
@@ -71,18 +70,16 @@ def wait_status(cluster, name, status, timeout=30):
 def probes(cluster):
     if not cluster.agent_expected():
         pytest.skip("no rupost-agent .deb was given to nodebox up, so there is no agent to test")
-    original = cluster.exec("node1", "cat", CONFIG).stdout
     cluster.exec("node1", "sh", "-c",
                  f"umask 077; echo rupost > {PG_PASSWORD_FILE}; "
                  f"echo rupost-svc-secret > {LDAP_PASSWORD_FILE}")
-    cluster.exec("node1", "sh", "-c", f"cat > {CONFIG}", input=original.rstrip("\n") + "\n" + PROBES)
-    cluster.exec("node1", "systemctl", "reload", "rupost-agent.service")
-    yield
-    cluster.exec("node1", "nft", "delete", "table", "inet", NFT_TABLE, check=False)
-    cluster.exec("infra", "systemctl", "start", "postgresql.service", check=False)
-    cluster.exec("node1", "sh", "-c", f"cat > {CONFIG}", input=original)
-    cluster.exec("node1", "systemctl", "reload", "rupost-agent.service", check=False)
-    cluster.exec("node1", "rm", "-f", PG_PASSWORD_FILE, LDAP_PASSWORD_FILE, check=False)
+    try:
+        with cluster.agent_config("node1", append=PROBES):
+            yield
+    finally:
+        cluster.exec("node1", "nft", "delete", "table", "inet", NFT_TABLE, check=False)
+        cluster.exec("infra", "systemctl", "start", "postgresql.service", check=False)
+        cluster.exec("node1", "rm", "-f", PG_PASSWORD_FILE, LDAP_PASSWORD_FILE, check=False)
 
 
 def test_postgres_ok(cluster, probes):

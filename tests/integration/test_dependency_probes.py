@@ -20,7 +20,6 @@ import re
 import pytest
 
 INFRA = "10.231.0.10"
-CONFIG = "/etc/rupost/agent.yaml"
 SHARE = "/srv/nfs/MailStorage"
 FAKETIME_DROPIN = "/etc/systemd/system/chrony.service.d/rupost-test-faketime.conf"
 
@@ -36,7 +35,7 @@ PROBES = f"""
     ignore_kernel_clock: true
   - name: mail-storage
     type: nfs
-    interval: 2s
+    interval: 4s
     timeout: 3s
     rise: 1
     fall: 1
@@ -82,16 +81,14 @@ def metrics(cluster):
 def probes(cluster):
     if not cluster.agent_expected():
         pytest.skip("no rupost-agent .deb was given to nodebox up, so there is no agent to test")
-    original = cluster.exec("node1", "cat", CONFIG).stdout
-    cluster.exec("node1", "sh", "-c", f"cat > {CONFIG}", input=original.rstrip("\n") + "\n" + PROBES)
-    cluster.exec("node1", "systemctl", "reload", "rupost-agent.service")
-    yield
-    cluster.exec("infra", "chown", "420:420", SHARE, check=False)
-    cluster.exec("infra", "rm", "-f", FAKETIME_DROPIN, check=False)
-    cluster.exec("infra", "systemctl", "daemon-reload", check=False)
-    cluster.exec("infra", "systemctl", "restart", "chrony.service", check=False)
-    cluster.exec("node1", "sh", "-c", f"cat > {CONFIG}", input=original)
-    cluster.exec("node1", "systemctl", "reload", "rupost-agent.service", check=False)
+    try:
+        with cluster.agent_config("node1", append=PROBES):
+            yield
+    finally:
+        cluster.exec("infra", "chown", "420:420", SHARE, check=False)
+        cluster.exec("infra", "rm", "-f", FAKETIME_DROPIN, check=False)
+        cluster.exec("infra", "systemctl", "daemon-reload", check=False)
+        cluster.exec("infra", "systemctl", "restart", "chrony.service", check=False)
 
 
 def test_time_ok(cluster, probes):
