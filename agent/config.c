@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "lib/parse-util.h"
+#include "lib/secret-file.h"
 
 /* A mangled file must not make us build an unbounded list of errors either. */
 #define CONFIG_MAX_ERRORS 100
@@ -994,46 +995,6 @@ static int check_healing(ConfigContext *c, yaml_node_t *root, Config *config) {
         return ret;
 }
 
-/* Reads the one line of the cluster's password file; *ret_why for messages. */
-static int read_secret_file(const char *path, char **ret, const char **ret_why) {
-        _cleanup_close_ int fd = -EBADF;
-        char b[1026];
-        size_t n = 0;
-        int r = 0;
-
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0) {
-                *ret_why = strerror(errno);
-                return -errno;
-        }
-        while (n < sizeof b - 1) {
-                ssize_t k = read(fd, b + n, sizeof b - 1 - n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0) {
-                        *ret_why = strerror(errno);
-                        return -errno;
-                }
-                if (k == 0)
-                        break;
-                n += (size_t) k;
-        }
-        b[n] = 0;
-        if (n > 0 && b[n - 1] == '\n')
-                b[--n] = 0;
-        if (n > 0 && b[n - 1] == '\r')
-                b[--n] = 0;
-        if (n > 1024)
-                *ret_why = "longer than 1024 bytes", r = -E2BIG;
-        else if (n == 0)
-                *ret_why = "the file is empty", r = -EINVAL;
-        else if (strlen(b) != n || strchr(b, '\n'))
-                *ret_why = "the password must be a single line of text", r = -EINVAL;
-        else if (!(*ret = strdup(b)))
-                r = -ENOMEM;
-        explicit_bzero(b, sizeof b);
-        return r;
-}
 
 static bool host_is_numeric(const char *h, size_t n) {
         char b[INET6_ADDRSTRLEN + 1];

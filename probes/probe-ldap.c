@@ -40,10 +40,10 @@
 
 #include "config.h"
 #include "lib/child.h"
+#include "lib/secret-file.h"
 #include "probes.h"
 
 #define CONTROLLERS_MAX 16
-#define PASSWORD_MAX 1024
 #define REPORT_MAGIC 0x4c444150u /* "LDAP" */
 #define CHILD_GRACE (250 * USEC_PER_MSEC)
 #define RUPOST_CLASS "ruPostMailAccount"
@@ -204,47 +204,6 @@ static const ConfigItem ldap_config_items[] = {
         {}
 };
 
-static int read_password_file(const char *path, char **ret, const char **ret_why) {
-        _cleanup_close_ int fd = -EBADF;
-        char b[PASSWORD_MAX + 2];
-        size_t n = 0;
-        int r = 0;
-
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0) {
-                *ret_why = strerror(errno);
-                return -errno;
-        }
-        while (n < sizeof b - 1) {
-                ssize_t k = read(fd, b + n, sizeof b - 1 - n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0) {
-                        *ret_why = strerror(errno);
-                        return -errno;
-                }
-                if (k == 0)
-                        break;
-                n += (size_t) k;
-        }
-        b[n] = 0;
-        if (n > 0 && b[n - 1] == '\n')
-                b[--n] = 0;
-        if (n > 0 && b[n - 1] == '\r')
-                b[--n] = 0;
-
-        if (n > PASSWORD_MAX)
-                *ret_why = "longer than 1024 bytes", r = -E2BIG;
-        else if (n == 0)
-                *ret_why = "the file is empty", r = -EINVAL;
-        else if (strlen(b) != n || strchr(b, '\n'))
-                *ret_why = "the password must be a single line of text", r = -EINVAL;
-        else if (!(*ret = strdup(b)))
-                r = -ENOMEM;
-        explicit_bzero(b, sizeof b);
-        return r;
-}
-
 static int ldap_verify(Probe *p, ConfigContext *c) {
         LdapProbe *l = probe_get_userdata(p);
         int r = 0;
@@ -321,7 +280,7 @@ static int ldap_verify(Probe *p, ConfigContext *c) {
 
         if (l->password_file) {
                 const char *why = NULL;
-                int k = read_password_file(l->password_file, &l->password, &why);
+                int k = read_secret_file(l->password_file, &l->password, &why);
                 if (k == -ENOMEM)
                         return k;
                 if (k < 0)

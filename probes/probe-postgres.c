@@ -31,9 +31,9 @@
 #include "config.h"
 #include "lib/parse-util.h"
 #include "lib/pq-glue.h"
+#include "lib/secret-file.h"
 #include "probes.h"
 
-#define PASSWORD_MAX 1024
 #define DATABASES_MAX 16
 #define VERSION_MIN 90600
 
@@ -159,49 +159,6 @@ static const ConfigItem postgres_config_items[] = {
 static const char *const sslmodes[] = { "disable", "allow", "prefer", "require", "verify-ca", "verify-full" };
 
 /* Reads the one line of a password file; errors are for config_error(). */
-static int read_password_file(const char *path, char **ret, const char **ret_why) {
-        _cleanup_close_ int fd = -EBADF;
-        char b[PASSWORD_MAX + 2];
-        size_t n = 0;
-
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0) {
-                *ret_why = strerror(errno);
-                return -errno;
-        }
-        for (;;) {
-                ssize_t k = read(fd, b + n, sizeof b - 1 - n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0) {
-                        *ret_why = strerror(errno);
-                        return -errno;
-                }
-                if (k == 0)
-                        break;
-                n += (size_t) k;
-                if (n == sizeof b - 1)
-                        break;
-        }
-        b[n] = 0;
-        if (n > 0 && b[n - 1] == '\n')
-                b[--n] = 0;
-        if (n > 0 && b[n - 1] == '\r')
-                b[--n] = 0;
-
-        int r = 0;
-        if (n > PASSWORD_MAX)
-                *ret_why = "longer than 1024 bytes", r = -E2BIG;
-        else if (n == 0)
-                *ret_why = "the file is empty", r = -EINVAL;
-        else if (strlen(b) != n || strchr(b, '\n'))
-                *ret_why = "the password must be a single line of text", r = -EINVAL;
-        else if (!(*ret = strdup(b)))
-                r = -ENOMEM;
-        explicit_bzero(b, sizeof b);
-        return r;
-}
-
 static int postgres_verify(Probe *p, ConfigContext *c) {
         PostgresProbe *pg = probe_get_userdata(p);
         struct in6_addr a6;
@@ -267,7 +224,7 @@ static int postgres_verify(Probe *p, ConfigContext *c) {
 
         if (pg->password_file) {
                 const char *why = NULL;
-                int k = read_password_file(pg->password_file, &pg->password, &why);
+                int k = read_secret_file(pg->password_file, &pg->password, &why);
                 if (k == -ENOMEM)
                         return k;
                 if (k < 0)
