@@ -46,6 +46,37 @@ const char *metric_type_to_string(MetricType t) {
         return metric_type_table[t];
 }
 
+int probe_status_rank(ProbeStatus s) {
+        static const int rank[_PROBE_STATUS_MAX] = {
+                [PROBE_OK] = 0,
+                [PROBE_UNKNOWN] = 1,
+                [PROBE_WARNING] = 2,
+                [PROBE_CRITICAL] = 3,
+        };
+        return s >= 0 && s < _PROBE_STATUS_MAX ? rank[s] : 1;
+}
+
+void probe_reason_add(Buf *reason, ProbeStatus *worst, ProbeStatus s, const char *fmt, ...) {
+        bool lead = probe_status_rank(s) > probe_status_rank(*worst) && reason->len > 0;
+        Buf tail = {};
+        va_list ap;
+
+        if (lead) {
+                tail = *reason;
+                *reason = BUF_INIT(tail.limit);
+        } else if (reason->len > 0)
+                (void) buf_puts(reason, "; ");
+        va_start(ap, fmt);
+        (void) buf_vprintf(reason, fmt, ap);
+        va_end(ap);
+        if (lead) {
+                (void) buf_printf(reason, "; %.*s", (int) tail.len, tail.data);
+                buf_done(&tail);
+        }
+        if (probe_status_rank(s) > probe_status_rank(*worst))
+                *worst = s;
+}
+
 void probe_result_done(ProbeResult *r) {
         for (size_t i = 0; i < r->n_samples; i++)
                 free(r->samples[i].labels);

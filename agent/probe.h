@@ -164,6 +164,15 @@ int probe_finish(Probe *p, ProbeStatus status, const char *reason_fmt, ...) _pri
 /* Ends the run as UNKNOWN ("the check itself could not run") for error r. */
 int probe_finish_errno(Probe *p, int r, const char *what);
 
+/* How bad a status is when findings are combined (Nagios' order): critical
+ * beats warning beats unknown beats ok; "down" outranks "could not tell". */
+int probe_status_rank(ProbeStatus s) _pure_;
+
+typedef struct Buf Buf;
+/* Adds one finding to a reason being built: "; "-separated, the most severe
+ * finding first, and raises *worst to s when s ranks higher. */
+void probe_reason_add(Buf *reason, ProbeStatus *worst, ProbeStatus s, const char *fmt, ...) _printf_(4, 5);
+
 /* The hysteresis rule, pure for tests: the next reported status given the
  * current one and a new raw result. */
 ProbeStatus probe_hysteresis_step(Probe *p, ProbeStatus raw);

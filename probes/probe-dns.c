@@ -315,29 +315,6 @@ static bool name_eq(const char *a, const char *b) {
         return la == lb && strncasecmp(a, b, la) == 0;
 }
 
-static void append(Buf *b, ProbeStatus *status, ProbeStatus s, const char *fmt, ...) _printf_(4, 5);
-static void append(Buf *b, ProbeStatus *status, ProbeStatus s, const char *fmt, ...) {
-        va_list ap;
-        Buf tail = {};
-        bool first = s > *status && b->len > 0;
-
-        /* The most severe finding leads the reason. */
-        if (first) {
-                tail = *b;
-                *b = BUF_INIT(tail.limit);
-        } else if (b->len > 0)
-                (void) buf_puts(b, "; ");
-        va_start(ap, fmt);
-        (void) buf_vprintf(b, fmt, ap);
-        va_end(ap);
-        if (first) {
-                (void) buf_printf(b, "; %.*s", (int) tail.len, tail.data);
-                buf_done(&tail);
-        }
-        if (s > *status)
-                *status = s;
-}
-
 static const char *const kinds[] = { "mx", "spf", "autoconfig", "autodiscover", "caldavs", "carddavs", "a", "aaaa" };
 #define N_KINDS ELEMENTSOF(kinds)
 
@@ -455,11 +432,11 @@ static int dns_judge(Probe *p, const Answers *a) {
         judge_one(p, mx_ok, "mx");
         if (!mx_ok) {
                 if (has_records(mx))
-                        append(&reason, &status, PROBE_CRITICAL, "MX of %s points to %s, expected %s", d->domain,
+                        probe_reason_add(&reason, &status, PROBE_CRITICAL, "MX of %s points to %s, expected %s", d->domain,
                                strchr(mx->records[0], ' ') ? strchr(mx->records[0], ' ') + 1 : mx->records[0],
                                d->mail_host);
                 else
-                        append(&reason, &status, PROBE_CRITICAL, "MX of %s is %s: add '%s. MX 10 %s.'", d->domain,
+                        probe_reason_add(&reason, &status, PROBE_CRITICAL, "MX of %s is %s: add '%s. MX 10 %s.'", d->domain,
                                why_missing(mx), d->domain, d->mail_host);
         }
 
@@ -477,14 +454,14 @@ static int dns_judge(Probe *p, const Answers *a) {
         judge_one(p, spf_ok, "spf");
         if (!spf_ok) {
                 if (n_spf == 0)
-                        append(&reason, &status, PROBE_WARNING, "SPF record of %s is missing: add '%s. TXT \"%s\"'",
+                        probe_reason_add(&reason, &status, PROBE_WARNING, "SPF record of %s is missing: add '%s. TXT \"%s\"'",
                                d->domain, d->domain, d->spf ?: "v=spf1 mx ~all");
                 else if (n_spf > 1)
-                        append(&reason, &status, PROBE_WARNING,
+                        probe_reason_add(&reason, &status, PROBE_WARNING,
                                "%s has %zu SPF records, receivers reject them all (RFC 7208): keep one", d->domain,
                                n_spf);
                 else
-                        append(&reason, &status, PROBE_WARNING, "SPF of %s is '%s', expected '%s'", d->domain, spf,
+                        probe_reason_add(&reason, &status, PROBE_WARNING, "SPF of %s is '%s', expected '%s'", d->domain, spf,
                                d->spf);
         }
 
@@ -497,10 +474,10 @@ static int dns_judge(Probe *p, const Answers *a) {
                 if (ok)
                         continue;
                 if (has_records(x))
-                        append(&reason, &status, PROBE_WARNING, "%s.%s CNAME points to %s, expected %s", cnames[k],
+                        probe_reason_add(&reason, &status, PROBE_WARNING, "%s.%s CNAME points to %s, expected %s", cnames[k],
                                d->domain, x->records[0], d->mail_host);
                 else
-                        append(&reason, &status, PROBE_WARNING, "%s.%s CNAME is %s: add '%s.%s. CNAME %s.'", cnames[k],
+                        probe_reason_add(&reason, &status, PROBE_WARNING, "%s.%s CNAME is %s: add '%s.%s. CNAME %s.'", cnames[k],
                                d->domain, why_missing(x), cnames[k], d->domain, d->mail_host);
         }
 
@@ -523,10 +500,10 @@ static int dns_judge(Probe *p, const Answers *a) {
                 if (ok)
                         continue;
                 if (has_records(x))
-                        append(&reason, &status, PROBE_WARNING, "_%s._tcp.%s SRV is '%s', expected '%s'", srvs[k],
+                        probe_reason_add(&reason, &status, PROBE_WARNING, "_%s._tcp.%s SRV is '%s', expected '%s'", srvs[k],
                                d->domain, x->records[0], want);
                 else
-                        append(&reason, &status, PROBE_WARNING, "_%s._tcp.%s SRV is %s: add '_%s._tcp.%s. SRV %s.'",
+                        probe_reason_add(&reason, &status, PROBE_WARNING, "_%s._tcp.%s SRV is %s: add '_%s._tcp.%s. SRV %s.'",
                                srvs[k], d->domain, why_missing(x), srvs[k], d->domain, want);
         }
 
@@ -552,7 +529,7 @@ static int dns_judge(Probe *p, const Answers *a) {
                 Buf have = BUF_INIT(512);
                 for (size_t i = 0; i < x->n && has_records(x); i++)
                         (void) buf_printf(&have, "%s%s", i ? ", " : "", x->records[i]);
-                append(&reason, &status, PROBE_WARNING,
+                probe_reason_add(&reason, &status, PROBE_WARNING,
                        "%s does not list %s (it has: %s): add an A record for every node", d->mail_host,
                        lacking.data, has_records(x) ? have.data : why_missing(x));
                 buf_done(&have);

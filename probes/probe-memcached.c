@@ -129,29 +129,6 @@ static uint64_t required_bytes(const MemcachedProbe *m) {
         return 512 * KIB * m->ldap_domains + 10 * KIB * m->users;
 }
 
-static void append(Buf *b, ProbeStatus *status, ProbeStatus s, const char *fmt, ...) _printf_(4, 5);
-static void append(Buf *b, ProbeStatus *status, ProbeStatus s, const char *fmt, ...) {
-        va_list ap;
-        Buf tail = {};
-        bool first = s > *status && b->len > 0;
-
-        /* The most severe finding leads the reason. */
-        if (first) {
-                tail = *b;
-                *b = BUF_INIT(tail.limit);
-        } else if (b->len > 0)
-                (void) buf_puts(b, "; ");
-        va_start(ap, fmt);
-        (void) buf_vprintf(b, fmt, ap);
-        va_end(ap);
-        if (first) {
-                (void) buf_printf(b, "; %.*s", (int) tail.len, tail.data);
-                buf_done(&tail);
-        }
-        if (s > *status)
-                *status = s;
-}
-
 static void add_samples(Probe *p, const MemcachedReply *r) {
         static const struct {
                 MemcachedStat stat;
@@ -194,35 +171,35 @@ static int memcached_judge(Probe *p, const MemcachedReply *r) {
         (void) probe_add_sample(p, &family_roundtrip, usec_to_seconds(now(CLOCK_MONOTONIC) - m->started), NULL);
 
         if (!streq(r->set_result, "STORED"))
-                append(&reason, &status, PROBE_CRITICAL, "set of %s failed: memcached answered '%s'", m->key,
+                probe_reason_add(&reason, &status, PROBE_CRITICAL, "set of %s failed: memcached answered '%s'", m->key,
                        r->set_result);
         else if (!r->got_value)
-                append(&reason, &status, PROBE_CRITICAL, "%s was stored but get returned nothing: memcached drops items at once (out of memory?)",
+                probe_reason_add(&reason, &status, PROBE_CRITICAL, "%s was stored but get returned nothing: memcached drops items at once (out of memory?)",
                        m->key);
         else if (!streq(r->value, m->value))
-                append(&reason, &status, PROBE_CRITICAL, "get of %s returned '%s', not the '%s' just stored", m->key,
+                probe_reason_add(&reason, &status, PROBE_CRITICAL, "get of %s returned '%s', not the '%s' just stored", m->key,
                        r->value, m->value);
 
         if (r->have[MEMCACHED_STAT_ACCEPTING_CONNS] && s[MEMCACHED_STAT_ACCEPTING_CONNS] == 0)
-                append(&reason, &status, PROBE_CRITICAL,
+                probe_reason_add(&reason, &status, PROBE_CRITICAL,
                        "memcached stopped accepting connections (limit of %" PRIu64 " reached): raise -c",
                        s[MEMCACHED_STAT_MAX_CONNECTIONS]);
         else if (r->have[MEMCACHED_STAT_MAX_CONNECTIONS] && s[MEMCACHED_STAT_MAX_CONNECTIONS] > 0 &&
                  s[MEMCACHED_STAT_CURR_CONNECTIONS] * 100 >=
                          (uint64_t) m->connections_warning * s[MEMCACHED_STAT_MAX_CONNECTIONS])
-                append(&reason, &status, PROBE_WARNING,
+                probe_reason_add(&reason, &status, PROBE_WARNING,
                        "memcached has %" PRIu64 " of %" PRIu64 " connections in use: raise -c",
                        s[MEMCACHED_STAT_CURR_CONNECTIONS], s[MEMCACHED_STAT_MAX_CONNECTIONS]);
 
         if (r->version[0] && memcached_version_compare(r->version, MIN_VERSION) < 0)
-                append(&reason, &status, PROBE_WARNING,
+                probe_reason_add(&reason, &status, PROBE_WARNING,
                        "memcached %s is older than %s, the oldest the product supports: upgrade it", r->version,
                        MIN_VERSION);
 
         uint64_t need = required_bytes(m);
         if (need > 0 && r->have[MEMCACHED_STAT_LIMIT_MAXBYTES] && s[MEMCACHED_STAT_LIMIT_MAXBYTES] < need) {
                 uint64_t need_mib = (need + MIB - 1) / MIB;
-                append(&reason, &status, PROBE_WARNING,
+                probe_reason_add(&reason, &status, PROBE_WARNING,
                        "memcached has %" PRIu64 " MiB, needs at least %" PRIu64 " MiB for %u LDAP domain%s and %u "
                        "user%s: set -m %" PRIu64,
                        s[MEMCACHED_STAT_LIMIT_MAXBYTES] / MIB, need_mib, m->ldap_domains,
@@ -235,7 +212,7 @@ static int memcached_judge(Probe *p, const MemcachedReply *r) {
             realtime > m->last_realtime) {
                 double per_minute = (double) (ev - m->last_evictions) * 60e6 / (double) (realtime - m->last_realtime);
                 if (per_minute >= m->evictions_warning)
-                        append(&reason, &status, PROBE_WARNING,
+                        probe_reason_add(&reason, &status, PROBE_WARNING,
                                "memcached evicts %.0f items per minute: it is too small for its load, raise -m",
                                per_minute);
         }
@@ -249,7 +226,7 @@ static int memcached_judge(Probe *p, const MemcachedReply *r) {
                 double skew = (double) s[MEMCACHED_STAT_TIME] - (double) (realtime / USEC_PER_SEC);
                 (void) probe_add_sample(p, &family_time_offset_seconds, skew, "source", m->address, NULL);
                 if (fabs(skew) >= usec_to_seconds(m->skew_warning))
-                        append(&reason, &status, PROBE_WARNING,
+                        probe_reason_add(&reason, &status, PROBE_WARNING,
                                "memcached's clock is %.0f s %s of ours: the cluster tolerates 1 s; check chrony on "
                                "the memcached host",
                                fabs(skew), skew > 0 ? "ahead" : "behind");

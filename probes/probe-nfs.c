@@ -341,30 +341,6 @@ static int percent_of(uint64_t part, uint64_t whole) {
         return whole == 0 ? 100 : (int) (part * 100 / whole);
 }
 
-static void append(Buf *b, ProbeStatus *status, ProbeStatus s, const char *fmt, ...) _printf_(4, 5);
-static void append(Buf *b, ProbeStatus *status, ProbeStatus s, const char *fmt, ...) {
-        va_list ap;
-
-        /* The most severe finding leads the reason. */
-        if (s > *status && *status != PROBE_UNKNOWN && b->len > 0) {
-                Buf tail = *b;
-                *b = BUF_INIT(b->limit);
-                va_start(ap, fmt);
-                (void) buf_vprintf(b, fmt, ap);
-                va_end(ap);
-                (void) buf_printf(b, "; %.*s", (int) tail.len, tail.data);
-                buf_done(&tail);
-        } else {
-                if (b->len > 0)
-                        (void) buf_puts(b, "; ");
-                va_start(ap, fmt);
-                (void) buf_vprintf(b, fmt, ap);
-                va_end(ap);
-        }
-        if (s > *status)
-                *status = s;
-}
-
 static int nfs_judge(Probe *p, const NfsReport *rep) {
         NfsProbe *n = probe_get_userdata(p);
         ProbeStatus status = PROBE_OK;
@@ -377,21 +353,21 @@ static int nfs_judge(Probe *p, const NfsReport *rep) {
                                 n->share, NULL);
 
         if (n->mount_problem)
-                append(&reason, &status, PROBE_CRITICAL, "%s", n->mount_problem);
+                probe_reason_add(&reason, &status, PROBE_CRITICAL, "%s", n->mount_problem);
 
         if (rep->stat_errno != 0) {
-                append(&reason, &status, PROBE_CRITICAL, "cannot stat %s: %s", n->path, strerror(rep->stat_errno));
+                probe_reason_add(&reason, &status, PROBE_CRITICAL, "cannot stat %s: %s", n->path, strerror(rep->stat_errno));
                 goto finish;
         }
         bool owner_ok = rep->uid == n->uid && rep->gid == n->gid;
         (void) probe_add_sample(p, &family_owner_ok, owner_ok, "share", n->share, NULL);
         if (!owner_ok)
-                append(&reason, &status, PROBE_CRITICAL,
+                probe_reason_add(&reason, &status, PROBE_CRITICAL,
                        "owner is %u:%u, expected %u:%u: run chown -R %u:%u %s on the NFS server", rep->uid, rep->gid,
                        n->uid, n->gid, n->uid, n->gid, n->path);
 
         if (rep->canary_errno != 0)
-                append(&reason, &status, PROBE_CRITICAL, "%s of the canary %s failed: %s", rep->canary_step, n->canary,
+                probe_reason_add(&reason, &status, PROBE_CRITICAL, "%s of the canary %s failed: %s", rep->canary_step, n->canary,
                        rep->canary_errno == EILSEQ ? "read back other bytes than written"
                                                    : strerror(rep->canary_errno));
         else {
@@ -404,14 +380,14 @@ static int nfs_judge(Probe *p, const NfsReport *rep) {
                 snprintf(source, sizeof source, "nfs:%s", n->share);
                 (void) probe_add_sample(p, &family_time_offset_seconds, skew, "source", source, NULL);
                 if (fabs(skew) - uncertainty > usec_to_seconds(n->skew_warning))
-                        append(&reason, &status, PROBE_WARNING,
+                        probe_reason_add(&reason, &status, PROBE_WARNING,
                                "the NFS server's clock is %.3f s %s of ours (by the canary's mtime): the cluster "
                                "tolerates %g s; check chrony on the NFS server",
                                fabs(skew), skew > 0 ? "ahead" : "behind", usec_to_seconds(n->skew_warning));
         }
 
         if (rep->statvfs_errno != 0)
-                append(&reason, &status, PROBE_CRITICAL, "statvfs of %s failed: %s", n->path,
+                probe_reason_add(&reason, &status, PROBE_CRITICAL, "statvfs of %s failed: %s", n->path,
                        strerror(rep->statvfs_errno));
         else {
                 (void) probe_add_sample(p, &family_avail, (double) rep->avail_bytes, "share", n->share, NULL);
@@ -422,13 +398,13 @@ static int nfs_judge(Probe *p, const NfsReport *rep) {
                 format_bytes(a, sizeof a, rep->avail_bytes);
                 format_bytes(s, sizeof s, rep->size_bytes);
                 if (space < (int) n->space_warning)
-                        append(&reason, &status, space < (int) n->space_critical ? PROBE_CRITICAL : PROBE_WARNING,
+                        probe_reason_add(&reason, &status, space < (int) n->space_critical ? PROBE_CRITICAL : PROBE_WARNING,
                                "only %d%% space free on %s (%s of %s): free space or grow the export", space,
                                n->path, a, s);
                 /* Some filesystems have no fixed inode table and say 0. */
                 int inodes = percent_of(rep->files_free, rep->files);
                 if (rep->files > 0 && inodes < (int) n->inodes_warning)
-                        append(&reason, &status, inodes < (int) n->inodes_critical ? PROBE_CRITICAL : PROBE_WARNING,
+                        probe_reason_add(&reason, &status, inodes < (int) n->inodes_critical ? PROBE_CRITICAL : PROBE_WARNING,
                                "only %d%% inodes free on %s (%" PRIu64 " of %" PRIu64 ")", inodes, n->path,
                                rep->files_free, rep->files);
                 if (status == PROBE_OK)

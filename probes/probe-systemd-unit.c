@@ -221,9 +221,8 @@ static int systemd_unit_evaluate(Probe *p) {
                 bool active = streq(s->active_state, "active") || streq(s->active_state, "reloading");
 
                 if (s->error < 0) {
-                        status = MAX(status, PROBE_UNKNOWN);
-                        (void) buf_printf(&reason, "%s%s: cannot read its state: %s", reason.len ? "; " : "",
-                                          s->name, strerror(-s->error));
+                        probe_reason_add(&reason, &status, PROBE_UNKNOWN, "%s: cannot read its state: %s", s->name,
+                                         strerror(-s->error));
                         continue;
                 }
 
@@ -239,29 +238,17 @@ static int systemd_unit_evaluate(Probe *p) {
                                                         NULL);
                 }
 
-                if (active) {
+                if (active)
                         n_active++;
-                        continue;
-                }
-                if (streq(s->load_state, "not-found")) {
-                        status = MAX(status, PROBE_CRITICAL);
-                        (void) buf_printf(&reason, "%s%s is not installed", reason.len ? "; " : "", s->name);
-                } else {
+                else if (streq(s->load_state, "not-found"))
+                        probe_reason_add(&reason, &status, PROBE_CRITICAL, "%s is not installed", s->name);
+                else
                         /* A unit that is still starting is not serving yet, but may be
                          * about to; anything else down is down. */
-                        ProbeStatus st = streq(s->active_state, "activating") ? PROBE_WARNING : PROBE_CRITICAL;
-                        status = MAX(status, st);
-                        (void) buf_printf(&reason, "%s%s is %s (%s)", reason.len ? "; " : "", s->name,
-                                          s->active_state, s->sub_state);
-                }
+                        probe_reason_add(&reason, &status,
+                                         streq(s->active_state, "activating") ? PROBE_WARNING : PROBE_CRITICAL,
+                                         "%s is %s (%s)", s->name, s->active_state, s->sub_state);
         }
-
-        /* Unknown ranks below critical: a unit we know is dead beats one we could not read. */
-        if (status == PROBE_UNKNOWN)
-                for (size_t i = 0; i < u->n_states; i++)
-                        if (u->states[i].error >= 0 && !streq(u->states[i].active_state, "active") &&
-                            !streq(u->states[i].active_state, "reloading"))
-                                status = PROBE_CRITICAL;
 
         if (status == PROBE_OK)
                 (void) buf_printf(&reason, "all %zu units active", n_active);
