@@ -47,6 +47,7 @@ typedef struct ProbeReport {
         char *reason;
         bool failing;
         bool dirty;
+        uint64_t changed; /* Cluster.report_seq when it last changed */
 } ProbeReport;
 
 typedef struct PeerQuery {
@@ -85,6 +86,10 @@ struct Cluster {
         char *reason;
         ProbeReport *reports;
         size_t n_reports;
+        /* A report that changes while a sync is in flight is not in it: only
+         * those up to sync_seq are written once the sync is done. */
+        uint64_t report_seq;
+        uint64_t sync_seq;
 
         bool db_ok;
         bool have_view;
@@ -471,6 +476,7 @@ static char *cluster_sync_sql(Cluster *c) {
                 c->config->shared_failure_window);
         if (fclose(f) != 0)
                 return NULL;
+        c->sync_seq = c->report_seq;
         return TAKE_PTR(s);
 oom:
         fclose(f);
@@ -514,7 +520,8 @@ static void cluster_sync_done(Cluster *c, PGresult *result) {
         if (!c->cleared_old_failures)
                 c->cleared_old_failures = true;
         for (size_t i = 0; i < c->n_reports; i++)
-                c->reports[i].dirty = false;
+                if (c->reports[i].changed <= c->sync_seq)
+                        c->reports[i].dirty = false;
 
         if (!renewed) {
                 set_error(c, "node name '%s' is held by another agent whose lease is live", c->node_name);
@@ -974,6 +981,7 @@ void cluster_report_probe(Cluster *c, const char *probe, bool failing, const cha
         free(p->reason);
         p->reason = strdup(reason ?: "");
         p->dirty = true;
+        p->changed = ++c->report_seq;
         c->sync_due = true;
         cluster_run_next(c);
 }

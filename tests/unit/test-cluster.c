@@ -426,8 +426,8 @@ typedef struct PeersExpect {
 
 static bool sees_peers(void *userdata) {
         PeersExpect *x = userdata;
-        unsigned live;
-        return cluster_peers_failing(x->cluster, x->probe, &live) == x->failing && live == x->live;
+        unsigned live, failing = cluster_peers_failing(x->cluster, x->probe, &live);
+        return failing == x->failing && live == x->live;
 }
 
 /* Any probe's failure, not only a mail group member's, reaches the other
