@@ -6,17 +6,8 @@
  * stall), and against a real memcached started with -m 1 -I 512k when one is
  * installed. */
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-
-#include "config.h"
-#include "manager.h"
-#include "probe.h"
-#include "tests.h"
+#include "loopback.h"
+#include "probe-run.h"
 
 typedef struct Script {
         const char *version;
@@ -29,11 +20,6 @@ typedef struct Script {
         const char *raw;       /* send this instead of a reply */
         bool stall;            /* read the request, answer nothing */
 } Script;
-
-typedef struct Peer {
-        pid_t pid;
-        uint16_t port;
-} Peer;
 
 static void serve(int c, const Script *s, unsigned conn) {
         char req[4096], out[4096];
@@ -85,24 +71,12 @@ static void serve(int c, const Script *s, unsigned conn) {
         (void) !write(c, out + n / 2, (size_t) n - (size_t) n / 2);
 }
 
-static Peer peer_start(const Script *s) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof sa;
-        Peer peer = {};
+static LoopbackPeer peer_start(const Script *s) {
+        LoopbackPeer peer;
+        int fd = loopback_peer_fork(SOCK_STREAM, &peer);
 
-        ASSERT_TRUE(fd >= 0);
-        ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof sa));
-        ASSERT_OK(listen(fd, 4));
-        ASSERT_OK(getsockname(fd, (struct sockaddr *) &sa, &len));
-        peer.port = ntohs(sa.sin_port);
-        peer.pid = fork();
-        ASSERT_TRUE(peer.pid >= 0);
-        if (peer.pid > 0) {
-                close(fd);
+        if (fd < 0)
                 return peer;
-        }
-        (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
         for (unsigned conn = 0;; conn++) {
                 int c = accept(fd, NULL, NULL);
                 if (c < 0)
@@ -112,21 +86,8 @@ static Peer peer_start(const Script *s) {
         }
 }
 
-static void peer_stop(Peer *peer) {
-        (void) kill(peer->pid, SIGKILL);
-        (void) waitpid(peer->pid, NULL, 0);
-}
-
-typedef struct Run {
-        Config *config;
-        sd_event *event;
-        Manager manager;
-        Probe *probe;
-} Run;
-
-static void run_load(Run *run, uint16_t port, const char *keys) {
+static void run_load(ProbeRun *run, uint16_t port, const char *keys) {
         char yaml[2048];
-        _cleanup_strv_free_ char **errors = NULL;
 
         snprintf(yaml, sizeof yaml,
                  "node: test\n"
@@ -138,40 +99,7 @@ static void run_load(Run *run, uint16_t port, const char *keys) {
                  "    address: \"127.0.0.1:%u\"\n"
                  "%s",
                  port, keys);
-        int r = config_load_string("test.yaml", yaml, strlen(yaml), &run->config, &errors);
-        for (char **i = errors; i && *i; i++)
-                fprintf(stderr, "%s\n", *i);
-        ASSERT_OK(r);
-        ASSERT_OK(sd_event_new(&run->event));
-        run->manager = (Manager) { .event = run->event, .config = run->config };
-        run->probe = run->config->probes[0];
-        ASSERT_OK(probe_attach(run->probe, &run->manager));
-}
-
-static void run_once(Run *run) {
-        uint64_t before = run->probe->n_runs;
-
-        ASSERT_OK(probe_trigger(run->probe));
-        usec_t end = now(CLOCK_MONOTONIC) + 5 * USEC_PER_SEC;
-        while (run->probe->n_runs == before && now(CLOCK_MONOTONIC) < end)
-                ASSERT_OK(sd_event_run(run->event, 50 * USEC_PER_MSEC));
-        ASSERT_TRUE(run->probe->n_runs == before + 1);
-        fprintf(stderr, "  -> %s: %s\n", probe_status_to_string(run->probe->last.status), run->probe->last.reason);
-}
-
-static void run_done(Run *run) {
-        /* The manager lives on the stack here; what it allocated does not. */
-        free(run->manager.last_status);
-        run->manager.last_status = NULL;
-        run->config = config_free(run->config);
-        run->event = sd_event_unref(run->event);
-}
-
-static double sample_value(Probe *p, const char *family) {
-        for (size_t i = 0; i < p->last.n_samples; i++)
-                if (streq(p->last.samples[i].family->name, family))
-                        return p->last.samples[i].value;
-        ASSERT_FAIL("no sample of %s", family);
+        probe_run_load(run, yaml);
 }
 
 typedef struct Case {
@@ -211,22 +139,22 @@ static const Case cases[] = {
 
 TEST(memcached_probe_against_scripted_peers) {
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-                Run run = {};
+                ProbeRun run = {};
 
                 fprintf(stderr, "case: %s\n", cases[i].name);
-                Peer peer = peer_start(&cases[i].script);
+                LoopbackPeer peer = peer_start(&cases[i].script);
                 run_load(&run, peer.port, cases[i].keys);
-                run_once(&run);
+                probe_run_once(&run, 5 * USEC_PER_SEC);
                 ASSERT_EQ(run.probe->last.status, cases[i].status);
                 ASSERT_CONTAINS(run.probe->last.reason, cases[i].reason);
                 if (streq(cases[i].name, "healthy")) {
-                        ASSERT_TRUE(sample_value(run.probe, "rupost_memcached_limit_bytes") == 128.0 * 1024 * 1024);
-                        ASSERT_TRUE(sample_value(run.probe, "rupost_memcached_current_connections") == 2);
-                        ASSERT_TRUE(sample_value(run.probe, "rupost_memcached_accepting_connections") == 1);
-                        ASSERT_TRUE(fabs(sample_value(run.probe, "rupost_time_offset_seconds")) <= 1);
+                        ASSERT_TRUE(probe_sample_value(run.probe, "rupost_memcached_limit_bytes", NULL) == 128.0 * 1024 * 1024);
+                        ASSERT_TRUE(probe_sample_value(run.probe, "rupost_memcached_current_connections", NULL) == 2);
+                        ASSERT_TRUE(probe_sample_value(run.probe, "rupost_memcached_accepting_connections", NULL) == 1);
+                        ASSERT_TRUE(fabs(probe_sample_value(run.probe, "rupost_time_offset_seconds", NULL)) <= 1);
                 }
-                run_done(&run);
-                peer_stop(&peer);
+                probe_run_done(&run);
+                loopback_peer_stop(&peer);
         }
 }
 
@@ -234,51 +162,41 @@ TEST(memcached_probe_eviction_rate) {
         /* 0 evictions at the first run, 5000 more at the second: whatever
          * the time between them, that is far above 600 per minute. */
         Script s = { .accepting = 1, .limit_mib = 64, .evictions = 0, .evictions_step = 5000 };
-        Peer peer = peer_start(&s);
-        Run run = {};
+        LoopbackPeer peer = peer_start(&s);
+        ProbeRun run = {};
 
         run_load(&run, peer.port, "");
-        run_once(&run);
+        probe_run_once(&run, 5 * USEC_PER_SEC);
         ASSERT_EQ(run.probe->last.status, PROBE_OK);
-        run_once(&run);
+        probe_run_once(&run, 5 * USEC_PER_SEC);
         ASSERT_EQ(run.probe->last.status, PROBE_WARNING);
         ASSERT_CONTAINS(run.probe->last.reason, " items per minute: it is too small for its load, raise -m");
-        ASSERT_TRUE(sample_value(run.probe, "rupost_memcached_items_evicted_total") == 5000);
-        run_done(&run);
-        peer_stop(&peer);
+        ASSERT_TRUE(probe_sample_value(run.probe, "rupost_memcached_items_evicted_total", NULL) == 5000);
+        probe_run_done(&run);
+        loopback_peer_stop(&peer);
 }
 
 TEST(memcached_probe_refused) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof sa;
-        Run run = {};
+        ProbeRun run = {};
 
-        ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof sa));
-        ASSERT_OK(getsockname(fd, (struct sockaddr *) &sa, &len));
-        close(fd);
-        run_load(&run, ntohs(sa.sin_port), "");
-        run_once(&run);
+        run_load(&run, test_free_port(), "");
+        probe_run_once(&run, 5 * USEC_PER_SEC);
         ASSERT_EQ(run.probe->last.status, PROBE_CRITICAL);
         ASSERT_CONTAINS(run.probe->last.reason, "connect failed: Connection refused: is memcached running?");
-        run_done(&run);
+        probe_run_done(&run);
 }
 
 TEST(memcached_probe_real_server) {
         static const char binary[] = "/usr/bin/memcached";
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof sa;
         char port[16];
-        Run run = {};
+        ProbeRun run = {};
 
         if (access(binary, X_OK) < 0) {
                 fprintf(stderr, "memcached is not installed, skipping the real-server case\n");
                 return;
         }
-        ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof sa));
-        ASSERT_OK(getsockname(fd, (struct sockaddr *) &sa, &len));
-        close(fd);
+        sa.sin_port = htons(test_free_port());
         snprintf(port, sizeof port, "%u", ntohs(sa.sin_port));
 
         pid_t pid = fork();
@@ -300,14 +218,13 @@ TEST(memcached_probe_real_server) {
         }
 
         run_load(&run, ntohs(sa.sin_port), "    ldap_domains: 2\n    users: 10000\n");
-        run_once(&run);
+        probe_run_once(&run, 5 * USEC_PER_SEC);
         ASSERT_EQ(run.probe->last.status, PROBE_WARNING);
         ASSERT_CONTAINS(run.probe->last.reason,
                         "memcached has 1 MiB, needs at least 99 MiB for 2 LDAP domains and 10000 users: set -m 99");
-        ASSERT_TRUE(sample_value(run.probe, "rupost_memcached_limit_bytes") == 1024 * 1024);
-        run_done(&run);
-        (void) kill(pid, SIGKILL);
-        (void) waitpid(pid, NULL, 0);
+        ASSERT_TRUE(probe_sample_value(run.probe, "rupost_memcached_limit_bytes", NULL) == 1024 * 1024);
+        probe_run_done(&run);
+        loopback_peer_stop(&(LoopbackPeer) { .pid = pid });
 }
 
 DEFINE_TEST_MAIN()

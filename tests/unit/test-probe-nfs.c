@@ -21,11 +21,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "config.h"
 #include "lib/child.h"
-#include "manager.h"
-#include "probe.h"
-#include "tests.h"
+#include "probe-run.h"
 
 static void setup_namespace(void) {
         static bool done = false;
@@ -65,16 +62,8 @@ static void unmount_dir(char *d) {
         free(d);
 }
 
-typedef struct Run {
-        Config *config;
-        sd_event *event;
-        Manager manager;
-        Probe *probe;
-} Run;
-
-static void run_load_timeout(Run *run, const char *path, const char *timeout, const char *keys) {
+static void run_load_timeout(ProbeRun *run, const char *path, const char *timeout, const char *keys) {
         char yaml[2048];
-        _cleanup_strv_free_ char **errors = NULL;
 
         snprintf(yaml, sizeof yaml,
                  "node: test\n"
@@ -86,80 +75,38 @@ static void run_load_timeout(Run *run, const char *path, const char *timeout, co
                  "    path: \"%s\"\n"
                  "%s",
                  timeout, path, keys);
-        int r = config_load_string("test.yaml", yaml, strlen(yaml), &run->config, &errors);
-        for (char **i = errors; i && *i; i++)
-                fprintf(stderr, "%s\n", *i);
-        ASSERT_OK(r);
-        ASSERT_OK(sd_event_new(&run->event));
-        run->manager = (Manager) { .event = run->event, .config = run->config };
-        run->probe = run->config->probes[0];
-        ASSERT_OK(probe_attach(run->probe, &run->manager));
+        probe_run_load(run, yaml);
 }
 
-static void run_load(Run *run, const char *path, const char *keys) {
+static void run_load(ProbeRun *run, const char *path, const char *keys) {
         run_load_timeout(run, path, "2s", keys);
-}
-
-static void run_once(Run *run) {
-        uint64_t before = run->probe->n_runs;
-
-        ASSERT_OK(probe_trigger(run->probe));
-        usec_t end = now(CLOCK_MONOTONIC) + 5 * USEC_PER_SEC;
-        while (run->probe->n_runs == before && now(CLOCK_MONOTONIC) < end)
-                ASSERT_OK(sd_event_run(run->event, 50 * USEC_PER_MSEC));
-        ASSERT_TRUE(run->probe->n_runs == before + 1);
-        fprintf(stderr, "  -> %s: %s\n", probe_status_to_string(run->probe->last.status), run->probe->last.reason);
-}
-
-static void run_done(Run *run) {
-        /* The manager lives on the stack here; what it allocated does not. */
-        free(run->manager.last_status);
-        run->manager.last_status = NULL;
-        run->config = config_free(run->config);
-        run->event = sd_event_unref(run->event);
-}
-
-static bool sample(Probe *p, const char *family, double *ret) {
-        for (size_t i = 0; i < p->last.n_samples; i++)
-                if (streq(p->last.samples[i].family->name, family)) {
-                        *ret = p->last.samples[i].value;
-                        return true;
-                }
-        return false;
-}
-
-static double sample_value(Probe *p, const char *family) {
-        double v;
-        if (!sample(p, family, &v))
-                ASSERT_FAIL("no sample of %s", family);
-        return v;
 }
 
 TEST(nfs_healthy_share) {
         setup_namespace();
         char *d = mount_tmpfs("size=64m,mode=0755", 0);
         char canary[256];
-        Run run = {};
+        ProbeRun run = {};
 
         ASSERT_OK(chown(d, 420, 420));
         run_load(&run, d, "    fstype: tmpfs\n");
-        run_once(&run);
+        probe_run_once(&run, 5 * USEC_PER_SEC);
         ASSERT_EQ(run.probe->last.status, PROBE_OK);
         ASSERT_CONTAINS(run.probe->last.reason, ": tmpfs, owner 420:420, write+fsync+read+unlink in ");
         ASSERT_CONTAINS(run.probe->last.reason, "100% space free (64.0 MiB of 64.0 MiB)");
-        ASSERT_TRUE(sample_value(run.probe, "rupost_nfs_mount_present") == 1);
-        ASSERT_TRUE(sample_value(run.probe, "rupost_nfs_mount_responsive") == 1);
-        ASSERT_TRUE(sample_value(run.probe, "rupost_nfs_owner_ok") == 1);
-        ASSERT_TRUE(sample_value(run.probe, "rupost_filesystem_size_bytes") == 64.0 * 1024 * 1024);
-        ASSERT_TRUE(sample_value(run.probe, "rupost_filesystem_avail_bytes") > 0);
-        ASSERT_TRUE(sample_value(run.probe, "rupost_filesystem_files_free") > 0);
-        ASSERT_TRUE(sample_value(run.probe, "rupost_nfs_check_duration_seconds") < 2);
+        ASSERT_TRUE(probe_sample_value(run.probe, "rupost_nfs_mount_present", NULL) == 1);
+        ASSERT_TRUE(probe_sample_value(run.probe, "rupost_nfs_mount_responsive", NULL) == 1);
+        ASSERT_TRUE(probe_sample_value(run.probe, "rupost_nfs_owner_ok", NULL) == 1);
+        ASSERT_TRUE(probe_sample_value(run.probe, "rupost_filesystem_size_bytes", NULL) == 64.0 * 1024 * 1024);
+        ASSERT_TRUE(probe_sample_value(run.probe, "rupost_filesystem_avail_bytes", NULL) > 0);
+        ASSERT_TRUE(probe_sample_value(run.probe, "rupost_filesystem_files_free", NULL) > 0);
+        ASSERT_TRUE(probe_sample_value(run.probe, "rupost_nfs_check_duration_seconds", NULL) < 2);
         /* The canary's mtime is our own clock here. */
-        ASSERT_TRUE(fabs(sample_value(run.probe, "rupost_time_offset_seconds")) < 0.5);
+        ASSERT_TRUE(fabs(probe_sample_value(run.probe, "rupost_time_offset_seconds", NULL)) < 0.5);
         /* The canary is named after the node and does not stay behind. */
         snprintf(canary, sizeof canary, "%s/.rupost-agent-test", d);
         ASSERT_TRUE(access(canary, F_OK) < 0 && errno == ENOENT);
-        run_done(&run);
+        probe_run_done(&run);
         unmount_dir(d);
 }
 
@@ -194,7 +141,7 @@ TEST(nfs_findings) {
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 fprintf(stderr, "case: %s\n", cases[i].name);
                 char *d = mount_tmpfs(cases[i].tmpfs_options, 0);
-                Run run = {};
+                ProbeRun run = {};
 
                 ASSERT_OK(chown(d, cases[i].uid, cases[i].uid));
                 if (strstr(cases[i].name, "space")) {
@@ -211,12 +158,12 @@ TEST(nfs_findings) {
                 if (cases[i].flags)
                         ASSERT_OK(mount(NULL, d, NULL, MS_REMOUNT | cases[i].flags, cases[i].tmpfs_options));
                 run_load(&run, d, cases[i].keys);
-                run_once(&run);
+                probe_run_once(&run, 5 * USEC_PER_SEC);
                 ASSERT_EQ(run.probe->last.status, cases[i].status);
                 ASSERT_CONTAINS(run.probe->last.reason, cases[i].reason);
                 if (cases[i].reason2)
                         ASSERT_CONTAINS(run.probe->last.reason, cases[i].reason2);
-                run_done(&run);
+                probe_run_done(&run);
                 unmount_dir(d);
         }
 }
@@ -224,14 +171,14 @@ TEST(nfs_findings) {
 TEST(nfs_not_mounted) {
         setup_namespace();
         char *d = make_dir();
-        Run run = {};
+        ProbeRun run = {};
 
         run_load(&run, d, "");
-        run_once(&run);
+        probe_run_once(&run, 5 * USEC_PER_SEC);
         ASSERT_EQ(run.probe->last.status, PROBE_CRITICAL);
         ASSERT_CONTAINS(run.probe->last.reason, " is not mounted (not in /proc/self/mountinfo): mount the share");
-        ASSERT_TRUE(sample_value(run.probe, "rupost_nfs_mount_present") == 0);
-        run_done(&run);
+        ASSERT_TRUE(probe_sample_value(run.probe, "rupost_nfs_mount_present", NULL) == 0);
+        probe_run_done(&run);
         (void) rmdir(d);
         free(d);
 }
@@ -307,7 +254,7 @@ TEST(nfs_hung_server) {
         char description[256];
         sd_event_source *tick = NULL;
         Ticks ticks = { .period = 50 * USEC_PER_MSEC };
-        Run run = {};
+        ProbeRun run = {};
 
         pid_t server = fuse_hang_start(d);
         run_load_timeout(&run, d, "300ms", "    fstype: fuse\n");
@@ -321,11 +268,11 @@ TEST(nfs_hung_server) {
 
         /* 1: the check hangs in stat(); the deadline ends the run. */
         usec_t t0 = now(CLOCK_MONOTONIC);
-        run_once(&run);
+        probe_run_once(&run, 5 * USEC_PER_SEC);
         usec_t took = now(CLOCK_MONOTONIC) - t0;
         ASSERT_EQ(run.probe->last.status, PROBE_CRITICAL);
         ASSERT_STREQ(run.probe->last.reason, "no answer within 300ms while waiting for stat, write and fsync on the share");
-        ASSERT_TRUE(sample_value(run.probe, "rupost_nfs_mount_responsive") == 0);
+        ASSERT_TRUE(probe_sample_value(run.probe, "rupost_nfs_mount_responsive", NULL) == 0);
         ASSERT_TRUE(took < 600 * USEC_PER_MSEC);
         ASSERT_EQ(child_abandoned_alive(description), 1);
         fprintf(stderr, "  run took %.0f ms; %u ticks of 50 ms, at most %.1f ms late\n", took / 1e3, ticks.n,
@@ -334,18 +281,16 @@ TEST(nfs_hung_server) {
         ASSERT_TRUE(ticks.max_late < 40 * USEC_PER_MSEC);
 
         /* The child is stuck for good: SIGKILL did not end it. */
-        usec_t end = now(CLOCK_MONOTONIC) + 300 * USEC_PER_MSEC;
-        while (now(CLOCK_MONOTONIC) < end)
-                ASSERT_OK(sd_event_run(run.event, 50 * USEC_PER_MSEC));
+        test_run_for(run.event, 300 * USEC_PER_MSEC);
         ASSERT_EQ(child_abandoned_alive(description), 1);
 
         /* 2: no second child while the first is stuck. */
-        run_once(&run);
+        probe_run_once(&run, 5 * USEC_PER_SEC);
         ASSERT_EQ(run.probe->last.status, PROBE_CRITICAL);
         ASSERT_CONTAINS(run.probe->last.reason, "previous check of ");
         ASSERT_CONTAINS(run.probe->last.reason, " still hung (since 20");
         ASSERT_CONTAINS(run.probe->last.reason, "): the NFS server does not answer");
-        ASSERT_TRUE(sample_value(run.probe, "rupost_nfs_mount_responsive") == 0);
+        ASSERT_TRUE(probe_sample_value(run.probe, "rupost_nfs_mount_responsive", NULL) == 0);
         ASSERT_EQ(child_abandoned_alive(description), 1);
         ASSERT_TRUE(run.probe->last.duration < 100 * USEC_PER_MSEC);
 
@@ -353,18 +298,16 @@ TEST(nfs_hung_server) {
          * child returns and is reaped. */
         ASSERT_OK(kill(server, SIGTERM));
         ASSERT_EQ(waitpid(server, NULL, 0), server);
-        end = now(CLOCK_MONOTONIC) + 5 * USEC_PER_SEC;
-        while (child_abandoned_alive(description) > 0 && now(CLOCK_MONOTONIC) < end)
-                ASSERT_OK(sd_event_run(run.event, 50 * USEC_PER_MSEC));
+        (void) RUN_UNTIL(run.event, child_abandoned_alive(description) <= 0, 5 * USEC_PER_SEC);
         ASSERT_EQ(child_abandoned_alive(description), 0);
 
         /* 3: a fresh check runs again and reports the dead mount. */
-        run_once(&run);
+        probe_run_once(&run, 5 * USEC_PER_SEC);
         ASSERT_EQ(run.probe->last.status, PROBE_CRITICAL);
         ASSERT_CONTAINS(run.probe->last.reason, "cannot stat ");
 
         tick = sd_event_source_disable_unref(tick);
-        run_done(&run);
+        probe_run_done(&run);
         unmount_dir(d);
 }
 
@@ -372,7 +315,7 @@ TEST(nfs_share_below_the_mount_point) {
         setup_namespace();
         char *d = mount_tmpfs("size=8m", 0);
         char sub[256], keys[512];
-        Run run = {};
+        ProbeRun run = {};
 
         /* As in a tree of shares mounted once at its top (/srv/nfs). */
         snprintf(sub, sizeof sub, "%s/MailQueues", d);
@@ -380,17 +323,17 @@ TEST(nfs_share_below_the_mount_point) {
         ASSERT_OK(chown(sub, 420, 420));
         snprintf(keys, sizeof keys, "    fstype: tmpfs\n    mount_point: \"%s\"\n", d);
         run_load(&run, sub, keys);
-        run_once(&run);
+        probe_run_once(&run, 5 * USEC_PER_SEC);
         ASSERT_EQ(run.probe->last.status, PROBE_OK);
         ASSERT_CONTAINS(run.probe->last.reason, "/MailQueues: tmpfs, owner 420:420");
-        run_done(&run);
+        probe_run_done(&run);
 
         /* Without it, the subdirectory is not a mount point. */
         run_load(&run, sub, "    fstype: tmpfs\n");
-        run_once(&run);
+        probe_run_once(&run, 5 * USEC_PER_SEC);
         ASSERT_EQ(run.probe->last.status, PROBE_CRITICAL);
         ASSERT_CONTAINS(run.probe->last.reason, "/MailQueues is not mounted");
-        run_done(&run);
+        probe_run_done(&run);
 
         /* A mount point that is not above the path is a config error. */
         _cleanup_strv_free_ char **errors = NULL;
