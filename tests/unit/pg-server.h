@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "loopback.h"
 #include "tests.h"
 
 #define PG_SERVER_PASSWORD "s3cret-Pg-pass"
@@ -36,18 +37,6 @@ typedef struct PgServer {
         uid_t uid;
         gid_t gid;
 } PgServer;
-
-static inline uint16_t test_free_port(void) {
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof sa;
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-        ASSERT_TRUE(fd >= 0);
-        ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof sa));
-        ASSERT_OK(getsockname(fd, (struct sockaddr *) &sa, &len));
-        close(fd);
-        return ntohs(sa.sin_port);
-}
 
 /* Runs argv as the server's account, output to <dir>/cmd.log; returns the
  * exit status. */

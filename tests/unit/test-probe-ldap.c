@@ -7,23 +7,15 @@
  * verification, and the configuration errors. Skipped (77) when slapd is
  * not installed. */
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 
-#include "config.h"
-#include "manager.h"
-#include "probe.h"
-#include "tests.h"
+#include "loopback.h"
+#include "probe-run.h"
 
 #define SVC_DN "cn=svc,dc=rupost,dc=test"
 #define SVC_PASSWORD "svc-Secret-1"
@@ -40,18 +32,6 @@ typedef struct Slapd {
 static Slapd with_schema, without_schema;
 static char workdir[64];
 static char password_file[128], wrong_password_file[128], cert_file[256];
-
-static uint16_t free_port(void) {
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof sa;
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-        ASSERT_TRUE(fd >= 0);
-        ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof sa));
-        ASSERT_OK(getsockname(fd, (struct sockaddr *) &sa, &len));
-        close(fd);
-        return ntohs(sa.sin_port);
-}
 
 static void write_file(const char *path, const char *content) {
         FILE *f = fopen(path, "we");
@@ -181,8 +161,8 @@ static void slapd_start(Slapd *s, bool rupost_schema, bool tls) {
                 abort();
         }
 
-        s->port = free_port();
-        s->tls_port = tls ? free_port() : 0;
+        s->port = test_free_port();
+        s->tls_port = tls ? test_free_port() : 0;
         if (tls)
                 snprintf(urls, sizeof urls, "ldap://127.0.0.1:%u/ ldaps://127.0.0.1:%u/", s->port, s->tls_port);
         else
@@ -263,37 +243,14 @@ static void setup_servers(void) {
 
 /* A port where the kernel completes the handshake and nobody ever answers. */
 static uint16_t black_hole(int *ret_fd) {
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof sa;
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        uint16_t port;
 
-        ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof sa));
-        ASSERT_OK(listen(fd, 16));
-        ASSERT_OK(getsockname(fd, (struct sockaddr *) &sa, &len));
-        *ret_fd = fd;
-        return ntohs(sa.sin_port);
-}
-
-typedef struct Run {
-        Config *config;
-        sd_event *event;
-        Manager manager;
-        Probe *probe;
-        usec_t took;
-} Run;
-
-static double sample(Probe *p, const char *family, const char *labels) {
-        for (size_t i = 0; i < p->last.n_samples; i++) {
-                Sample *s = &p->last.samples[i];
-                if (streq(s->family->name, family) && (!labels || (s->labels && strstr(s->labels, labels))))
-                        return s->value;
-        }
-        return NAN;
+        *ret_fd = test_loopback_socket(SOCK_STREAM, &port);
+        return port;
 }
 
 /* Loads a one-probe config and runs it once. */
-static Probe *run_probe(Run *run, const char *keys) {
-        _cleanup_strv_free_ char **errors = NULL;
+static Probe *run_probe(ProbeRun *run, const char *keys) {
         char yaml[2048];
 
         snprintf(yaml, sizeof yaml,
@@ -305,37 +262,16 @@ static Probe *run_probe(Run *run, const char *keys) {
                  "    domain: rupost.test\n"
                  "%s",
                  keys);
-        int r = config_load_string("test.yaml", yaml, strlen(yaml), &run->config, &errors);
-        for (char **i = errors; i && *i; i++)
-                fprintf(stderr, "%s\n", *i);
-        ASSERT_OK(r);
-
-        ASSERT_OK(sd_event_new(&run->event));
-        run->manager = (Manager) { .event = run->event };
-        run->probe = run->config->probes[0];
-        usec_t start = now(CLOCK_MONOTONIC);
-        ASSERT_OK(probe_attach(run->probe, &run->manager));
-        ASSERT_OK(probe_trigger(run->probe));
-        usec_t end = start + 10 * USEC_PER_SEC;
-        while (!run->probe->have_result && now(CLOCK_MONOTONIC) < end)
-                ASSERT_OK(sd_event_run(run->event, 100 * USEC_PER_MSEC));
-        ASSERT_TRUE(run->probe->have_result);
-        run->took = run->probe->last.duration;
-        fprintf(stderr, "  -> %s in %.3fs: %s\n", probe_status_to_string(run->probe->last.status),
-                usec_to_seconds(run->took), run->probe->last.reason);
-        ASSERT_FALSE(run->probe->running);
-        return run->probe;
+        probe_run_load(run, yaml);
+        return probe_run_once(run, 10 * USEC_PER_SEC);
 }
 
-static void run_done(Run *run) {
+static void run_done(ProbeRun *run) {
         run->config = config_free(run->config);
         /* Let killed children be reaped. */
         for (int i = 0; i < 5; i++)
                 (void) sd_event_run(run->event, 10 * USEC_PER_MSEC);
-        run->event = sd_event_unref(run->event);
-        /* What the real manager would free: its last status line. */
-        free(run->manager.last_status);
-        run->manager.last_status = NULL;
+        probe_run_done(run);
 }
 
 static char *keys(const char *controllers, const char *password, const char *extra) {
@@ -358,7 +294,7 @@ static char *url(const char *scheme, uint16_t port) {
 
 TEST(healthy_controllers) {
         _cleanup_free_ char *a = NULL, *b = NULL, *list = NULL, *k = NULL;
-        Run run = {};
+        ProbeRun run = {};
 
         setup_servers();
         a = url("ldap", with_schema.port);
@@ -369,12 +305,12 @@ TEST(healthy_controllers) {
         ASSERT_EQ(p->last.status, PROBE_OK);
         ASSERT_CONTAINS(p->last.reason, "domain rupost.test: all 2 controllers serve");
         ASSERT_CONTAINS(p->last.reason, "(mail=alice@rupost.test) found as uid=alice,ou=people,dc=rupost,dc=test");
-        ASSERT_TRUE(sample(p, "rupost_ldap_controllers_serving", "domain=\"rupost.test\"") == 2);
+        ASSERT_TRUE(probe_sample_value(p, "rupost_ldap_controllers_serving", "domain=\"rupost.test\"") == 2);
         char label[128];
         snprintf(label, sizeof label, "controller=\"ldap://127.0.0.1:%u\"", with_schema.port);
-        ASSERT_TRUE(sample(p, "rupost_ldap_controller_up", label) == 1);
-        double bind = sample(p, "rupost_ldap_bind_duration_seconds", label);
-        double search = sample(p, "rupost_ldap_search_duration_seconds", label);
+        ASSERT_TRUE(probe_sample_value(p, "rupost_ldap_controller_up", label) == 1);
+        double bind = probe_sample_value(p, "rupost_ldap_bind_duration_seconds", label);
+        double search = probe_sample_value(p, "rupost_ldap_search_duration_seconds", label);
         ASSERT_TRUE(bind > 0 && bind < 1);
         ASSERT_TRUE(search > 0 && search < 1);
         run_done(&run);
@@ -382,7 +318,7 @@ TEST(healthy_controllers) {
 
 TEST(wrong_password_names_the_dn_never_the_password) {
         _cleanup_free_ char *a = NULL, *k = NULL;
-        Run run = {};
+        ProbeRun run = {};
 
         setup_servers();
         a = url("ldap", with_schema.port);
@@ -393,16 +329,16 @@ TEST(wrong_password_names_the_dn_never_the_password) {
         ASSERT_CONTAINS(p->last.reason, "bind as '" SVC_DN "' rejected: Invalid credentials");
         ASSERT_CONTAINS(p->last.reason, wrong_password_file);
         ASSERT_NOT_CONTAINS(p->last.reason, "wrong-Pass-9");
-        ASSERT_TRUE(sample(p, "rupost_ldap_controllers_serving", NULL) == 0);
+        ASSERT_TRUE(probe_sample_value(p, "rupost_ldap_controllers_serving", NULL) == 0);
         run_done(&run);
 }
 
 TEST(stopped_controller_beside_a_healthy_one) {
         _cleanup_free_ char *a = NULL, *dead = NULL, *list = NULL, *k = NULL;
-        Run run = {};
+        ProbeRun run = {};
 
         setup_servers();
-        uint16_t port = free_port();
+        uint16_t port = test_free_port();
         a = url("ldap", with_schema.port);
         dead = url("ldap", port);
         ASSERT_TRUE(asprintf(&list, "%s, %s", dead, a) >= 0);
@@ -413,13 +349,13 @@ TEST(stopped_controller_beside_a_healthy_one) {
         snprintf(expect, sizeof expect, "1 of 2 controllers serve; failing: ldap://127.0.0.1:%u: connect failed: "
                                         "Can't contact LDAP server", port);
         ASSERT_CONTAINS(p->last.reason, expect);
-        ASSERT_TRUE(sample(p, "rupost_ldap_controllers_serving", NULL) == 1);
+        ASSERT_TRUE(probe_sample_value(p, "rupost_ldap_controllers_serving", NULL) == 1);
         run_done(&run);
 }
 
 TEST(black_holed_controller_costs_its_budget_only) {
         _cleanup_free_ char *a = NULL, *hole = NULL, *list = NULL, *k = NULL;
-        Run run = {};
+        ProbeRun run = {};
         int fd;
 
         setup_servers();
@@ -434,18 +370,18 @@ TEST(black_holed_controller_costs_its_budget_only) {
         snprintf(expect, sizeof expect, "ldap://127.0.0.1:%u: no answer within 500ms while binding", port);
         ASSERT_CONTAINS(p->last.reason, expect);
         /* The budget and a little, never the probe's timeout. */
-        ASSERT_TRUE(run.took >= 500 * USEC_PER_MSEC && run.took < 1000 * USEC_PER_MSEC);
+        ASSERT_TRUE(run.probe->last.duration >= 500 * USEC_PER_MSEC && run.probe->last.duration < 1000 * USEC_PER_MSEC);
         run_done(&run);
         close(fd);
 }
 
 TEST(no_controller_serves) {
         _cleanup_free_ char *dead = NULL, *hole = NULL, *list = NULL, *k = NULL;
-        Run run = {};
+        ProbeRun run = {};
         int fd;
 
         setup_servers();
-        dead = url("ldap", free_port());
+        dead = url("ldap", test_free_port());
         hole = url("ldap", black_hole(&fd));
         ASSERT_TRUE(asprintf(&list, "%s, %s", dead, hole) >= 0);
         k = keys(list, password_file, "    timeout: 2s\n    controller_timeout: 300ms\n");
@@ -454,14 +390,14 @@ TEST(no_controller_serves) {
         ASSERT_CONTAINS(p->last.reason, "domain rupost.test: no controller serves: ");
         ASSERT_CONTAINS(p->last.reason, "connect failed");
         ASSERT_CONTAINS(p->last.reason, "no answer within 300ms while binding");
-        ASSERT_TRUE(run.took < 800 * USEC_PER_MSEC);
+        ASSERT_TRUE(run.probe->last.duration < 800 * USEC_PER_MSEC);
         run_done(&run);
         close(fd);
 }
 
 TEST(entry_missing) {
         _cleanup_free_ char *a = NULL, *k = NULL;
-        Run run = {};
+        ProbeRun run = {};
 
         setup_servers();
         a = url("ldap", with_schema.port);
@@ -479,7 +415,7 @@ TEST(entry_missing) {
 
 TEST(freeipa_schema_check) {
         _cleanup_free_ char *a = NULL, *b = NULL, *ka = NULL, *kb = NULL;
-        Run run = {};
+        ProbeRun run = {};
 
         setup_servers();
         a = url("ldap", with_schema.port);
@@ -501,7 +437,7 @@ TEST(freeipa_schema_check) {
 TEST(tls) {
         _cleanup_free_ char *plain = NULL, *tls = NULL;
         char extra[512];
-        Run run = {};
+        ProbeRun run = {};
 
         setup_servers();
         plain = url("ldap", with_schema.port);

@@ -5,10 +5,8 @@
  * headroom, a standby in recovery, a server shutting down, and the
  * configuration errors. Skipped (77) when PostgreSQL is not installed. */
 
-#include "config.h"
-#include "manager.h"
 #include "pg-server.h"
-#include "probe.h"
+#include "probe-run.h"
 
 static PgServer primary;
 static char workdir[64], password_file[128], wrong_password_file[128];
@@ -45,23 +43,7 @@ static void setup(void) {
         ASSERT_EQ(pg_server_sql(&primary, "postgres", "CREATE DATABASE rupost_logs"), 0);
 }
 
-typedef struct Run {
-        Config *config;
-        sd_event *event;
-        Manager manager;
-} Run;
-
-static double sample(Probe *p, const char *family, const char *labels) {
-        for (size_t i = 0; i < p->last.n_samples; i++) {
-                Sample *s = &p->last.samples[i];
-                if (streq(s->family->name, family) && (!labels || (s->labels && strstr(s->labels, labels))))
-                        return s->value;
-        }
-        return NAN;
-}
-
-static Probe *run_probe(Run *run, uint16_t port, const char *extra) {
-        _cleanup_strv_free_ char **errors = NULL;
+static Probe *run_probe(ProbeRun *run, uint16_t port, const char *extra) {
         char yaml[2048];
 
         snprintf(yaml, sizeof yaml,
@@ -76,35 +58,12 @@ static Probe *run_probe(Run *run, uint16_t port, const char *extra) {
                  "    sslmode: disable\n"
                  "%s",
                  port, extra);
-        int r = config_load_string("test.yaml", yaml, strlen(yaml), &run->config, &errors);
-        for (char **i = errors; i && *i; i++)
-                fprintf(stderr, "%s\n", *i);
-        ASSERT_OK(r);
-
-        ASSERT_OK(sd_event_new(&run->event));
-        run->manager = (Manager) { .event = run->event };
-        Probe *p = run->config->probes[0];
-        ASSERT_OK(probe_attach(p, &run->manager));
-        ASSERT_OK(probe_trigger(p));
-        usec_t end = now(CLOCK_MONOTONIC) + 10 * USEC_PER_SEC;
-        while (!p->have_result && now(CLOCK_MONOTONIC) < end)
-                ASSERT_OK(sd_event_run(run->event, 100 * USEC_PER_MSEC));
-        ASSERT_TRUE(p->have_result);
-        fprintf(stderr, "  -> %s in %.3fs: %s\n", probe_status_to_string(p->last.status),
-                usec_to_seconds(p->last.duration), p->last.reason);
-        ASSERT_FALSE(p->running);
+        probe_run_load(run, yaml);
+        Probe *p = probe_run_once(run, 10 * USEC_PER_SEC);
         /* Whatever happened, the password is not in the reason. */
         ASSERT_NOT_CONTAINS(p->last.reason, PG_SERVER_PASSWORD);
         ASSERT_NOT_CONTAINS(p->last.reason, "wrong-Pg-77");
         return p;
-}
-
-static void run_done(Run *run) {
-        run->config = config_free(run->config);
-        run->event = sd_event_unref(run->event);
-        /* What the real manager would free: its last status line. */
-        free(run->manager.last_status);
-        run->manager.last_status = NULL;
 }
 
 static char *password_key(const char *file, const char *more) {
@@ -115,7 +74,7 @@ static char *password_key(const char *file, const char *more) {
 
 TEST(healthy_primary) {
         _cleanup_free_ char *k = NULL;
-        Run run = {};
+        ProbeRun run = {};
 
         setup();
         k = password_key(password_file, NULL);
@@ -126,26 +85,26 @@ TEST(healthy_primary) {
         for (const char *const *d = (const char *const[]) { "rupost", "rupost_data", "rupost_logs", NULL }; *d; d++) {
                 char label[64];
                 snprintf(label, sizeof label, "database=\"%s\"", *d);
-                ASSERT_TRUE(sample(p, "rupost_postgres_up", label) == 1);
-                double c = sample(p, "rupost_postgres_connect_duration_seconds", label);
-                double q = sample(p, "rupost_postgres_query_duration_seconds", label);
+                ASSERT_TRUE(probe_sample_value(p, "rupost_postgres_up", label) == 1);
+                double c = probe_sample_value(p, "rupost_postgres_connect_duration_seconds", label);
+                double q = probe_sample_value(p, "rupost_postgres_query_duration_seconds", label);
                 ASSERT_TRUE(c > 0 && c < 2);
                 ASSERT_TRUE(q > 0 && q < 2);
         }
-        ASSERT_TRUE(sample(p, "rupost_postgres_server_version_num", NULL) >= 90600);
-        ASSERT_TRUE(sample(p, "rupost_postgres_in_recovery", NULL) == 0);
-        ASSERT_TRUE(sample(p, "rupost_postgres_max_connections", NULL) == 20);
-        ASSERT_TRUE(sample(p, "rupost_postgres_connections", NULL) >= 1);
+        ASSERT_TRUE(probe_sample_value(p, "rupost_postgres_server_version_num", NULL) >= 90600);
+        ASSERT_TRUE(probe_sample_value(p, "rupost_postgres_in_recovery", NULL) == 0);
+        ASSERT_TRUE(probe_sample_value(p, "rupost_postgres_max_connections", NULL) == 20);
+        ASSERT_TRUE(probe_sample_value(p, "rupost_postgres_connections", NULL) >= 1);
         /* The same clock on both ends: the estimate is within the round trip. */
-        double offset = sample(p, "rupost_time_offset_seconds", "source=\"postgres\"");
+        double offset = probe_sample_value(p, "rupost_time_offset_seconds", "source=\"postgres\"");
         fprintf(stderr, "offset %.6fs\n", offset);
         ASSERT_TRUE(fabs(offset) < 0.05);
-        run_done(&run);
+        probe_run_done(&run);
 }
 
 TEST(wrong_password) {
         _cleanup_free_ char *k = NULL;
-        Run run = {};
+        ProbeRun run = {};
 
         setup();
         k = password_key(wrong_password_file, NULL);
@@ -154,13 +113,13 @@ TEST(wrong_password) {
         ASSERT_CONTAINS(p->last.reason, "all 3 databases failed: password authentication failed for user \"rupost\": "
                                         "check the password in ");
         ASSERT_CONTAINS(p->last.reason, wrong_password_file);
-        ASSERT_TRUE(sample(p, "rupost_postgres_up", "database=\"rupost\"") == 0);
-        run_done(&run);
+        ASSERT_TRUE(probe_sample_value(p, "rupost_postgres_up", "database=\"rupost\"") == 0);
+        probe_run_done(&run);
 }
 
 TEST(missing_database) {
         _cleanup_free_ char *k = NULL;
-        Run run = {};
+        ProbeRun run = {};
 
         setup();
         k = password_key(password_file, "    databases: [rupost, rupost_data, rupost_archive]\n");
@@ -168,14 +127,14 @@ TEST(missing_database) {
         ASSERT_EQ(p->last.status, PROBE_CRITICAL);
         ASSERT_STREQ(p->last.reason, "rupost_archive: database \"rupost_archive\" does not exist: create it or remove "
                                      "it from 'databases'");
-        ASSERT_TRUE(sample(p, "rupost_postgres_up", "database=\"rupost_archive\"") == 0);
-        ASSERT_TRUE(sample(p, "rupost_postgres_up", "database=\"rupost\"") == 1);
-        run_done(&run);
+        ASSERT_TRUE(probe_sample_value(p, "rupost_postgres_up", "database=\"rupost_archive\"") == 0);
+        ASSERT_TRUE(probe_sample_value(p, "rupost_postgres_up", "database=\"rupost\"") == 1);
+        probe_run_done(&run);
 }
 
 TEST(stopped_server) {
         _cleanup_free_ char *k = NULL;
-        Run run = {};
+        ProbeRun run = {};
         char expect[128];
 
         setup();
@@ -185,15 +144,15 @@ TEST(stopped_server) {
         ASSERT_EQ(p->last.status, PROBE_CRITICAL);
         snprintf(expect, sizeof expect, "PostgreSQL at 127.0.0.1:%u does not answer: Connection refused", port);
         ASSERT_STREQ(p->last.reason, expect);
-        ASSERT_TRUE(sample(p, "rupost_postgres_up", "database=\"rupost_logs\"") == 0);
-        run_done(&run);
+        ASSERT_TRUE(probe_sample_value(p, "rupost_postgres_up", "database=\"rupost_logs\"") == 0);
+        probe_run_done(&run);
 }
 
 TEST(black_hole_costs_the_deadline) {
         _cleanup_free_ char *k = NULL;
         struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
         socklen_t len = sizeof sa;
-        Run run = {};
+        ProbeRun run = {};
 
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof sa));
@@ -206,13 +165,13 @@ TEST(black_hole_costs_the_deadline) {
         ASSERT_EQ(p->last.status, PROBE_CRITICAL);
         ASSERT_STREQ(p->last.reason, "no answer within 500ms while connecting to PostgreSQL");
         ASSERT_TRUE(p->last.duration >= 500 * USEC_PER_MSEC && p->last.duration < 700 * USEC_PER_MSEC);
-        run_done(&run);
+        probe_run_done(&run);
         close(fd);
 }
 
 TEST(connection_headroom) {
         _cleanup_free_ char *k = NULL;
-        Run run = {};
+        ProbeRun run = {};
 
         setup();
         /* The server's own processes and ours fill a few of its 20 slots. */
@@ -221,13 +180,13 @@ TEST(connection_headroom) {
         ASSERT_EQ(p->last.status, PROBE_WARNING);
         ASSERT_CONTAINS(p->last.reason, "of max_connections 20 in use");
         ASSERT_CONTAINS(p->last.reason, "warning at 10%): find who holds them");
-        run_done(&run);
+        probe_run_done(&run);
 }
 
 TEST(standby_in_recovery) {
         _cleanup_free_ char *critical = NULL, *warning = NULL;
         PgServer standby;
-        Run run = {};
+        ProbeRun run = {};
 
         setup();
         start_server(&standby, true);
@@ -235,20 +194,20 @@ TEST(standby_in_recovery) {
         Probe *p = run_probe(&run, standby.port, critical);
         ASSERT_EQ(p->last.status, PROBE_CRITICAL);
         ASSERT_CONTAINS(p->last.reason, "is a standby in recovery, read-only: the agent needs the read-write primary");
-        ASSERT_TRUE(sample(p, "rupost_postgres_in_recovery", NULL) == 1);
-        run_done(&run);
+        ASSERT_TRUE(probe_sample_value(p, "rupost_postgres_in_recovery", NULL) == 1);
+        probe_run_done(&run);
 
         warning = password_key(password_file, "    databases: [postgres]\n    in_recovery: warning\n");
         p = run_probe(&run, standby.port, warning);
         ASSERT_EQ(p->last.status, PROBE_WARNING);
-        run_done(&run);
+        probe_run_done(&run);
         pg_server_remove(&standby);
 }
 
 TEST(shutting_down_rejects) {
         _cleanup_free_ char *k = NULL;
         PgServer s;
-        Run run = {};
+        ProbeRun run = {};
         char conninfo[256], expect[160];
 
         setup();
@@ -267,7 +226,7 @@ TEST(shutting_down_rejects) {
         snprintf(expect, sizeof expect, "PostgreSQL at 127.0.0.1:%u is rejecting connections: the database system is "
                                         "shutting down", s.port);
         ASSERT_STREQ(p->last.reason, expect);
-        run_done(&run);
+        probe_run_done(&run);
 
         PQfinish(held);
         ASSERT_TRUE(waitpid(s.pid, NULL, 0) == s.pid);
