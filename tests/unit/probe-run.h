@@ -82,3 +82,14 @@ static inline double probe_sample_value(const Probe *p, const char *family, cons
                 ASSERT_FAIL("no sample %s{%s}", family, labels ?: "");
         return s->value;
 }
+
+/* The config is refused, and its first error says `error`. */
+static inline void test_config_load_fails(const char *yaml, const char *error) {
+        _cleanup_strv_free_ char **errors = NULL;
+        Config *config = NULL;
+
+        ASSERT_ERROR(config_load_string("test.yaml", yaml, strlen(yaml), &config, &errors), EINVAL);
+        ASSERT_TRUE(errors && errors[0]);
+        fprintf(stderr, "%s\n", errors[0]);
+        ASSERT_CONTAINS(errors[0], error);
+}

@@ -5,19 +5,11 @@
  * are what an operator reads, so they are asserted word for word where it
  * matters. */
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/timex.h>
-#include <sys/wait.h>
 
-#include "config.h"
-#include "manager.h"
-#include "probe.h"
+#include "loopback.h"
+#include "probe-run.h"
 #include "probes/ntp-packet.h"
-#include "tests.h"
 
 typedef enum Behaviour {
         SERVE,
@@ -27,35 +19,18 @@ typedef enum Behaviour {
         SILENT,
 } Behaviour;
 
-typedef struct Server {
-        pid_t pid;
-        uint16_t port;
-} Server;
-
 static void put64(uint8_t *p, uint64_t v) {
         for (int i = 7; i >= 0; i--, v >>= 8)
                 p[i] = (uint8_t) v;
 }
 
 /* A server whose clock is `offset` seconds off ours, answering every request. */
-static Server server_start(Behaviour how, double offset) {
-        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof sa;
-        Server s = {};
+static LoopbackPeer server_start(Behaviour how, double offset) {
+        LoopbackPeer s;
+        int fd = loopback_peer_fork(SOCK_DGRAM, &s);
 
-        ASSERT_TRUE(fd >= 0);
-        ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof sa));
-        ASSERT_OK(getsockname(fd, (struct sockaddr *) &sa, &len));
-        s.port = ntohs(sa.sin_port);
-        s.pid = fork();
-        ASSERT_TRUE(s.pid >= 0);
-        if (s.pid > 0) {
-                close(fd);
+        if (fd < 0)
                 return s;
-        }
-        /* Dies with the test, also when an assertion aborts it. */
-        (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
         for (;;) {
                 uint8_t q[NTP_PACKET_SIZE], b[NTP_PACKET_SIZE] = {};
                 struct sockaddr_in from;
@@ -86,27 +61,16 @@ static Server server_start(Behaviour how, double offset) {
         }
 }
 
-static void server_stop(Server *s) {
-        (void) kill(s->pid, SIGKILL);
-        (void) waitpid(s->pid, NULL, 0);
-}
-
 /* A UDP port with nobody behind it: bound, read back, closed. */
 static uint16_t closed_port(void) {
-        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof sa;
+        uint16_t port;
 
-        ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof sa));
-        ASSERT_OK(getsockname(fd, (struct sockaddr *) &sa, &len));
-        close(fd);
-        return ntohs(sa.sin_port);
+        close(test_loopback_socket(SOCK_DGRAM, &port));
+        return port;
 }
 
-static Probe *run_probe(Config **ret_config, sd_event *e, Manager *m, const char *keys) {
+static Probe *run_probe(ProbeRun *run, const char *keys) {
         char yaml[2048];
-        _cleanup_strv_free_ char **errors = NULL;
-        Config *config = NULL;
 
         snprintf(yaml, sizeof yaml,
                  "node: test\n"
@@ -117,29 +81,8 @@ static Probe *run_probe(Config **ret_config, sd_event *e, Manager *m, const char
                  "    timeout: 500ms\n"
                  "%s",
                  keys);
-        int r = config_load_string("test.yaml", yaml, strlen(yaml), &config, &errors);
-        for (char **i = errors; i && *i; i++)
-                fprintf(stderr, "%s\n", *i);
-        ASSERT_OK(r);
-
-        Probe *p = config->probes[0];
-        ASSERT_OK(probe_attach(p, m));
-        ASSERT_OK(probe_trigger(p));
-        usec_t end = now(CLOCK_MONOTONIC) + 3 * USEC_PER_SEC;
-        while (!p->have_result && now(CLOCK_MONOTONIC) < end)
-                ASSERT_OK(sd_event_run(e, 100 * USEC_PER_MSEC));
-        ASSERT_TRUE(p->have_result);
-        *ret_config = config;
-        return p;
-}
-
-static double sample_value(Probe *p, const char *family, const char *labels) {
-        for (size_t i = 0; i < p->last.n_samples; i++) {
-                const Sample *s = &p->last.samples[i];
-                if (streq(s->family->name, family) && (!labels || (s->labels && streq(s->labels, labels))))
-                        return s->value;
-        }
-        ASSERT_FAIL("no sample %s{%s}", family, labels ?: "");
+        probe_run_load(run, yaml);
+        return probe_run_once(run, 3 * USEC_PER_SEC);
 }
 
 typedef struct Case {
@@ -173,19 +116,14 @@ static const Case cases[] = {
 TEST(time_probe_against_fake_servers) {
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 const Case *c = &cases[i];
-                _cleanup_(config_freep) Config *config = NULL;
-                sd_event *e = NULL;
-                Manager m = {};
+                ProbeRun run = {};
                 char keys[512];
 
                 fprintf(stderr, "case: %s\n", c->name);
-                ASSERT_OK(sd_event_new(&e));
-                m.event = e;
-                Server s = server_start(c->how, c->offset);
+                LoopbackPeer s = server_start(c->how, c->offset);
                 snprintf(keys, sizeof keys, "    ignore_kernel_clock: true\n    servers: [\"127.0.0.1:%u\"]\n%s",
                          s.port, c->extra);
-                Probe *p = run_probe(&config, e, &m, keys);
-                fprintf(stderr, "  -> %s: %s\n", probe_status_to_string(p->last.status), p->last.reason);
+                Probe *p = run_probe(&run, keys);
                 ASSERT_EQ(p->last.status, c->status);
                 ASSERT_CONTAINS(p->last.reason, c->reason);
                 if (c->reason2)
@@ -193,33 +131,26 @@ TEST(time_probe_against_fake_servers) {
                 if (c->how == SERVE || c->how == SERVE_STRAY_FIRST) {
                         char label[64];
                         snprintf(label, sizeof label, "source=\"127.0.0.1:%u\"", s.port);
-                        ASSERT_TRUE(fabs(sample_value(p, "rupost_time_offset_seconds", label) - c->offset) < 0.05);
-                        ASSERT_TRUE(sample_value(p, "rupost_time_max_skew_seconds", NULL) >= fabs(c->offset) - 0.05);
+                        ASSERT_TRUE(fabs(probe_sample_value(p, "rupost_time_offset_seconds", label) - c->offset) < 0.05);
+                        ASSERT_TRUE(probe_sample_value(p, "rupost_time_max_skew_seconds", NULL) >= fabs(c->offset) - 0.05);
                 }
-                config = config_free(config);
-                free(m.last_status);
-                server_stop(&s);
-                sd_event_unref(e);
+                probe_run_done(&run);
+                loopback_peer_stop(&s);
         }
 }
 
 TEST(time_probe_names_the_worst_of_several) {
-        _cleanup_(config_freep) Config *config = NULL;
-        sd_event *e = NULL;
-        Manager m = {};
+        ProbeRun run = {};
         char keys[512];
 
-        ASSERT_OK(sd_event_new(&e));
-        m.event = e;
-        Server a = server_start(SERVE, 0.1), b = server_start(SERVE, -2.5), c = server_start(SERVE, 0.6);
+        LoopbackPeer a = server_start(SERVE, 0.1), b = server_start(SERVE, -2.5), c = server_start(SERVE, 0.6);
         uint16_t closed = closed_port();
         snprintf(keys, sizeof keys,
                  "    ignore_kernel_clock: true\n"
                  "    servers: [\"127.0.0.1:%u\"]\n"
                  "    peers: [\"127.0.0.1:%u\", \"127.0.0.1:%u\", \"127.0.0.1:%u\"]\n",
                  a.port, b.port, c.port, closed);
-        Probe *p = run_probe(&config, e, &m, keys);
-        fprintf(stderr, "  -> %s: %s\n", probe_status_to_string(p->last.status), p->last.reason);
+        Probe *p = run_probe(&run, keys);
         ASSERT_EQ(p->last.status, PROBE_CRITICAL);
         char want[128];
         snprintf(want, sizeof want, "127.0.0.1:%u is 2.", b.port);
@@ -227,26 +158,20 @@ TEST(time_probe_names_the_worst_of_several) {
         ASSERT_CONTAINS(p->last.reason, " s behind (delay ");
         snprintf(want, sizeof want, "cannot compare with 127.0.0.1:%u: nothing listens on its NTP port", closed);
         ASSERT_CONTAINS(p->last.reason, want);
-        ASSERT_TRUE(fabs(sample_value(p, "rupost_time_max_skew_seconds", NULL) - 2.5) < 0.05);
-        config = config_free(config);
-        free(m.last_status);
-        server_stop(&a);
-        server_stop(&b);
-        server_stop(&c);
-        sd_event_unref(e);
+        ASSERT_TRUE(fabs(probe_sample_value(p, "rupost_time_max_skew_seconds", NULL) - 2.5) < 0.05);
+        probe_run_done(&run);
+        loopback_peer_stop(&a);
+        loopback_peer_stop(&b);
+        loopback_peer_stop(&c);
 }
 
 TEST(time_probe_kernel_view) {
-        _cleanup_(config_freep) Config *config = NULL;
         struct timex tx = {};
-        sd_event *e = NULL;
-        Manager m = {};
+        ProbeRun run = {};
 
-        ASSERT_OK(sd_event_new(&e));
-        m.event = e;
         /* Whatever this machine's clock state is, the probe must read it the
          * way the kernel reports it. */
-        Probe *p = run_probe(&config, e, &m, "    max_error: 250ms\n");
+        Probe *p = run_probe(&run, "    max_error: 250ms\n");
         ASSERT_TRUE(ntp_adjtime(&tx) >= 0);
         fprintf(stderr, "  maxerror %ld us -> %s: %s\n", tx.maxerror, probe_status_to_string(p->last.status),
                 p->last.reason);
@@ -254,15 +179,13 @@ TEST(time_probe_kernel_view) {
                 ASSERT_EQ(p->last.status, PROBE_CRITICAL);
                 ASSERT_CONTAINS(p->last.reason, "the kernel clock is not synchronised (maxerror");
                 ASSERT_CONTAINS(p->last.reason, "check that chronyd runs");
-                ASSERT_TRUE(sample_value(p, "rupost_time_sync_status", NULL) == 0);
+                ASSERT_TRUE(probe_sample_value(p, "rupost_time_sync_status", NULL) == 0);
         } else {
                 ASSERT_EQ(p->last.status, PROBE_OK);
-                ASSERT_TRUE(sample_value(p, "rupost_time_sync_status", NULL) == 1);
+                ASSERT_TRUE(probe_sample_value(p, "rupost_time_sync_status", NULL) == 1);
         }
-        ASSERT_TRUE(fabs(sample_value(p, "rupost_time_maxerror_seconds", NULL) - tx.maxerror / 1e6) < 0.01);
-        config = config_free(config);
-        free(m.last_status);
-        sd_event_unref(e);
+        ASSERT_TRUE(fabs(probe_sample_value(p, "rupost_time_maxerror_seconds", NULL) - tx.maxerror / 1e6) < 0.01);
+        probe_run_done(&run);
 }
 
 TEST(time_probe_config_errors) {
@@ -277,15 +200,10 @@ TEST(time_probe_config_errors) {
                 { "    max_error: 20s\n", "max_error" },
         };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                _cleanup_strv_free_ char **errors = NULL;
-                Config *config = NULL;
                 char yaml[512];
 
                 snprintf(yaml, sizeof yaml, "probes:\n  - name: clock\n    type: time\n%s", bad[i].keys);
-                ASSERT_ERROR(config_load_string("t.yaml", yaml, strlen(yaml), &config, &errors), EINVAL);
-                ASSERT_TRUE(errors && errors[0]);
-                fprintf(stderr, "%s\n", errors[0]);
-                ASSERT_CONTAINS(errors[0], bad[i].error);
+                test_config_load_fails(yaml, bad[i].error);
         }
 
         /* Bare addresses get port 123; IPv6 with and without brackets. */
