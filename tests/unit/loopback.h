@@ -10,6 +10,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tests.h"
@@ -57,6 +58,13 @@ static inline int loopback_peer_fork(int type, LoopbackPeer *ret) {
         }
         (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
         return fd;
+}
+
+/* For a peer's script: a pause that signals do not cut short. */
+static inline void peer_sleep_ms(unsigned ms) {
+        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
 }
 
 static inline void loopback_peer_stop(LoopbackPeer *peer) {

@@ -4,77 +4,26 @@
  * reads, a wrong greeting, a peer that stalls in the handshake or before its
  * banner, a refused port). Each peer is a forked child on loopback. */
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
-
-#include "config.h"
-#include "manager.h"
-#include "probe.h"
-#include "tests.h"
+#include "loopback.h"
+#include "probe-run.h"
+#include "tls-test-util.h"
 
 typedef struct Step {
         const char *send;  /* bytes to send, NULL for none */
         unsigned sleep_ms; /* then wait */
 } Step;
 
-typedef struct Peer {
-        pid_t pid;
-        uint16_t port;
-} Peer;
-
-static SSL_CTX *server_tls_context(void) {
-        SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-        EVP_PKEY *key = EVP_EC_gen("P-256");
-        X509 *cert = X509_new();
-
-        ASSERT_TRUE(ctx && key && cert);
-        ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
-        X509_gmtime_adj(X509_getm_notBefore(cert), 0);
-        X509_gmtime_adj(X509_getm_notAfter(cert), 86400L * 30);
-        X509_set_pubkey(cert, key);
-        X509_NAME_add_entry_by_txt(X509_get_subject_name(cert), "CN", MBSTRING_ASC,
-                                   (const unsigned char *) "peer.test", -1, -1, 0);
-        X509_set_issuer_name(cert, X509_get_subject_name(cert));
-        ASSERT_TRUE(X509_sign(cert, key, EVP_sha256()) > 0);
-        ASSERT_TRUE(SSL_CTX_use_certificate(ctx, cert) == 1);
-        ASSERT_TRUE(SSL_CTX_use_PrivateKey(ctx, key) == 1);
-        X509_free(cert);
-        EVP_PKEY_free(key);
-        return ctx;
-}
-
-static void sleep_ms(unsigned ms) {
-        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
-}
-
 /* Forks a peer that accepts one connection, optionally completes a TLS
  * handshake (or stalls before it), then plays the steps and closes. */
-static Peer peer_start(bool tls, bool stall_handshake, const Step *steps, size_t n_steps) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof sa;
-        Peer peer = {};
+static LoopbackPeer peer_start(bool tls, bool stall_handshake, const Step *steps, size_t n_steps) {
+        /* Made before forking, so that key generation does not eat into the
+         * probe's deadline. */
+        SSL_CTX *ctx = tls ? test_server_tls_context(NULL) : NULL;
+        LoopbackPeer peer;
+        int fd = loopback_peer_fork(SOCK_STREAM, &peer);
 
-        ASSERT_TRUE(fd >= 0);
-        ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof sa));
-        ASSERT_OK(listen(fd, 4));
-        ASSERT_OK(getsockname(fd, (struct sockaddr *) &sa, &len));
-        peer.port = ntohs(sa.sin_port);
-
-        peer.pid = fork();
-        ASSERT_TRUE(peer.pid >= 0);
-        if (peer.pid > 0) {
-                close(fd);
+        if (fd < 0) {
+                SSL_CTX_free(ctx);
                 return peer;
         }
 
@@ -83,9 +32,9 @@ static Peer peer_start(bool tls, bool stall_handshake, const Step *steps, size_t
                 _exit(1);
         SSL *ssl = NULL;
         if (stall_handshake)
-                sleep_ms(5000);
+                peer_sleep_ms(5000);
         if (tls) {
-                ssl = SSL_new(server_tls_context());
+                ssl = SSL_new(ctx);
                 SSL_set_fd(ssl, c);
                 if (SSL_accept(ssl) != 1)
                         _exit(2);
@@ -98,21 +47,14 @@ static Peer peer_start(bool tls, bool stall_handshake, const Step *steps, size_t
                         else
                                 (void) !write(c, steps[i].send, (size_t) l);
                 }
-                sleep_ms(steps[i].sleep_ms);
+                peer_sleep_ms(steps[i].sleep_ms);
         }
         _exit(0);
 }
 
-static void peer_stop(Peer *peer) {
-        (void) kill(peer->pid, SIGKILL);
-        (void) waitpid(peer->pid, NULL, 0);
-}
-
 /* Loads a one-probe config for the peer and runs the probe once. */
-static Probe *run_probe(Config **ret_config, sd_event *e, Manager *m, const char *extra, uint16_t port) {
+static Probe *run_probe(ProbeRun *run, const char *extra, uint16_t port) {
         char yaml[1024];
-        _cleanup_strv_free_ char **errors = NULL;
-        Config *config = NULL;
 
         snprintf(yaml, sizeof yaml,
                  "node: test\n"
@@ -124,20 +66,8 @@ static Probe *run_probe(Config **ret_config, sd_event *e, Manager *m, const char
                  "    address: \"127.0.0.1:%u\"\n"
                  "%s",
                  port, extra);
-        int r = config_load_string("test.yaml", yaml, strlen(yaml), &config, &errors);
-        for (char **i = errors; i && *i; i++)
-                fprintf(stderr, "%s\n", *i);
-        ASSERT_OK(r);
-
-        Probe *p = config->probes[0];
-        ASSERT_OK(probe_attach(p, m));
-        ASSERT_OK(probe_trigger(p));
-        usec_t end = now(CLOCK_MONOTONIC) + 3 * USEC_PER_SEC;
-        while (!p->have_result && now(CLOCK_MONOTONIC) < end)
-                ASSERT_OK(sd_event_run(e, 100 * USEC_PER_MSEC));
-        ASSERT_TRUE(p->have_result);
-        *ret_config = config;
-        return p;
+        probe_run_load(run, yaml);
+        return probe_run_once(run, 3 * USEC_PER_SEC);
 }
 
 typedef struct Case {
@@ -228,52 +158,32 @@ static const Case cases[] = {
 TEST(tcp_probe_against_scripted_peers) {
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 const Case *c = &cases[i];
-                _cleanup_(config_freep) Config *config = NULL;
-                sd_event *e = NULL;
-                Manager m = {};
+                ProbeRun run = {};
 
                 fprintf(stderr, "case: %s\n", c->name);
-                ASSERT_OK(sd_event_new(&e));
-                m.event = e;
                 size_t n_steps = 0;
                 while (n_steps < ELEMENTSOF(c->steps) && (c->steps[n_steps].send || c->steps[n_steps].sleep_ms))
                         n_steps++;
-                Peer peer = peer_start(c->tls, c->stall_handshake, c->steps, n_steps);
+                LoopbackPeer peer = peer_start(c->tls, c->stall_handshake, c->steps, n_steps);
 
-                Probe *p = run_probe(&config, e, &m, c->extra_config, peer.port);
-                fprintf(stderr, "  -> %s: %s\n", probe_status_to_string(p->last.status), p->last.reason);
+                Probe *p = run_probe(&run, c->extra_config, peer.port);
                 ASSERT_EQ(p->last.status, c->status);
                 ASSERT_CONTAINS(p->last.reason, c->reason);
                 ASSERT_FALSE(p->running);
 
-                config = config_free(config);
-                peer_stop(&peer);
-                free(m.last_status);
-                sd_event_unref(e);
+                probe_run_done(&run);
+                loopback_peer_stop(&peer);
         }
 }
 
 TEST(tcp_probe_refused_port) {
-        _cleanup_(config_freep) Config *config = NULL;
-        sd_event *e = NULL;
-        Manager m = {};
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof sa;
+        ProbeRun run = {};
 
-        /* A port that was free a moment ago: bound, read back, closed. */
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof sa));
-        ASSERT_OK(getsockname(fd, (struct sockaddr *) &sa, &len));
-        close(fd);
-
-        ASSERT_OK(sd_event_new(&e));
-        m.event = e;
-        Probe *p = run_probe(&config, e, &m, "", ntohs(sa.sin_port));
+        /* A port that was free a moment ago. */
+        Probe *p = run_probe(&run, "", test_free_port());
         ASSERT_EQ(p->last.status, PROBE_CRITICAL);
         ASSERT_CONTAINS(p->last.reason, "connect failed: Connection refused");
-        config = config_free(config);
-        free(m.last_status);
-        sd_event_unref(e);
+        probe_run_done(&run);
 }
 
 TEST(tcp_probe_config_rejects_names) {
