@@ -7,18 +7,10 @@
  * (STARTTLS missing, 421, garbage, stalls, oversized replies, plaintext after
  * STARTTLS, and certificates expiring, expired, misnamed or self-signed). */
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
 #include <sys/un.h>
-#include <sys/wait.h>
-#include <time.h>
 
-#include "config.h"
-#include "manager.h"
-#include "probe.h"
-#include "tests.h"
+#include "loopback.h"
+#include "probe-run.h"
 #include "tls-test-util.h"
 
 typedef struct Step {
@@ -28,17 +20,6 @@ typedef struct Step {
         bool starttls;       /* then the TLS handshake (server side) */
         bool stall;          /* then 5 s of silence, as a peer that hangs */
 } Step;
-
-typedef struct Peer {
-        pid_t pid;
-        uint16_t port;
-} Peer;
-
-static void sleep_ms(unsigned ms) {
-        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
-}
 
 static int peer_read_line(int fd, SSL *ssl, char *buf, size_t size) {
         size_t n = 0;
@@ -67,8 +48,9 @@ static void peer_write(int fd, SSL *ssl, const char *s) {
 /* Exit codes of the peer tell a failed expectation from a crash. */
 #define PEER_UNEXPECTED 3
 
-static Peer peer_start(SSL_CTX *ctx, bool implicit_tls, const char *unix_path, const Step *steps, size_t n_steps) {
-        Peer peer = {};
+static LoopbackPeer peer_start(SSL_CTX *ctx, bool implicit_tls, const char *unix_path, const Step *steps,
+                               size_t n_steps) {
+        LoopbackPeer peer = {};
         int fd;
 
         if (unix_path) {
@@ -78,16 +60,9 @@ static Peer peer_start(SSL_CTX *ctx, bool implicit_tls, const char *unix_path, c
                 snprintf(sa.sun_path, sizeof sa.sun_path, "%s", unix_path);
                 (void) unlink(unix_path);
                 ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof sa));
-        } else {
-                struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-                socklen_t len = sizeof sa;
-                fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                ASSERT_TRUE(fd >= 0);
-                ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof sa));
-                ASSERT_OK(getsockname(fd, (struct sockaddr *) &sa, &len));
-                peer.port = ntohs(sa.sin_port);
-        }
-        ASSERT_OK(listen(fd, 4));
+                ASSERT_OK(listen(fd, 4));
+        } else
+                fd = test_loopback_socket(SOCK_STREAM, &peer.port);
 
         peer.pid = fork();
         ASSERT_TRUE(peer.pid >= 0);
@@ -120,9 +95,9 @@ static Peer peer_start(SSL_CTX *ctx, bool implicit_tls, const char *unix_path, c
                 }
                 if (s->send)
                         peer_write(c, ssl, s->send);
-                sleep_ms(s->sleep_ms);
+                peer_sleep_ms(s->sleep_ms);
                 if (s->stall)
-                        sleep_ms(5000);
+                        peer_sleep_ms(5000);
                 if (s->starttls) {
                         ssl = SSL_new(ctx);
                         SSL_set_fd(ssl, c);
@@ -131,30 +106,28 @@ static Peer peer_start(SSL_CTX *ctx, bool implicit_tls, const char *unix_path, c
                 }
         }
         /* Let the probe read the last words before the socket closes. */
-        sleep_ms(300);
+        peer_sleep_ms(300);
         _exit(0);
 }
 
 /* Waits a little for the peer to finish its script, then kills it.
  * Returns its exit status, or -1 when it had to be killed. */
-static int peer_stop(Peer *peer) {
+static int peer_stop(LoopbackPeer *peer) {
         int status = 0;
 
         for (int i = 0; i < 100; i++) {
                 if (waitpid(peer->pid, &status, WNOHANG) == peer->pid)
                         return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-                sleep_ms(10);
+                peer_sleep_ms(10);
         }
         (void) kill(peer->pid, SIGKILL);
         (void) waitpid(peer->pid, &status, 0);
         return -1;
 }
 
-static Probe *run_probe(Config **ret_config, sd_event *e, Manager *m, const char *type, const char *target,
-                        const char *extra) {
+/* The node name is what EHLO says unless `helo` is set. */
+static Probe *run_probe(ProbeRun *run, const char *type, const char *target, const char *extra) {
         char yaml[2048];
-        _cleanup_strv_free_ char **errors = NULL;
-        Config *config = NULL;
 
         snprintf(yaml, sizeof yaml,
                  "node: probe.test\n"
@@ -166,29 +139,8 @@ static Probe *run_probe(Config **ret_config, sd_event *e, Manager *m, const char
                  "    %s\n"
                  "%s",
                  type, target, extra);
-        int r = config_load_string("test.yaml", yaml, strlen(yaml), &config, &errors);
-        for (char **i = errors; i && *i; i++)
-                fprintf(stderr, "%s\n", *i);
-        ASSERT_OK(r);
-
-        /* The node name is what EHLO says unless `helo` is set. */
-        m->config = config;
-        Probe *p = config->probes[0];
-        ASSERT_OK(probe_attach(p, m));
-        ASSERT_OK(probe_trigger(p));
-        usec_t end = now(CLOCK_MONOTONIC) + 5 * USEC_PER_SEC;
-        while (!p->have_result && now(CLOCK_MONOTONIC) < end)
-                ASSERT_OK(sd_event_run(e, 100 * USEC_PER_MSEC));
-        ASSERT_TRUE(p->have_result);
-        *ret_config = config;
-        return p;
-}
-
-static const Sample *find_sample(const Probe *p, const char *family) {
-        for (size_t i = 0; i < p->last.n_samples; i++)
-                if (streq(p->last.samples[i].family->name, family))
-                        return &p->last.samples[i];
-        return NULL;
+        probe_run_load(run, yaml);
+        return probe_run_once(run, 5 * USEC_PER_SEC);
 }
 
 typedef struct Case {
@@ -524,16 +476,12 @@ static size_t count_steps(const Step *steps, size_t max) {
 }
 
 static void run_case(const Case *c, const char *unix_path) {
-        _cleanup_(config_freep) Config *config = NULL;
-        sd_event *e = NULL;
-        Manager m = {};
+        ProbeRun run = {};
         char target[PATH_MAX + 16];
 
         fprintf(stderr, "case: %s\n", c->name);
-        ASSERT_OK(sd_event_new(&e));
-        m.event = e;
         SSL_CTX *ctx = test_server_tls_context(&c->cert);
-        Peer peer = peer_start(ctx, c->implicit_tls, c->unix_socket ? unix_path : NULL, c->steps,
+        LoopbackPeer peer = peer_start(ctx, c->implicit_tls, c->unix_socket ? unix_path : NULL, c->steps,
                                count_steps(c->steps, ELEMENTSOF(c->steps)));
         SSL_CTX_free(ctx);
 
@@ -541,22 +489,19 @@ static void run_case(const Case *c, const char *unix_path) {
                 snprintf(target, sizeof target, "socket: %s", unix_path);
         else
                 snprintf(target, sizeof target, "address: \"127.0.0.1:%u\"", peer.port);
-        Probe *p = run_probe(&config, e, &m, c->type, target, c->extra_config ?: "");
-        fprintf(stderr, "  -> %s: %s\n", probe_status_to_string(p->last.status), p->last.reason);
+        Probe *p = run_probe(&run, c->type, target, c->extra_config ?: "");
         ASSERT_EQ(p->last.status, c->status);
         ASSERT_CONTAINS(p->last.reason, c->reason);
         if (c->reason2)
                 ASSERT_CONTAINS(p->last.reason, c->reason2);
         ASSERT_FALSE(p->running);
 
-        config = config_free(config);
+        probe_run_done(&run);
         int peer_status = peer_stop(&peer);
         /* The peer exits 0 only once it saw every command it expected, in order. */
         if (c->peer_complete)
                 ASSERT_EQ(peer_status, 0);
         ASSERT_TRUE(peer_status != PEER_UNEXPECTED);
-        free(m.last_status); /* the manager's STATUS= text; these tests own a bare Manager */
-        sd_event_unref(e);
 }
 
 TEST(mail_probes_against_scripted_peers) {
@@ -579,39 +524,33 @@ TEST(mail_probe_tls_samples) {
                 .implicit_tls = true,
                 .steps = { SMTP_GREETING, { "EHLO ", "250 mx.test\r\n", 0 }, SMTP_QUIT },
         };
-        _cleanup_(config_freep) Config *config = NULL;
-        sd_event *e = NULL;
-        Manager m = {};
+        ProbeRun run = {};
         char target[64];
 
-        ASSERT_OK(sd_event_new(&e));
-        m.event = e;
         SSL_CTX *ctx = test_server_tls_context(&c.cert);
-        Peer peer = peer_start(ctx, true, NULL, c.steps, count_steps(c.steps, ELEMENTSOF(c.steps)));
+        LoopbackPeer peer = peer_start(ctx, true, NULL, c.steps, count_steps(c.steps, ELEMENTSOF(c.steps)));
         SSL_CTX_free(ctx);
         snprintf(target, sizeof target, "address: \"127.0.0.1:%u\"", peer.port);
         int64_t expected_expiry = (int64_t) (now(CLOCK_REALTIME) / USEC_PER_SEC) + 86400L * 10 - 3600;
-        Probe *p = run_probe(&config, e, &m, c.type, target, c.extra_config);
+        Probe *p = run_probe(&run, c.type, target, c.extra_config);
 
         /* Two warnings at once, both named. */
         ASSERT_EQ(p->last.status, PROBE_WARNING);
         ASSERT_CONTAINS(p->last.reason, "expires in 9 days");
         ASSERT_CONTAINS(p->last.reason, "self-signed certificate");
 
-        const Sample *s = find_sample(p, "rupost_tls_certificate_expiry_timestamp_seconds");
+        const Sample *s = probe_sample(p, "rupost_tls_certificate_expiry_timestamp_seconds", NULL);
         ASSERT_TRUE(s);
         ASSERT_TRUE(fabs(s->value - (double) expected_expiry) < 5);
-        s = find_sample(p, "rupost_tls_dh_bits");
+        s = probe_sample(p, "rupost_tls_dh_bits", NULL);
         ASSERT_TRUE(s);
         ASSERT_EQ((int) s->value, 2048);
-        s = find_sample(p, "rupost_tls_self_signed");
+        s = probe_sample(p, "rupost_tls_self_signed", NULL);
         ASSERT_TRUE(s);
         ASSERT_EQ((int) s->value, 1);
 
-        config = config_free(config);
+        probe_run_done(&run);
         peer_stop(&peer);
-        free(m.last_status); /* the manager's STATUS= text; these tests own a bare Manager */
-        sd_event_unref(e);
 }
 
 TEST(mail_probe_oversized_reply) {
@@ -625,51 +564,33 @@ TEST(mail_probe_oversized_reply) {
         w += sprintf(w, "250 END\r\n");
 
         Step steps[] = { SMTP_GREETING, { "EHLO ", big, 500 } };
-        _cleanup_(config_freep) Config *config = NULL;
-        sd_event *e = NULL;
-        Manager m = {};
+        ProbeRun run = {};
         char target[64];
 
-        ASSERT_OK(sd_event_new(&e));
-        m.event = e;
-        Peer peer = peer_start(NULL, false, NULL, steps, ELEMENTSOF(steps));
+        LoopbackPeer peer = peer_start(NULL, false, NULL, steps, ELEMENTSOF(steps));
         snprintf(target, sizeof target, "address: \"127.0.0.1:%u\"", peer.port);
-        Probe *p = run_probe(&config, e, &m, "smtp", target, "");
-        fprintf(stderr, "  -> %s: %s\n", probe_status_to_string(p->last.status), p->last.reason);
+        Probe *p = run_probe(&run, "smtp", target, "");
         ASSERT_EQ(p->last.status, PROBE_CRITICAL);
         ASSERT_CONTAINS(p->last.reason, "oversized reply while waiting for the reply to EHLO: reply has more than 512 lines");
-        config = config_free(config);
+        probe_run_done(&run);
         peer_stop(&peer);
-        free(m.last_status); /* the manager's STATUS= text; these tests own a bare Manager */
-        sd_event_unref(e);
         free(big);
 }
 
 TEST(mail_probe_refused_and_missing_socket) {
-        _cleanup_(config_freep) Config *config = NULL;
-        sd_event *e = NULL;
-        Manager m = {};
+        ProbeRun run = {};
 
-        ASSERT_OK(sd_event_new(&e));
-        m.event = e;
-        Probe *p = run_probe(&config, e, &m, "lmtp", "socket: /nonexistent/dovecot-lmtp", "");
+        Probe *p = run_probe(&run, "lmtp", "socket: /nonexistent/dovecot-lmtp", "");
         ASSERT_EQ(p->last.status, PROBE_CRITICAL);
         ASSERT_CONTAINS(p->last.reason, "/nonexistent/dovecot-lmtp: connect failed: No such file or directory");
-        config = config_free(config);
-        free(m.last_status); /* the manager's STATUS= text; these tests own a bare Manager */
-        sd_event_unref(e);
+        probe_run_done(&run);
 }
 
 static void expect_config_error(const char *type, const char *keys, const char *error) {
         char yaml[1024];
-        _cleanup_strv_free_ char **errors = NULL;
-        Config *config = NULL;
 
         snprintf(yaml, sizeof yaml, "probes:\n  - name: x\n    type: %s\n%s", type, keys);
-        ASSERT_ERROR(config_load_string("t.yaml", yaml, strlen(yaml), &config, &errors), EINVAL);
-        ASSERT_TRUE(errors && errors[0]);
-        fprintf(stderr, "%s\n", errors[0]);
-        ASSERT_CONTAINS(errors[0], error);
+        test_config_load_fails(yaml, error);
 }
 
 TEST(mail_probe_config) {
