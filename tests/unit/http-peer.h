@@ -17,18 +17,11 @@
  *   else       404
  */
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "lib/macro.h"
+#include "loopback.h"
 #include "tests.h"
 
 typedef struct HttpPeer {
@@ -37,12 +30,6 @@ typedef struct HttpPeer {
 } HttpPeer;
 
 static char http_peer_status_file[64];
-
-static void http_peer_sleep_ms(unsigned ms) {
-        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
-}
 
 static void http_peer_write(int c, const char *s, size_t n) {
         while (n > 0) {
@@ -89,10 +76,10 @@ static void http_peer_serve(int c) {
         else if (streq(path, "/wrong"))
                 http_peer_answer(c, "301 Moved Permanently", "Location: http://elsewhere.test/\r\n", "", 0);
         else if (streq(path, "/slow")) {
-                http_peer_sleep_ms(1500);
+                peer_sleep_ms(1500);
                 http_peer_answer(c, "200 OK", "", "late\n", 5);
         } else if (streq(path, "/hang"))
-                http_peer_sleep_ms(60000);
+                peer_sleep_ms(60000);
         else if (streq(path, "/big")) {
                 static char big[1024 * 1024];
                 memset(big, 'x', sizeof big);
@@ -117,16 +104,8 @@ static void http_peer_serve(int c) {
 }
 
 static HttpPeer http_peer_start(void) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof sa;
         HttpPeer peer = {};
-
-        ASSERT_TRUE(fd >= 0);
-        ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof sa));
-        ASSERT_OK(listen(fd, 64));
-        ASSERT_OK(getsockname(fd, (struct sockaddr *) &sa, &len));
-        peer.port = ntohs(sa.sin_port);
+        int fd = test_loopback_socket(SOCK_STREAM, &peer.port);
 
         peer.pid = fork();
         ASSERT_TRUE(peer.pid >= 0);

@@ -40,6 +40,13 @@ static inline void probe_run_load(ProbeRun *run, const char *yaml) {
         ASSERT_OK(probe_attach(run->probe, &run->manager));
 }
 
+/* Makes the config's i-th probe the one that runs. */
+static inline void probe_run_select(ProbeRun *run, size_t i) {
+        ASSERT_TRUE(i < run->config->n_probes);
+        run->probe = run->config->probes[i];
+        ASSERT_OK(probe_attach(run->probe, &run->manager));
+}
+
 /* Triggers the probe and waits for its report, up to `limit`. */
 static inline Probe *probe_run_once(ProbeRun *run, usec_t limit) {
         Probe *p = run->probe;
@@ -55,6 +62,7 @@ static inline Probe *probe_run_once(ProbeRun *run, usec_t limit) {
 }
 
 static inline void probe_run_done(ProbeRun *run) {
+        run->manager.config = NULL;
         run->config = config_free(run->config);
         /* What the real manager would free: the HTTP probes' libcurl multi
          * and its last status line. */

@@ -5,49 +5,9 @@
  * a server that never answers, a refused port, the verdict naming a failing
  * dependency, and configuration errors. */
 
-#include "config.h"
 #include "http-peer.h"
-#include "lib/curl-glue.h"
-#include "manager.h"
-#include "probe.h"
-
-static uint16_t free_port(void) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof sa;
-
-        ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof sa));
-        ASSERT_OK(getsockname(fd, (struct sockaddr *) &sa, &len));
-        close(fd);
-        return ntohs(sa.sin_port);
-}
-
-static Config *load(const char *yaml) {
-        _cleanup_strv_free_ char **errors = NULL;
-        Config *config = NULL;
-        int r = config_load_string("test.yaml", yaml, strlen(yaml), &config, &errors);
-        for (char **i = errors; i && *i; i++)
-                fprintf(stderr, "%s\n", *i);
-        ASSERT_OK(r);
-        return config;
-}
-
-static void run(sd_event *e, Manager *m, Probe *p) {
-        ASSERT_OK(probe_attach(p, m));
-        ASSERT_OK(probe_trigger(p));
-        usec_t end = now(CLOCK_MONOTONIC) + 5 * USEC_PER_SEC;
-        while (!p->have_result && now(CLOCK_MONOTONIC) < end)
-                ASSERT_OK(sd_event_run(e, 100 * USEC_PER_MSEC));
-        ASSERT_TRUE(p->have_result);
-        ASSERT_FALSE(p->running);
-}
-
-static double sample(const Probe *p, const char *family) {
-        for (size_t i = 0; i < p->last.n_samples; i++)
-                if (streq(p->last.samples[i].family->name, family))
-                        return p->last.samples[i].value;
-        return -1;
-}
+#include "loopback.h"
+#include "probe-run.h"
 
 typedef struct Case {
         const char *name;
@@ -55,7 +15,7 @@ typedef struct Case {
         const char *extra;
         ProbeStatus status;
         const char *reason;
-        int code; /* rupost_http_status_code */
+        int code; /* rupost_http_status_code, -1: none */
 } Case;
 
 static const Case cases[] = {
@@ -89,9 +49,7 @@ TEST(http_probe_against_a_scripted_server) {
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 const Case *c = &cases[i];
-                _cleanup_(config_freep) Config *config = NULL;
-                sd_event *e = NULL;
-                Manager m = {};
+                ProbeRun run = {};
                 char yaml[1024];
 
                 fprintf(stderr, "case: %s\n", c->name);
@@ -104,32 +62,24 @@ TEST(http_probe_against_a_scripted_server) {
                          "    url: \"http://127.0.0.1:%u%s\"\n"
                          "%s",
                          peer.port, c->path, c->extra);
-                config = load(yaml);
-                ASSERT_OK(sd_event_new(&e));
-                m.event = e;
-                Probe *p = config->probes[0];
-                run(e, &m, p);
-                fprintf(stderr, "  -> %s: %s\n", probe_status_to_string(p->last.status), p->last.reason);
+                probe_run_load(&run, yaml);
+                Probe *p = probe_run_once(&run, 5 * USEC_PER_SEC);
                 ASSERT_EQ(p->last.status, c->status);
                 ASSERT_CONTAINS(p->last.reason, c->reason);
-                ASSERT_EQ((int) sample(p, "rupost_http_status_code"), c->code);
+                const Sample *code = probe_sample(p, "rupost_http_status_code", NULL);
+                ASSERT_EQ(code ? (int) code->value : -1, c->code);
                 if (c->code > 0)
-                        ASSERT_TRUE(sample(p, "rupost_http_response_duration_seconds") >= 0);
-                ASSERT_EQ(curl_glue_n_requests(m.curl), 0);
+                        ASSERT_TRUE(probe_sample_value(p, "rupost_http_response_duration_seconds", NULL) >= 0);
+                ASSERT_EQ(curl_glue_n_requests(run.manager.curl), 0);
 
-                config = config_free(config);
-                m.curl = curl_glue_free(m.curl);
-                free(m.last_status);
-        sd_event_unref(e);
+                probe_run_done(&run);
         }
         http_peer_stop(&peer);
 }
 
 TEST(host_header_without_lookup) {
         HttpPeer peer = http_peer_start();
-        _cleanup_(config_freep) Config *config = NULL;
-        sd_event *e = NULL;
-        Manager m = {};
+        ProbeRun run = {};
         char yaml[1024];
 
         /* The name goes into Host (and SNI); the connection goes to the
@@ -143,29 +93,20 @@ TEST(host_header_without_lookup) {
                  "    host_header: mail.example.invalid\n"
                  "    expect_body: \"host=mail.example.invalid:%u\"\n",
                  peer.port, peer.port);
-        config = load(yaml);
-        ASSERT_OK(sd_event_new(&e));
-        m.event = e;
-        Probe *p = config->probes[0];
-        run(e, &m, p);
-        fprintf(stderr, "%s: %s\n", probe_status_to_string(p->last.status), p->last.reason);
+        probe_run_load(&run, yaml);
+        Probe *p = probe_run_once(&run, 5 * USEC_PER_SEC);
         ASSERT_EQ(p->last.status, PROBE_OK);
         /* The reason names the configured URL, which is what the operator wrote. */
         ASSERT_CONTAINS(p->last.reason, "http://127.0.0.1:");
 
-        config = config_free(config);
-        m.curl = curl_glue_free(m.curl);
-        free(m.last_status);
-        sd_event_unref(e);
+        probe_run_done(&run);
         http_peer_stop(&peer);
 }
 
 TEST(refused_with_failing_dependency) {
-        _cleanup_(config_freep) Config *config = NULL;
-        sd_event *e = NULL;
-        Manager m = {};
+        ProbeRun run = {};
         char yaml[1024];
-        uint16_t port = free_port();
+        uint16_t port = test_free_port();
 
         snprintf(yaml, sizeof yaml,
                  "probes:\n"
@@ -180,16 +121,10 @@ TEST(refused_with_failing_dependency) {
                  "    url: \"http://127.0.0.1:%u/SOGo/\"\n"
                  "    depends_on: [postgres, memcached, ldap]\n",
                  port, port, port);
-        config = load(yaml);
-        ASSERT_OK(sd_event_new(&e));
-        m.event = e;
-        m.config = config;
-
-        run(e, &m, config->probes[0]);
-        ASSERT_EQ(config->probes[0]->status, PROBE_CRITICAL);
-        Probe *p = config->probes[2];
-        run(e, &m, p);
-        fprintf(stderr, "%s: %s\n", probe_status_to_string(p->last.status), p->last.reason);
+        probe_run_load(&run, yaml);
+        ASSERT_EQ(probe_run_once(&run, 5 * USEC_PER_SEC)->status, PROBE_CRITICAL);
+        probe_run_select(&run, 2);
+        Probe *p = probe_run_once(&run, 5 * USEC_PER_SEC);
         ASSERT_EQ(p->last.status, PROBE_CRITICAL);
         ASSERT_CONTAINS(p->last.reason, "/SOGo/: connect failed: Connection refused");
         /* postgres has reported and is failing: named with its own reason.
@@ -197,13 +132,9 @@ TEST(refused_with_failing_dependency) {
         ASSERT_CONTAINS(p->last.reason, " (postgres is critical: 127.0.0.1:");
         ASSERT_NOT_CONTAINS(p->last.reason, "memcached");
         ASSERT_NOT_CONTAINS(p->last.reason, "ldap");
-        ASSERT_EQ((int) sample(p, "rupost_http_status_code"), 0);
+        ASSERT_EQ((int) probe_sample_value(p, "rupost_http_status_code", NULL), 0);
 
-        m.config = NULL;
-        config = config_free(config);
-        m.curl = curl_glue_free(m.curl);
-        free(m.last_status);
-        sd_event_unref(e);
+        probe_run_done(&run);
 }
 
 TEST(config_errors) {
@@ -223,15 +154,10 @@ TEST(config_errors) {
         };
 
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                _cleanup_strv_free_ char **errors = NULL;
-                Config *config = NULL;
                 char yaml[1024];
 
                 snprintf(yaml, sizeof yaml, "probes:\n  - name: web\n    type: http\n%s", bad[i].keys);
-                ASSERT_ERROR(config_load_string("t.yaml", yaml, strlen(yaml), &config, &errors), EINVAL);
-                ASSERT_TRUE(errors && errors[0]);
-                fprintf(stderr, "%s\n", errors[0]);
-                ASSERT_CONTAINS(errors[0], bad[i].error);
+                test_config_load_fails(yaml, bad[i].error);
         }
 }
 
@@ -246,9 +172,7 @@ static void write_status(const char *body) {
  * metrics, drops are judged by their growth between runs, and a page that
  * is not stub_status is the check failing, not nginx. */
 TEST(nginx_probe) {
-        _cleanup_(config_freep) Config *config = NULL;
-        sd_event *e = NULL;
-        Manager m = {};
+        ProbeRun run = {};
         char yaml[512];
         int fd;
 
@@ -263,10 +187,7 @@ TEST(nginx_probe) {
                  "    type: nginx\n"
                  "    url: \"http://127.0.0.1:%u/status\"\n",
                  peer.port);
-        config = load(yaml);
-        ASSERT_OK(sd_event_new(&e));
-        m.event = e;
-        Probe *p = config->probes[0];
+        probe_run_load(&run, yaml);
 
         static const struct {
                 const char *body;
@@ -286,62 +207,39 @@ TEST(nginx_probe) {
                 { "<html><body>hello</body></html>\n", PROBE_UNKNOWN,
                   "/status: not a stub_status page: line 1: expected 'Active connections: N'" },
         };
-        ASSERT_OK(probe_attach(p, &m));
         for (size_t i = 0; i < ELEMENTSOF(runs); i++) {
                 write_status(runs[i].body);
-                p->have_result = false;
-                ASSERT_OK(probe_trigger(p));
-                usec_t end = now(CLOCK_MONOTONIC) + 3 * USEC_PER_SEC;
-                while (!p->have_result && now(CLOCK_MONOTONIC) < end)
-                        ASSERT_OK(sd_event_run(e, 100 * USEC_PER_MSEC));
-                ASSERT_TRUE(p->have_result);
-                fprintf(stderr, "%s: %s\n", probe_status_to_string(p->last.status), p->last.reason);
+                Probe *p = probe_run_once(&run, 3 * USEC_PER_SEC);
                 ASSERT_EQ(p->last.status, runs[i].status);
                 ASSERT_CONTAINS(p->last.reason, runs[i].reason);
         }
         /* The metrics of a good page, as nginx-prometheus-exporter names them plus _total. */
         write_status(runs[0].body);
-        p->have_result = false;
-        ASSERT_OK(probe_trigger(p));
-        while (!p->have_result)
-                ASSERT_OK(sd_event_run(e, 100 * USEC_PER_MSEC));
-        ASSERT_TRUE(sample(p, "rupost_nginx_connections_active") == 291);
-        ASSERT_TRUE(sample(p, "rupost_nginx_connections_accepted_total") == 1000);
-        ASSERT_TRUE(sample(p, "rupost_nginx_connections_handled_total") == 990);
-        ASSERT_TRUE(sample(p, "rupost_nginx_http_requests_total") == 5000);
-        ASSERT_TRUE(sample(p, "rupost_nginx_connections_reading") == 6);
-        ASSERT_TRUE(sample(p, "rupost_nginx_connections_writing") == 179);
-        ASSERT_TRUE(sample(p, "rupost_nginx_connections_waiting") == 106);
+        Probe *p = probe_run_once(&run, 3 * USEC_PER_SEC);
+        ASSERT_TRUE(probe_sample_value(p, "rupost_nginx_connections_active", NULL) == 291);
+        ASSERT_TRUE(probe_sample_value(p, "rupost_nginx_connections_accepted_total", NULL) == 1000);
+        ASSERT_TRUE(probe_sample_value(p, "rupost_nginx_connections_handled_total", NULL) == 990);
+        ASSERT_TRUE(probe_sample_value(p, "rupost_nginx_http_requests_total", NULL) == 5000);
+        ASSERT_TRUE(probe_sample_value(p, "rupost_nginx_connections_reading", NULL) == 6);
+        ASSERT_TRUE(probe_sample_value(p, "rupost_nginx_connections_writing", NULL) == 179);
+        ASSERT_TRUE(probe_sample_value(p, "rupost_nginx_connections_waiting", NULL) == 106);
 
-        probe_detach(p);
-        config = config_free(config);
-        m.curl = curl_glue_free(m.curl);
-        free(m.last_status);
-        sd_event_unref(e);
+        probe_run_done(&run);
         http_peer_stop(&peer);
         unlink(http_peer_status_file);
 }
 
 TEST(nginx_probe_refused) {
-        _cleanup_(config_freep) Config *config = NULL;
-        sd_event *e = NULL;
-        Manager m = {};
+        ProbeRun run = {};
         char yaml[512];
 
         snprintf(yaml, sizeof yaml, "probes:\n  - name: nginx\n    type: nginx\n    url: \"http://127.0.0.1:%u/basic_status\"\n",
-                 free_port());
-        config = load(yaml);
-        ASSERT_OK(sd_event_new(&e));
-        m.event = e;
-        Probe *p = config->probes[0];
-        run(e, &m, p);
-        fprintf(stderr, "%s\n", p->last.reason);
+                 test_free_port());
+        probe_run_load(&run, yaml);
+        Probe *p = probe_run_once(&run, 5 * USEC_PER_SEC);
         ASSERT_EQ(p->last.status, PROBE_CRITICAL);
         ASSERT_CONTAINS(p->last.reason, "/basic_status: connect failed: Connection refused");
-        config = config_free(config);
-        m.curl = curl_glue_free(m.curl);
-        free(m.last_status);
-        sd_event_unref(e);
+        probe_run_done(&run);
 }
 
 DEFINE_TEST_MAIN()
