@@ -6,21 +6,11 @@
  * table almost full, a refused command, a cut answer, a peer that never
  * finishes, and no HAProxy at all. */
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "config.h"
-#include "manager.h"
-#include "probe.h"
-#include "tests.h"
+#include "loopback.h"
+#include "probe-run.h"
 
 static char *real_answer(void) {
         const char *root = getenv("TEST_SOURCE_ROOT");
@@ -104,32 +94,10 @@ static Fake fake_start(const char *answer, bool hang) {
 }
 
 static void fake_stop(Fake *f) {
-        if (f->pid > 0) {
-                (void) kill(f->pid, SIGKILL);
-                (void) waitpid(f->pid, NULL, 0);
-        }
+        if (f->pid > 0)
+                loopback_peer_stop(&(LoopbackPeer) { .pid = f->pid });
         (void) unlink(f->path);
         (void) rmdir(f->dir);
-}
-
-static Config *load(const char *yaml) {
-        _cleanup_strv_free_ char **errors = NULL;
-        Config *config = NULL;
-        int r = config_load_string("test.yaml", yaml, strlen(yaml), &config, &errors);
-        for (char **i = errors; i && *i; i++)
-                fprintf(stderr, "%s\n", *i);
-        ASSERT_OK(r);
-        return config;
-}
-
-static void run(sd_event *e, Manager *m, Probe *p) {
-        ASSERT_OK(probe_attach(p, m));
-        ASSERT_OK(probe_trigger(p));
-        usec_t end = now(CLOCK_MONOTONIC) + 5 * USEC_PER_SEC;
-        while (!p->have_result && now(CLOCK_MONOTONIC) < end)
-                ASSERT_OK(sd_event_run(e, 100 * USEC_PER_MSEC));
-        ASSERT_TRUE(p->have_result);
-        ASSERT_FALSE(p->running);
 }
 
 /* The value of the sample of `family` whose labels contain `labels`
@@ -154,8 +122,7 @@ static double sample(const Probe *p, const char *family, const char *labels, siz
 
 /* Runs a haproxy probe (with extra keys) against the answer; `answer` NULL
  * means no socket at all. */
-static Probe *run_against(sd_event *e, Manager *m, Config **ret_config, Fake *fake, const char *answer, bool hang,
-                          const char *extra) {
+static Probe *run_against(ProbeRun *run, Fake *fake, const char *answer, bool hang, const char *extra) {
         char yaml[2048];
 
         if (answer)
@@ -170,12 +137,8 @@ static Probe *run_against(sd_event *e, Manager *m, Config **ret_config, Fake *fa
                  "    socket: %s\n"
                  "%s",
                  fake->path, extra);
-        *ret_config = load(yaml);
-        m->config = *ret_config;
-        Probe *p = (*ret_config)->probes[0];
-        run(e, m, p);
-        fprintf(stderr, "  -> %s: %s\n", probe_status_to_string(p->last.status), p->last.reason);
-        return p;
+        probe_run_load(run, yaml);
+        return probe_run_once(run, 5 * USEC_PER_SEC);
 }
 
 typedef struct Case {
@@ -268,10 +231,8 @@ TEST(haproxy_probe_against_a_fake_runtime_api) {
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 const Case *c = &cases[i];
-                _cleanup_(config_freep) Config *config = NULL;
                 _cleanup_free_ char *a1 = NULL, *a2 = NULL;
-                sd_event *e = NULL;
-                Manager m = {};
+                ProbeRun run = {};
                 Fake fake = {};
 
                 fprintf(stderr, "case: %s\n", c->name);
@@ -280,9 +241,7 @@ TEST(haproxy_probe_against_a_fake_runtime_api) {
                         answer = a1 = edit(answer, c->old, c->new);
                 if (c->old2)
                         answer = a2 = edit(answer, c->old2, c->new2);
-                ASSERT_OK(sd_event_new(&e));
-                m.event = e;
-                Probe *p = run_against(e, &m, &config, &fake, answer, c->hang, c->extra ?: "");
+                Probe *p = run_against(&run, &fake, answer, c->hang, c->extra ?: "");
                 ASSERT_EQ(p->last.status, c->status);
                 if (c->reason)
                         ASSERT_CONTAINS(p->last.reason, c->reason);
@@ -304,29 +263,21 @@ TEST(haproxy_probe_against_a_fake_runtime_api) {
                         ASSERT_TRUE(sample(p, "rupost_node_manageable", NULL, NULL) == 1);
                 }
 
-                m.config = NULL;
-                config = config_free(config);
+                probe_run_done(&run);
                 fake_stop(&fake);
-                free(m.last_status);
-        sd_event_unref(e);
         }
 }
 
 TEST(no_haproxy) {
-        _cleanup_(config_freep) Config *config = NULL;
-        sd_event *e = NULL;
-        Manager m = {};
+        ProbeRun run = {};
         Fake fake = {};
 
-        ASSERT_OK(sd_event_new(&e));
-        m.event = e;
-        Probe *p = run_against(e, &m, &config, &fake, NULL, false, "");
+        Probe *p = run_against(&run, &fake, NULL, false, "");
         ASSERT_EQ(p->last.status, PROBE_CRITICAL);
         ASSERT_CONTAINS(p->last.reason, "does not exist: is haproxy running, with 'stats socket");
         ASSERT_TRUE(sample(p, "rupost_haproxy_up", NULL, NULL) == 0);
         ASSERT_TRUE(sample(p, "rupost_node_manageable", NULL, NULL) == 0);
-        m.config = NULL;
-        config = config_free(config);
+        probe_run_done(&run);
 
         /* A socket file left behind by a haproxy that is gone. */
         char dir[] = "/tmp/test-haproxy-XXXXXX", yaml[512];
@@ -337,38 +288,25 @@ TEST(no_haproxy) {
         ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof sa));
         close(fd);
         snprintf(yaml, sizeof yaml, "probes:\n  - name: haproxy\n    type: haproxy\n    socket: %s\n", sa.sun_path);
-        config = load(yaml);
-        m.config = config;
-        p = config->probes[0];
-        run(e, &m, p);
-        fprintf(stderr, "%s\n", p->last.reason);
+        probe_run_load(&run, yaml);
+        p = probe_run_once(&run, 5 * USEC_PER_SEC);
         ASSERT_EQ(p->last.status, PROBE_CRITICAL);
         ASSERT_CONTAINS(p->last.reason, "connect failed: Connection refused: haproxy is not running");
         unlink(sa.sun_path);
         rmdir(dir);
-
-        m.config = NULL;
-        config = config_free(config);
-        free(m.last_status);
-        sd_event_unref(e);
+        probe_run_done(&run);
 }
 
 TEST(node_manageable_follows_the_control_system) {
         _cleanup_free_ char *real = real_answer();
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof sa;
+        uint16_t port;
 
         /* The "control system": a port that listens (connects succeed from
          * the backlog), then the same port closed. */
-        int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        ASSERT_OK(bind(lfd, (struct sockaddr *) &sa, sizeof sa));
-        ASSERT_OK(listen(lfd, 16));
-        ASSERT_OK(getsockname(lfd, (struct sockaddr *) &sa, &len));
+        int lfd = test_loopback_socket(SOCK_STREAM, &port);
 
         for (int running = 1; running >= 0; running--) {
-                _cleanup_(config_freep) Config *config = NULL;
-                sd_event *e = NULL;
-                Manager m = {};
+                ProbeRun run = {};
                 char yaml[1024];
 
                 /* Before the fork, or the fake's copy would keep it listening. */
@@ -384,14 +322,11 @@ TEST(node_manageable_follows_the_control_system) {
                          "    type: haproxy\n"
                          "    socket: %s\n"
                          "    control_system_probe: control-panel\n",
-                         ntohs(sa.sin_port), fake.path);
-                config = load(yaml);
-                ASSERT_OK(sd_event_new(&e));
-                m.event = e;
-                m.config = config;
-                run(e, &m, config->probes[0]);
-                Probe *p = config->probes[1];
-                run(e, &m, p);
+                         port, fake.path);
+                probe_run_load(&run, yaml);
+                (void) probe_run_once(&run, 5 * USEC_PER_SEC);
+                probe_run_select(&run, 1);
+                Probe *p = probe_run_once(&run, 5 * USEC_PER_SEC);
                 fprintf(stderr, "control %s: %s: %s\n", running ? "running" : "down",
                         probe_status_to_string(p->last.status), p->last.reason);
                 /* HAProxy itself is fine either way. */
@@ -401,11 +336,8 @@ TEST(node_manageable_follows_the_control_system) {
                         ASSERT_CONTAINS(p->last.reason,
                                         "; node not manageable: control system probe 'control-panel' is critical");
 
-                m.config = NULL;
-                config = config_free(config);
+                probe_run_done(&run);
                 fake_stop(&fake);
-                free(m.last_status);
-        sd_event_unref(e);
         }
 }
 
@@ -420,14 +352,10 @@ TEST(config_errors) {
                 { "    control_system_probe: haproxy\n", "probes[0].control_system_probe: names this probe itself" },
         };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                _cleanup_strv_free_ char **errors = NULL;
-                Config *config = NULL;
                 char yaml[512];
 
                 snprintf(yaml, sizeof yaml, "probes:\n  - name: haproxy\n    type: haproxy\n%s", bad[i].keys);
-                ASSERT_ERROR(config_load_string("t.yaml", yaml, strlen(yaml), &config, &errors), EINVAL);
-                fprintf(stderr, "%s\n", errors[0]);
-                ASSERT_CONTAINS(errors[0], bad[i].error);
+                test_config_load_fails(yaml, bad[i].error);
         }
 }
 
