@@ -2,8 +2,11 @@
 #pragma once
 
 /* Running a test's sd-event loop until something happened or a deadline
- * passed, so that a broken case fails in time instead of hanging. */
+ * passed, so that a broken case fails in time instead of hanging; and
+ * SIGCHLD blocked, so that its child sources collect children as the
+ * agent's do. */
 
+#include <signal.h>
 #include <systemd/sd-event.h>
 
 #include "lib/time-util.h"
@@ -24,4 +27,12 @@ static inline void test_run_for(sd_event *e, usec_t d) {
         usec_t end = now(CLOCK_MONOTONIC) + d;
         while (now(CLOCK_MONOTONIC) < end)
                 ASSERT_OK(sd_event_run(e, 20 * USEC_PER_MSEC));
+}
+
+static inline void test_block_sigchld(void) {
+        sigset_t mask;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGCHLD);
+        ASSERT_OK(sigprocmask(SIG_BLOCK, &mask, NULL));
 }

@@ -4,19 +4,11 @@
  * variant must be named in the reason with the record to add or the value
  * expected. */
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <strings.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 
-#include "config.h"
 #include "lib/child.h"
-#include "manager.h"
-#include "probe.h"
-#include "tests.h"
+#include "loopback.h"
+#include "probe-run.h"
 
 enum { T_A = 1, T_CNAME = 5, T_MX = 15, T_TXT = 16, T_AAAA = 28, T_SRV = 33 };
 
@@ -149,27 +141,12 @@ static void serve(int fd, const Rec *zone) {
         }
 }
 
-typedef struct Server {
-        pid_t pid;
-        uint16_t port;
-} Server;
+static LoopbackPeer server_start(const Rec *zone, bool silent) {
+        LoopbackPeer s;
+        int fd = loopback_peer_fork(SOCK_DGRAM, &s);
 
-static Server server_start(const Rec *zone, bool silent) {
-        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t len = sizeof sa;
-        Server s = {};
-
-        ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof sa));
-        ASSERT_OK(getsockname(fd, (struct sockaddr *) &sa, &len));
-        s.port = ntohs(sa.sin_port);
-        s.pid = fork();
-        ASSERT_TRUE(s.pid >= 0);
-        if (s.pid > 0) {
-                close(fd);
+        if (fd < 0)
                 return s;
-        }
-        (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (silent)
                 for (;;)
                         pause();
@@ -177,16 +154,8 @@ static Server server_start(const Rec *zone, bool silent) {
         _exit(0);
 }
 
-static void server_stop(Server *s) {
-        (void) kill(s->pid, SIGKILL);
-        (void) waitpid(s->pid, NULL, 0);
-}
-
-static Probe *run_probe(Config **ret, sd_event *e, Manager *m, uint16_t port, const char *timeout,
-                        const char *extra) {
+static Probe *run_probe(ProbeRun *run, uint16_t port, const char *timeout, const char *extra) {
         char yaml[2048];
-        _cleanup_strv_free_ char **errors = NULL;
-        Config *config = NULL;
 
         snprintf(yaml, sizeof yaml,
                  "node: test\n"
@@ -200,22 +169,8 @@ static Probe *run_probe(Config **ret, sd_event *e, Manager *m, uint16_t port, co
                  "    nameserver: \"127.0.0.1:%u\"\n"
                  "%s",
                  timeout, port, extra ?: "    addresses: [\"10.99.0.1\", \"10.99.0.2\"]\n");
-        int r = config_load_string("test.yaml", yaml, strlen(yaml), &config, &errors);
-        for (char **i = errors; i && *i; i++)
-                fprintf(stderr, "%s\n", *i);
-        ASSERT_OK(r);
-        Probe *p = config->probes[0];
-        m->event = e;
-        m->config = config;
-        ASSERT_OK(probe_attach(p, m));
-        ASSERT_OK(probe_trigger(p));
-        usec_t end = now(CLOCK_MONOTONIC) + 8 * USEC_PER_SEC;
-        while (!p->have_result && now(CLOCK_MONOTONIC) < end)
-                ASSERT_OK(sd_event_run(e, 50 * USEC_PER_MSEC));
-        ASSERT_TRUE(p->have_result);
-        fprintf(stderr, "  -> %s: %s\n", probe_status_to_string(p->last.status), p->last.reason);
-        *ret = config;
-        return p;
+        probe_run_load(run, yaml);
+        return probe_run_once(run, 8 * USEC_PER_SEC);
 }
 
 /* The good zone with one record changed (data NULL: removed). */
@@ -237,13 +192,6 @@ static Rec *zone_with(const char *name, int type, const char *data) {
                 z[k++] = (Rec) { name, type, data };
         z[k] = (Rec) {};
         return z;
-}
-
-static void block_sigchld(void) {
-        sigset_t mask;
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGCHLD);
-        ASSERT_OK(sigprocmask(SIG_BLOCK, &mask, NULL));
 }
 
 TEST(dns_zone_variants) {
@@ -283,47 +231,35 @@ TEST(dns_zone_variants) {
                   "    addresses: [\"10.99.0.1\", \"10.99.0.2\", \"10.99.0.3\"]\n", PROBE_WARNING,
                   "mail.example.test does not list 10.99.0.3 (it has: 10.99.0.1, 10.99.0.2): add an A record for every node" },
         };
-        block_sigchld();
+        test_block_sigchld();
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-                _cleanup_(config_freep) Config *config = NULL;
-                sd_event *e = NULL;
-                Manager m = {};
+                ProbeRun run = {};
 
                 fprintf(stderr, "case: %s\n", cases[i].name);
                 const Rec *zone = cases[i].type ? zone_with(cases[i].rname, cases[i].type, cases[i].data) : good_zone;
-                Server s = server_start(zone, false);
-                ASSERT_OK(sd_event_new(&e));
-                Probe *p = run_probe(&config, e, &m, s.port, "5s", cases[i].extra);
+                LoopbackPeer s = server_start(zone, false);
+                Probe *p = run_probe(&run, s.port, "5s", cases[i].extra);
                 ASSERT_EQ(p->last.status, cases[i].status);
                 ASSERT_CONTAINS(p->last.reason, cases[i].reason);
-                config = config_free(config);
-                free(m.last_status);
-                server_stop(&s);
-                sd_event_unref(e);
+                probe_run_done(&run);
+                loopback_peer_stop(&s);
         }
 }
 
 TEST(dns_server_silent) {
-        _cleanup_(config_freep) Config *config = NULL;
-        sd_event *e = NULL;
-        Manager m = {};
+        ProbeRun run = {};
 
-        block_sigchld();
-        Server s = server_start(good_zone, true);
-        ASSERT_OK(sd_event_new(&e));
-        Probe *p = run_probe(&config, e, &m, s.port, "500ms", NULL);
+        test_block_sigchld();
+        LoopbackPeer s = server_start(good_zone, true);
+        Probe *p = run_probe(&run, s.port, "500ms", NULL);
         ASSERT_EQ(p->last.status, PROBE_CRITICAL);
         ASSERT_CONTAINS(p->last.reason, "no answer within 500ms while resolving the domain's records");
         /* The resolver child was killed, and is reaped by the loop. */
-        usec_t end = now(CLOCK_MONOTONIC) + 2 * USEC_PER_SEC;
-        while (child_abandoned_alive("dns example.test") > 0 && now(CLOCK_MONOTONIC) < end)
-                ASSERT_OK(sd_event_run(e, 50 * USEC_PER_MSEC));
+        (void) RUN_UNTIL(run.event, child_abandoned_alive("dns example.test") <= 0, 2 * USEC_PER_SEC);
         ASSERT_EQ(child_abandoned_alive("dns example.test"), 0);
-        config = config_free(config);
-        free(m.last_status);
-        server_stop(&s);
-        sd_event_unref(e);
+        probe_run_done(&run);
+        loopback_peer_stop(&s);
 }
 
 TEST(dns_config_errors) {
@@ -341,15 +277,10 @@ TEST(dns_config_errors) {
                 { "    domain: x.test\n    mail_host: m.x\n", "addresses" },
         };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                _cleanup_strv_free_ char **errors = NULL;
-                Config *config = NULL;
                 char yaml[512];
 
                 snprintf(yaml, sizeof yaml, "probes:\n  - name: d\n    type: dns\n%s", bad[i].keys);
-                ASSERT_ERROR(config_load_string("t.yaml", yaml, strlen(yaml), &config, &errors), EINVAL);
-                ASSERT_TRUE(errors && errors[0]);
-                fprintf(stderr, "%s\n", errors[0]);
-                ASSERT_CONTAINS(errors[0], bad[i].error);
+                test_config_load_fails(yaml, bad[i].error);
         }
 }
 
