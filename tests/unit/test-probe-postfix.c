@@ -16,12 +16,9 @@
 #include <time.h>
 #include <utime.h>
 
-#include "config.h"
 #include "lib/child.h"
-#include "manager.h"
-#include "probe.h"
+#include "probe-run.h"
 #include "probes/postfix-report.h"
-#include "tests.h"
 
 /* ---- the report parser ---- */
 
@@ -239,25 +236,8 @@ static void stop_process(pid_t pid) {
         (void) waitpid(pid, NULL, 0);
 }
 
-typedef struct Run {
-        sd_event *event;
-        Manager manager;
-        Config *config;
-        Probe *probe;
-} Run;
-
-static void wait_result(Run *r) {
-        usec_t end = now(CLOCK_MONOTONIC) + 5 * USEC_PER_SEC;
-        r->probe->have_result = false;
-        while (!r->probe->have_result && now(CLOCK_MONOTONIC) < end)
-                ASSERT_OK(sd_event_run(r->event, 100 * USEC_PER_MSEC));
-        ASSERT_TRUE(r->probe->have_result);
-        fprintf(stderr, "  -> %s: %s\n", probe_status_to_string(r->probe->last.status), r->probe->last.reason);
-}
-
-static void run_start(Run *r, const char *extra, const char *timeout) {
+static Probe *run_start(ProbeRun *r, const char *extra, const char *timeout) {
         char yaml[1024];
-        _cleanup_strv_free_ char **errors = NULL;
 
         snprintf(yaml, sizeof yaml,
                  "probes:\n"
@@ -268,46 +248,14 @@ static void run_start(Run *r, const char *extra, const char *timeout) {
                  "    queue_directory: %s\n"
                  "%s",
                  timeout, queue_dir, extra);
-        *r = (Run) {};
-        int k = config_load_string("test.yaml", yaml, strlen(yaml), &r->config, &errors);
-        for (char **i = errors; i && *i; i++)
-                fprintf(stderr, "%s\n", *i);
-        ASSERT_OK(k);
-        ASSERT_OK(sd_event_new(&r->event));
-        r->manager.event = r->event;
-        r->probe = r->config->probes[0];
-        ASSERT_OK(probe_attach(r->probe, &r->manager));
-        ASSERT_OK(probe_trigger(r->probe));
-        wait_result(r);
-}
-
-static void run_end(Run *r) {
-        r->config = config_free(r->config);
-        r->event = sd_event_unref(r->event);
-        free(r->manager.last_status); /* the manager's STATUS= text; a bare Manager here */
-}
-
-static double sample(const Probe *p, const char *family, const char *labels) {
-        for (size_t i = 0; i < p->last.n_samples; i++) {
-                const Sample *s = &p->last.samples[i];
-                if (streq(s->family->name, family) && (!labels || (s->labels && streq(s->labels, labels))))
-                        return s->value;
-        }
-        ASSERT_FAIL("no sample %s{%s}", family, labels ?: "");
-        return NAN;
-}
-
-static void block_sigchld(void) {
-        sigset_t mask;
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGCHLD);
-        ASSERT_OK(sigprocmask(SIG_BLOCK, &mask, NULL));
+        probe_run_load(r, yaml);
+        return probe_run_once(r, 5 * USEC_PER_SEC);
 }
 
 TEST(postfix_probe_master_up_and_queues) {
-        Run r;
+        ProbeRun r;
 
-        block_sigchld();
+        test_block_sigchld();
         make_queue();
         pid_t holder = hold_master_lock(0);
 
@@ -317,16 +265,16 @@ TEST(postfix_probe_master_up_and_queues) {
         snprintf(want, sizeof want, "master running (pid %d)", (int) holder);
         ASSERT_CONTAINS(r.probe->last.reason, want);
         ASSERT_CONTAINS(r.probe->last.reason, "queues: maildrop 0, incoming 1, active 2, deferred 3, hold 0");
-        ASSERT_EQ(sample(r.probe, "rupost_postfix_master_up", NULL), 1);
-        ASSERT_EQ(sample(r.probe, "rupost_postfix_queue_messages", "queue=\"deferred\""), 3);
-        ASSERT_EQ(sample(r.probe, "rupost_postfix_queue_messages", "queue=\"incoming\""), 1);
+        ASSERT_EQ(probe_sample_value(r.probe, "rupost_postfix_master_up", NULL), 1);
+        ASSERT_EQ(probe_sample_value(r.probe, "rupost_postfix_queue_messages", "queue=\"deferred\""), 3);
+        ASSERT_EQ(probe_sample_value(r.probe, "rupost_postfix_queue_messages", "queue=\"incoming\""), 1);
         /* Deferred age from the arrival time in the file, not the retry mtime. */
-        double age = sample(r.probe, "rupost_postfix_queue_oldest_message_age_seconds", "queue=\"deferred\"");
+        double age = probe_sample_value(r.probe, "rupost_postfix_queue_oldest_message_age_seconds", "queue=\"deferred\"");
         ASSERT_TRUE(age >= 7200 && age < 7260);
-        age = sample(r.probe, "rupost_postfix_queue_oldest_message_age_seconds", "queue=\"active\"");
+        age = probe_sample_value(r.probe, "rupost_postfix_queue_oldest_message_age_seconds", "queue=\"active\"");
         ASSERT_TRUE(age >= 120 && age < 180);
-        ASSERT_EQ(sample(r.probe, "rupost_postfix_queue_oldest_message_age_seconds", "queue=\"hold\""), 0);
-        run_end(&r);
+        ASSERT_EQ(probe_sample_value(r.probe, "rupost_postfix_queue_oldest_message_age_seconds", "queue=\"hold\""), 0);
+        probe_run_done(&r);
 
         /* Thresholds: a deferred backlog and a message stuck in active. */
         write_file("active/4Xb3", 0700, "x", 1, time(NULL) - 40 * 60);
@@ -335,16 +283,16 @@ TEST(postfix_probe_master_up_and_queues) {
         ASSERT_CONTAINS(r.probe->last.reason, "deferred queue holds 3 messages (warning at 2)");
         ASSERT_CONTAINS(r.probe->last.reason, "oldest message in active has waited 40min");
         ASSERT_CONTAINS(r.probe->last.reason, "(critical at 30min)");
-        run_end(&r);
+        probe_run_done(&r);
 
         stop_process(holder);
         remove_queue();
 }
 
 TEST(postfix_probe_master_down) {
-        Run r;
+        ProbeRun r;
 
-        block_sigchld();
+        test_block_sigchld();
         make_queue();
 
         /* The file is there, nobody holds the lock. */
@@ -352,8 +300,8 @@ TEST(postfix_probe_master_down) {
         ASSERT_EQ(r.probe->last.status, PROBE_CRITICAL);
         ASSERT_CONTAINS(r.probe->last.reason, "postfix master not running: ");
         ASSERT_CONTAINS(r.probe->last.reason, "/pid/master.pid is not locked");
-        ASSERT_EQ(sample(r.probe, "rupost_postfix_master_up", NULL), 0);
-        run_end(&r);
+        ASSERT_EQ(probe_sample_value(r.probe, "rupost_postfix_master_up", NULL), 0);
+        probe_run_done(&r);
 
         /* Our probe must not keep the lock: a master can take it right after. */
         char path[256];
@@ -374,7 +322,7 @@ TEST(postfix_probe_master_down) {
         ASSERT_EQ(r.probe->last.status, PROBE_CRITICAL);
         ASSERT_CONTAINS(r.probe->last.reason, "is locked, but its pid");
         ASSERT_CONTAINS(r.probe->last.reason, "another host's master may be using this queue");
-        run_end(&r);
+        probe_run_done(&r);
         stop_process(holder);
 
         /* No pid file at all. */
@@ -382,21 +330,21 @@ TEST(postfix_probe_master_down) {
         run_start(&r, "", "5s");
         ASSERT_EQ(r.probe->last.status, PROBE_CRITICAL);
         ASSERT_CONTAINS(r.probe->last.reason, "/pid/master.pid does not exist");
-        run_end(&r);
+        probe_run_done(&r);
 
         /* A queue directory that cannot be read is UNKNOWN, not down. */
         remove_queue();
         run_start(&r, "", "5s");
         ASSERT_EQ(r.probe->last.status, PROBE_UNKNOWN);
         ASSERT_CONTAINS(r.probe->last.reason, "cannot read the maildrop queue: No such file or directory");
-        run_end(&r);
+        probe_run_done(&r);
 }
 
 TEST(postfix_probe_hung_queue) {
-        Run r;
+        ProbeRun r;
         char path[256];
 
-        block_sigchld();
+        test_block_sigchld();
         make_queue();
         /* A FIFO nobody writes to: reading it blocks like a hung NFS server. */
         snprintf(path, sizeof path, "%s/pid/master.pid", queue_dir);
@@ -417,23 +365,19 @@ TEST(postfix_probe_hung_queue) {
          * child, a reason that says so. (The run's timer goes before the
          * child's exit is processed, as when a child hangs for real.) */
         ASSERT_OK(sd_event_source_set_priority(r.probe->timer, SD_EVENT_PRIORITY_IMPORTANT));
-        ASSERT_OK(probe_trigger(r.probe));
-        wait_result(&r);
+        probe_run_once(&r, 5 * USEC_PER_SEC);
         ASSERT_EQ(r.probe->last.status, PROBE_CRITICAL);
         ASSERT_CONTAINS(r.probe->last.reason, "still hung since");
         ASSERT_CONTAINS(r.probe->last.reason, "is its NFS mount hung?");
 
         /* Once the child is gone, checks run again. */
-        usec_t end = now(CLOCK_MONOTONIC) + 3 * USEC_PER_SEC;
-        while (child_abandoned_alive(description) > 0 && now(CLOCK_MONOTONIC) < end)
-                ASSERT_OK(sd_event_run(r.event, 50 * USEC_PER_MSEC));
+        (void) RUN_UNTIL(r.event, child_abandoned_alive(description) <= 0, 3 * USEC_PER_SEC);
         ASSERT_EQ(child_abandoned_alive(description), 0u);
         ASSERT_OK(unlink(path));
         write_file("pid/master.pid", 0644, "       1\n", 9, 0);
-        ASSERT_OK(probe_trigger(r.probe));
-        wait_result(&r);
+        probe_run_once(&r, 5 * USEC_PER_SEC);
         ASSERT_CONTAINS(r.probe->last.reason, "is not locked");
-        run_end(&r);
+        probe_run_done(&r);
         remove_queue();
 }
 
@@ -451,13 +395,9 @@ TEST(postfix_probe_config) {
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 char yaml[512];
-                _cleanup_strv_free_ char **errors = NULL;
-                Config *config = NULL;
 
                 snprintf(yaml, sizeof yaml, "probes:\n  - name: p\n    type: postfix\n%s", cases[i].keys);
-                ASSERT_ERROR(config_load_string("t.yaml", yaml, strlen(yaml), &config, &errors), EINVAL);
-                fprintf(stderr, "%s\n", errors[0]);
-                ASSERT_CONTAINS(errors[0], cases[i].error);
+                test_config_load_fails(yaml, cases[i].error);
         }
 }
 
