@@ -6,10 +6,8 @@
  * the probe's keys. Reading the unit's limits over D-Bus and running the
  * real doveadm are covered by the integration test in the node box. */
 
-#include "config.h"
-#include "probe.h"
+#include "probe-run.h"
 #include "probes/dovecot-parse.h"
-#include "tests.h"
 
 typedef struct WhoCase {
         const char *name;
@@ -217,13 +215,9 @@ TEST(dovecot_probe_config) {
 
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 char yaml[512];
-                _cleanup_strv_free_ char **errors = NULL;
-                Config *config = NULL;
 
                 snprintf(yaml, sizeof yaml, "probes:\n  - name: p\n    type: dovecot\n%s", bad[i].keys);
-                ASSERT_ERROR(config_load_string("t.yaml", yaml, strlen(yaml), &config, &errors), EINVAL);
-                fprintf(stderr, "%s\n", errors[0]);
-                ASSERT_CONTAINS(errors[0], bad[i].error);
+                test_config_load_fails(yaml, bad[i].error);
         }
 
         static const char *const good[] = {
@@ -232,16 +226,10 @@ TEST(dovecot_probe_config) {
                 "    expect_limit_nofile: 65536\n    expect_limit_nproc: 1000\n",
         };
         for (size_t i = 0; i < ELEMENTSOF(good); i++) {
-                _cleanup_strv_free_ char **errors = NULL;
-                Config *config = NULL;
+                _cleanup_(config_freep) Config *config = test_config_load(good[i]);
 
-                int r = config_load_string("t.yaml", good[i], strlen(good[i]), &config, &errors);
-                for (char **e = errors; e && *e; e++)
-                        fprintf(stderr, "%s\n", *e);
-                ASSERT_OK(r);
                 ASSERT_EQ(config->n_probes, 1u);
                 ASSERT_STREQ(config->probes[0]->type->name, "dovecot");
-                config_free(config);
         }
 }
 

@@ -336,12 +336,9 @@ TEST(nfs_share_below_the_mount_point) {
         probe_run_done(&run);
 
         /* A mount point that is not above the path is a config error. */
-        _cleanup_strv_free_ char **errors = NULL;
-        Config *config = NULL;
         static const char yaml[] = "probes:\n  - name: q\n    type: nfs\n    path: /srv/nfs/MailQueues\n"
                                    "    mount_point: /srv/nf\n";
-        ASSERT_ERROR(config_load_string("t.yaml", yaml, strlen(yaml), &config, &errors), EINVAL);
-        ASSERT_CONTAINS(errors[0], "mount_point: '/srv/nf' is not '/srv/nfs/MailQueues' or a parent directory of it");
+        test_config_load_fails(yaml, "mount_point: '/srv/nf' is not '/srv/nfs/MailQueues' or a parent directory of it");
         unmount_dir(d);
 }
 

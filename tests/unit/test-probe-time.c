@@ -207,11 +207,9 @@ TEST(time_probe_config_errors) {
         }
 
         /* Bare addresses get port 123; IPv6 with and without brackets. */
-        _cleanup_strv_free_ char **errors = NULL;
-        _cleanup_(config_freep) Config *config = NULL;
         static const char ok[] = "probes:\n  - name: clock\n    type: time\n"
                                  "    servers: [\"10.0.0.5\", \"2001:db8::5\", \"[2001:db8::6]:1123\", \"[::1]\"]\n";
-        ASSERT_OK(config_load_string("t.yaml", ok, strlen(ok), &config, &errors));
+        config_free(test_config_load(ok));
 }
 
 DEFINE_TEST_MAIN()
