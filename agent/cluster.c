@@ -60,6 +60,10 @@ typedef struct PeerQuery {
         bool done;
 } PeerQuery;
 
+/* Keys the instance id to this program: other programs get other ids from
+ * the same machine id, and ours does not reveal the machine id. */
+#define CLUSTER_INSTANCE_APP_ID SD_ID128_MAKE(3c,8f,2a,91,d4,5e,4b,07,a1,6c,9e,23,f0,b8,57,d2)
+
 struct Cluster {
         sd_event *event;
         const ClusterConfig *config;
@@ -1182,10 +1186,19 @@ int cluster_new(sd_event *e, const ClusterConfig *config, const char *node_name,
         c->reason = strdup("");
         if (!c->node_name || !c->reason || dup_config_strings(c, config) < 0)
                 return log_oom();
-        /* Tells this run of the agent apart from another one using our name. */
-        r = sd_id128_randomize(&id);
-        if (r < 0)
-                return log_error_errno(r, "Failed to make an instance id: %m");
+        /* Tells this machine apart from another one configured with our node
+         * name, which must not take over a live lease. Derived from the
+         * machine id, so that a restarted agent on the same machine is the
+         * same instance and renews its own row at once (a random id per run
+         * left a restarted agent unable to renew until its previous lease
+         * ran out, long enough to fence itself). */
+        r = sd_id128_get_machine_app_specific(CLUSTER_INSTANCE_APP_ID, &id);
+        if (r < 0) {
+                log_warning_errno(r, "No machine id, using a random cluster instance id, ignoring: %m");
+                r = sd_id128_randomize(&id);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to make an instance id: %m");
+        }
         sd_id128_to_string(id, c->instance);
         set_error(c, "not connected yet");
 

@@ -330,6 +330,34 @@ TEST(notify_reaches_peer_and_survives_restart) {
         reset_registry();
 }
 
+static bool renewed(void *userdata) {
+        return cluster_last_renew(((Agent *) userdata)->cluster) != 0;
+}
+
+TEST(restarted_agent_renews_its_own_lease_at_once) {
+        sd_event *e = NULL;
+        Agent a;
+
+        ensure_server();
+        ASSERT_OK(sd_event_new(&e));
+        /* A lease far longer than the wait below. */
+        agent_start(&a, e, "n1", "rupost", PG_SERVER_PASSWORD, server.port, 200 * USEC_PER_MSEC,
+                    1 * USEC_PER_SEC, 30 * USEC_PER_SEC);
+        ASSERT_TRUE(run_until(e, renewed, &a, 10 * USEC_PER_SEC));
+        /* The agent goes away (a crash: nothing released) while its lease is live... */
+        agent_stop(&a);
+        /* ...and the restarted agent on the same machine renews its own row at
+         * once, instead of waiting out the old lease and fencing meanwhile. */
+        agent_start(&a, e, "n1", "rupost", PG_SERVER_PASSWORD, server.port, 200 * USEC_PER_MSEC,
+                    1 * USEC_PER_SEC, 30 * USEC_PER_SEC);
+        ASSERT_TRUE(run_until(e, renewed, &a, 3 * USEC_PER_SEC));
+        run_for(e, 1500 * USEC_PER_MSEC);
+        ASSERT_FALSE(a.fenced);
+        agent_stop(&a);
+        sd_event_unref(e);
+        reset_registry();
+}
+
 static void add_node(const char *name, const char *state, const char *lease) {
         char q[512];
         snprintf(q, sizeof q,

@@ -163,6 +163,22 @@ agent_config() {
 			    fstype: tmpfs
 		EOF
 	done
+	# NODEBOX_HEALING=1 (the demo): the agents heal their node and share
+	# their state in infra's PostgreSQL. The tests leave it off and turn
+	# healing on themselves, so that their faults do not stop mail groups.
+	if [ "${NODEBOX_HEALING:-0}" = 1 ]; then
+		cat <<-EOF
+			healing:
+			  units: [nginx.service, postfix.service, dovecot.service, sogo.service]
+			  member_probes: [mail-units, smtp, imaps]
+			  stop_timeout: 5s
+			  backoff_initial: 5s
+			  backoff_max: 1m
+			cluster:
+			  conninfo: "hostaddr=$infra port=5432 user=rupost dbname=rupost sslmode=disable"
+			  password_file: /etc/rupost/postgres.password
+		EOF
+	fi
 }
 
 # The passwords the configuration refers to (the box's test accounts).
