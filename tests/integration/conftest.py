@@ -6,7 +6,9 @@ cluster up first) and `nodebox down` at the end unless NODEBOX_KEEP=1.
 """
 
 import contextlib
+import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -17,6 +19,30 @@ HERE = Path(__file__).resolve().parent
 NODEBOX = str(HERE.parent / "nodebox" / "nodebox")
 KEEP = os.environ.get("NODEBOX_KEEP") == "1"
 RUN_DIR = os.environ.get("NODEBOX_RUN_DIR", "/run/rupost-nodebox")
+
+# Run inside a box with the command as argv[1]: HAProxy's admin socket
+# answers one command and closes.
+HAPROXY_ADMIN = r"""
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect("/run/haproxy/admin.sock")
+s.sendall(sys.argv[1].encode() + b"\n")
+out = b""
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    out += d
+print(out.decode())
+"""
+
+# Run inside a box with a node's name as argv[1]: what that node's agent
+# check port (HAProxy's agent-check) says.
+AGENT_CHECK = r"""
+import socket, sys
+s = socket.create_connection((sys.argv[1], 9470), 2)
+print(s.recv(200).decode().strip())
+"""
 
 
 class Cluster:
@@ -69,6 +95,60 @@ class Cluster:
         finally:
             self.exec(box, "sh", "-c", f"cat > {path}", input=original)
             self.exec(box, "systemctl", "reload", "rupost-agent.service", check=False)
+
+    def health(self, box):
+        """`rupost-health --json` in BOX, parsed. Its exit status is the
+        worst probe status (0-3), so any of those is an answer."""
+        r = self.exec(box, "rupost-health", "--json", check=False)
+        assert r.returncode in (0, 1, 2, 3), r.stderr
+        report = json.loads(r.stdout)
+        assert "probes" in report, f"rupost-health --json in {box}: {report}"
+        return report
+
+    def probe(self, box, name):
+        """The record of probe NAME in BOX's health report."""
+        return next(p for p in self.health(box)["probes"] if p["name"] == name)
+
+    def wait_status(self, box, name, status, timeout=30, interval=0.3):
+        """Waits for a fresh result with STATUS (the reported status and the
+        last run's); returns the probe's record."""
+        return self.wait_for(f"{name} {status} in {box}", lambda: (
+            lambda p: p if p["status"] == status and p["last_status"] == status else None)(
+                self.probe(box, name)), timeout=timeout, interval=interval)
+
+    def metrics(self, box):
+        """The agent's /metrics page in BOX, as text."""
+        return self.exec(box, "curl", "-s", "http://127.0.0.1:9469/metrics").stdout
+
+    @staticmethod
+    def metric(text, name, **labels):
+        """The value of the first sample of NAME in the metrics TEXT whose
+        labels include LABELS."""
+        for line in text.splitlines():
+            m = re.match(r"^%s(?:\{([^}]*)\})? (\S+)$" % re.escape(name), line)
+            if m and all(f'{k}="{v}"' in (m.group(1) or "") for k, v in labels.items()):
+                return float(m.group(2))
+        raise KeyError(f"{name} {labels} not in the metrics")
+
+    def haproxy_admin(self, box, command):
+        """HAProxy's answer to COMMAND on BOX's admin socket."""
+        return self.exec(box, "python3", "-c", HAPROXY_ADMIN, command).stdout
+
+    def haproxy_server_status(self, box, backend, server):
+        """The status column of `show stat` for one server, as BOX's HAProxy
+        sees it."""
+        lines = [l for l in self.haproxy_admin(box, "show stat").splitlines() if l]
+        header = lines[0].lstrip("# ").split(",")
+        status = header.index("status")
+        for line in lines[1:]:
+            f = line.split(",")
+            if f[0] == backend and f[1] == server:
+                return f[status]
+        raise AssertionError(f"no {backend}/{server} in show stat on {box}")
+
+    def agent_check(self, node, via):
+        """What NODE's agent check port answers, asked from VIA."""
+        return self.exec(via, "python3", "-c", AGENT_CHECK, node).stdout.strip()
 
     def agent_expected(self):
         """True when `nodebox up` was given an agent package to install.

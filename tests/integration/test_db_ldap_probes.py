@@ -10,7 +10,6 @@ controller dropped with nft inside node1 (warning, the other controller
 serves, the run costs the controller's budget and not the probe's timeout).
 """
 
-import json
 import re
 
 import pytest
@@ -47,25 +46,6 @@ PROBES = f"""
 """
 
 
-def health(cluster):
-    r = cluster.exec("node1", "rupost-health", "--json", check=False)
-    assert r.returncode in (0, 1, 2, 3), r.stderr
-    report = json.loads(r.stdout)
-    assert "probes" in report, report
-    return report
-
-
-def probe(cluster, name):
-    return next(p for p in health(cluster)["probes"] if p["name"] == name)
-
-
-def wait_status(cluster, name, status, timeout=30):
-    """Waits for a fresh result with STATUS; returns the probe's record."""
-    return cluster.wait_for(f"{name} {status}", lambda: (
-        lambda p: p if p["status"] == status and p["last_status"] == status else None)(
-            probe(cluster, name)), timeout=timeout, interval=0.3)
-
-
 @pytest.fixture(scope="module")
 def probes(cluster):
     if not cluster.agent_expected():
@@ -83,42 +63,42 @@ def probes(cluster):
 
 
 def test_postgres_ok(cluster, probes):
-    p = wait_status(cluster, "shared-db", "ok")
+    p = cluster.wait_status("node1", "shared-db", "ok")
     assert "primary; rupost, rupost_data, rupost_logs answer" in p["reason"], p
-    metrics = cluster.exec("node1", "curl", "-s", "http://127.0.0.1:9469/metrics").stdout
+    metrics = cluster.metrics("node1")
     for db in ("rupost", "rupost_data", "rupost_logs"):
         assert re.search(r'^rupost_postgres_up\{[^}]*database="%s"[^}]*\} 1$' % db, metrics, re.M), metrics
     assert re.search(r'^rupost_time_offset_seconds\{[^}]*source="postgres"', metrics, re.M), metrics
 
 
 def test_ldap_ok(cluster, probes):
-    p = wait_status(cluster, "directory", "ok")
+    p = cluster.wait_status("node1", "directory", "ok")
     assert "domain rupost.test: all 2 controllers serve" in p["reason"], p
     assert "found as " in p["reason"], p
     assert "rupost-svc-secret" not in p["reason"]
 
 
 def test_postgres_stopped_is_critical(cluster, probes):
-    wait_status(cluster, "shared-db", "ok")
+    cluster.wait_status("node1", "shared-db", "ok")
     cluster.exec("infra", "systemctl", "stop", "postgresql.service", timeout=60)
     try:
-        p = wait_status(cluster, "shared-db", "critical", timeout=20)
+        p = cluster.wait_status("node1", "shared-db", "critical", timeout=20)
         assert f"PostgreSQL at {INFRA}:5432" in p["reason"], p
         assert "does not answer" in p["reason"] or "rejecting connections" in p["reason"], p
     finally:
         cluster.exec("infra", "systemctl", "start", "postgresql.service", timeout=60)
-    wait_status(cluster, "shared-db", "ok", timeout=30)
+    cluster.wait_status("node1", "shared-db", "ok", timeout=30)
 
 
 def test_ldap_controller_black_holed_fails_over(cluster, probes):
-    timeouts = wait_status(cluster, "directory", "ok")["timeouts"]
+    timeouts = cluster.wait_status("node1", "directory", "ok")["timeouts"]
     cluster.exec("node1", "nft", "add", "table", "inet", NFT_TABLE)
     cluster.exec("node1", "nft", "add", "chain", "inet", NFT_TABLE, "out",
                  "{ type filter hook output priority 0 ; }")
     cluster.exec("node1", "nft", "add", "rule", "inet", NFT_TABLE, "out",
                  "ip", "daddr", LDAP2, "tcp", "dport", "389", "drop")
     try:
-        p = wait_status(cluster, "directory", "warning", timeout=20)
+        p = cluster.wait_status("node1", "directory", "warning", timeout=20)
         assert "domain rupost.test: 1 of 2 controllers serve" in p["reason"], p
         assert f"ldap://{LDAP2}:389: no answer within 1.5s" in p["reason"], p
         # The controller's budget (1.5s) and a little, never the 4s timeout.
@@ -127,4 +107,4 @@ def test_ldap_controller_black_holed_fails_over(cluster, probes):
         assert p["timeouts"] == timeouts, p
     finally:
         cluster.exec("node1", "nft", "delete", "table", "inet", NFT_TABLE, check=False)
-    wait_status(cluster, "directory", "ok", timeout=20)
+    cluster.wait_status("node1", "directory", "ok", timeout=20)

@@ -14,7 +14,6 @@ The dns probe is covered by its unit test against a fake authoritative
 server: the boxes have no DNS server.
 """
 
-import json
 import re
 
 import pytest
@@ -54,29 +53,6 @@ PROBES = f"""
 """
 
 
-def health(cluster):
-    r = cluster.exec("node1", "rupost-health", "--json", check=False)
-    assert r.returncode in (0, 1, 2, 3), r.stderr
-    report = json.loads(r.stdout)
-    assert "probes" in report, report
-    return report
-
-
-def probe(cluster, name):
-    return next(p for p in health(cluster)["probes"] if p["name"] == name)
-
-
-def wait_status(cluster, name, status, timeout=30):
-    """Waits for a fresh result with STATUS; returns the probe's record."""
-    return cluster.wait_for(f"{name} {status}", lambda: (
-        lambda p: p if p["status"] == status and p["last_status"] == status else None)(
-            probe(cluster, name)), timeout=timeout, interval=0.3)
-
-
-def metrics(cluster):
-    return cluster.exec("node1", "curl", "-s", "http://127.0.0.1:9469/metrics").stdout
-
-
 @pytest.fixture(scope="module")
 def probes(cluster):
     if not cluster.agent_expected():
@@ -92,15 +68,15 @@ def probes(cluster):
 
 
 def test_time_ok(cluster, probes):
-    p = wait_status(cluster, "clock", "ok")
+    p = cluster.wait_status("node1", "clock", "ok")
     assert "1 NTP source within" in p["reason"] and INFRA in p["reason"], p
-    m = metrics(cluster)
+    m = cluster.metrics("node1")
     assert re.search(r'^rupost_time_offset_seconds\{[^}]*source="%s"[^}]*\} ' % re.escape(INFRA), m, re.M), m
     assert re.search(r'^rupost_time_max_skew_seconds\{[^}]*\} 0\.0', m, re.M), m
 
 
 def test_time_server_ahead_is_critical(cluster, probes):
-    wait_status(cluster, "clock", "ok")
+    cluster.wait_status("node1", "clock", "ok")
     cluster.exec("infra", "mkdir", "-p", FAKETIME_DROPIN.rsplit("/", 1)[0])
     cluster.exec("infra", "sh", "-c", f"cat > {FAKETIME_DROPIN}", input=(
         "[Service]\n"
@@ -109,20 +85,20 @@ def test_time_server_ahead_is_critical(cluster, probes):
     cluster.exec("infra", "systemctl", "daemon-reload")
     cluster.exec("infra", "systemctl", "restart", "chrony.service")
     try:
-        p = wait_status(cluster, "clock", "critical", timeout=30)
+        p = cluster.wait_status("node1", "clock", "critical", timeout=30)
         assert re.search(r"^%s is 2\.0\d\d s ahead \(delay \d+ ms\): more than the 1 s the cluster "
                          r"tolerates; check chrony on that host" % re.escape(INFRA), p["reason"]), p
     finally:
         cluster.exec("infra", "rm", "-f", FAKETIME_DROPIN)
         cluster.exec("infra", "systemctl", "daemon-reload")
         cluster.exec("infra", "systemctl", "restart", "chrony.service")
-    wait_status(cluster, "clock", "ok", timeout=30)
+    cluster.wait_status("node1", "clock", "ok", timeout=30)
 
 
 def test_nfs_ok(cluster, probes):
-    p = wait_status(cluster, "mail-storage", "ok")
+    p = cluster.wait_status("node1", "mail-storage", "ok")
     assert p["reason"].startswith(f"{SHARE}: tmpfs, owner 420:420, write+fsync+read+unlink in "), p
-    m = metrics(cluster)
+    m = cluster.metrics("node1")
     for family in ("rupost_nfs_mount_present", "rupost_nfs_mount_responsive", "rupost_nfs_owner_ok"):
         assert re.search(r'^%s\{[^}]*share="MailStorage"[^}]*\} 1$' % family, m, re.M), (family, m)
     # The canary does not stay behind.
@@ -130,26 +106,26 @@ def test_nfs_ok(cluster, probes):
 
 
 def test_nfs_wrong_owner_is_critical(cluster, probes):
-    wait_status(cluster, "mail-storage", "ok")
+    cluster.wait_status("node1", "mail-storage", "ok")
     cluster.exec("infra", "chown", "0:0", SHARE)
     try:
-        p = wait_status(cluster, "mail-storage", "critical", timeout=20)
+        p = cluster.wait_status("node1", "mail-storage", "critical", timeout=20)
         assert (f"owner is 0:0, expected 420:420: run chown -R 420:420 {SHARE} on the NFS server"
                 in p["reason"]), p
     finally:
         cluster.exec("infra", "chown", "420:420", SHARE)
-    wait_status(cluster, "mail-storage", "ok", timeout=20)
+    cluster.wait_status("node1", "mail-storage", "ok", timeout=20)
 
 
 def test_memcached_ok(cluster, probes):
-    p = wait_status(cluster, "cache", "ok")
+    p = cluster.wait_status("node1", "cache", "ok")
     assert "set/get of rupost-agent:node1 ok" in p["reason"], p
-    m = metrics(cluster)
+    m = cluster.metrics("node1")
     assert re.search(r'^rupost_memcached_limit_bytes\{[^}]*\} 16777216$', m, re.M), m
 
 
 def test_memcached_too_small_is_warning(cluster, probes):
-    wait_status(cluster, "cache", "ok")
+    cluster.wait_status("node1", "cache", "ok")
     conf = cluster.exec("infra", "cat", "/etc/memcached.conf").stdout
     # memcached 1.6 refuses -m 1 with its default 1 MiB item size limit.
     small = re.sub(r"^-m 16$", "-m 1\n-I 512k", conf, flags=re.M)
@@ -157,10 +133,10 @@ def test_memcached_too_small_is_warning(cluster, probes):
     cluster.exec("infra", "sh", "-c", "cat > /etc/memcached.conf", input=small)
     cluster.exec("infra", "systemctl", "restart", "memcached.service")
     try:
-        p = wait_status(cluster, "cache", "warning", timeout=20)
+        p = cluster.wait_status("node1", "cache", "warning", timeout=20)
         assert ("memcached has 1 MiB, needs at least 11 MiB for 1 LDAP domain and 1000 users: set -m 11"
                 in p["reason"]), p
     finally:
         cluster.exec("infra", "sh", "-c", "cat > /etc/memcached.conf", input=conf)
         cluster.exec("infra", "systemctl", "restart", "memcached.service")
-    wait_status(cluster, "cache", "ok", timeout=20)
+    cluster.wait_status("node1", "cache", "ok", timeout=20)

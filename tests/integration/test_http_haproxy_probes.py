@@ -10,12 +10,10 @@ nginx naming the direct one as its cause), and the peer port dropped with nft
 inside node1 (the haproxy probe warns, naming node2).
 """
 
-import json
 import re
 
 import pytest
 
-CONFIG = "/etc/rupost/agent.yaml"
 NFT_TABLE = "rupost_test_peers"
 
 PROBES = """
@@ -65,117 +63,77 @@ PROBES = """
 NAMES = ("sogo-direct", "sogo-https", "http-redirect", "nginx-status", "ha-agent")
 
 
-def health(cluster):
-    r = cluster.exec("node1", "rupost-health", "--json", check=False)
-    assert r.returncode in (0, 1, 2, 3), r.stderr
-    report = json.loads(r.stdout)
-    assert "probes" in report, report
-    return report
-
-
-def probe(cluster, name):
-    return next(p for p in health(cluster)["probes"] if p["name"] == name)
-
-
-def wait_status(cluster, name, status, timeout=30):
-    """Waits for a fresh result with STATUS; returns the probe's record."""
-    return cluster.wait_for(f"{name} {status}", lambda: (
-        lambda p: p if p["status"] == status and p["last_status"] == status else None)(
-            probe(cluster, name)), timeout=timeout, interval=0.3)
-
-
-def metrics(cluster):
-    return cluster.exec("node1", "curl", "-s", "http://127.0.0.1:9469/metrics").stdout
-
-
-def metric(text, name, **labels):
-    """The value of the one sample of NAME whose labels include LABELS."""
-    for line in text.splitlines():
-        m = re.match(r"^%s\{([^}]*)\} (\S+)$" % re.escape(name), line)
-        if m and all(f'{k}="{v}"' in m.group(1) for k, v in labels.items()):
-            return float(m.group(2))
-    raise KeyError(f"{name} {labels} not in the metrics")
-
-
 @pytest.fixture(scope="module")
 def probes(cluster):
     if not cluster.agent_expected():
         pytest.skip("no rupost-agent .deb was given to nodebox up, so there is no agent to test")
-    original = cluster.exec("node1", "cat", CONFIG).stdout
-    cluster.exec("node1", "sh", "-c", f"cat > {CONFIG}", input=original.rstrip("\n") + "\n" + PROBES)
     try:
-        cluster.exec("node1", "systemctl", "reload", "rupost-agent.service")
-        # A reload the agent refused keeps the old probes: fail here, clearly.
-        cluster.wait_for("the probes of this module in rupost-health", lambda: all(
-            any(p["name"] == n for p in health(cluster)["probes"]) for n in NAMES), timeout=20)
-        yield
+        with cluster.agent_config("node1", append=PROBES):
+            # A reload the agent refused keeps the old probes: fail here, clearly.
+            cluster.wait_for("the probes of this module in rupost-health", lambda: all(
+                any(p["name"] == n for p in cluster.health("node1")["probes"]) for n in NAMES), timeout=20)
+            yield
     finally:
-        restore(cluster, original)
-
-
-def restore(cluster, original):
-    cluster.exec("node1", "nft", "delete", "table", "inet", NFT_TABLE, check=False)
-    cluster.exec("node1", "systemctl", "start", "sogo.service", check=False, timeout=60)
-    cluster.exec("node1", "sh", "-c", f"cat > {CONFIG}", input=original)
-    cluster.exec("node1", "systemctl", "reload", "rupost-agent.service", check=False)
+        cluster.exec("node1", "nft", "delete", "table", "inet", NFT_TABLE, check=False)
+        cluster.exec("node1", "systemctl", "start", "sogo.service", check=False, timeout=60)
 
 
 def test_healthy_node(cluster, probes):
-    p = wait_status(cluster, "sogo-direct", "ok")
+    p = cluster.wait_status("node1", "sogo-direct", "ok")
     assert re.search(r"^http://127\.0\.0\.1:20000/SOGo/ answered (200|302) in ", p["reason"]), p
-    p = wait_status(cluster, "sogo-https", "ok")
+    p = cluster.wait_status("node1", "sogo-https", "ok")
     assert re.search(r"^https://127\.0\.0\.1/SOGo/ answered (200|302) in ", p["reason"]), p
-    p = wait_status(cluster, "http-redirect", "ok")
+    p = cluster.wait_status("node1", "http-redirect", "ok")
     assert p["reason"].startswith("http://127.0.0.1:80/ answered 301 in "), p
-    p = wait_status(cluster, "nginx-status", "ok")
+    p = cluster.wait_status("node1", "nginx-status", "ok")
     assert re.search(r"^nginx: \d+ active connections, \d+ requests served", p["reason"]), p
-    wait_status(cluster, "ha-agent", "ok")
+    cluster.wait_status("node1", "ha-agent", "ok")
     # Until its control system probe has reported, the node counts as not
     # manageable; the next run after that says all is well.
     p = cluster.wait_for("ha-agent ok and manageable", lambda: (
         lambda p: p if p["status"] == "ok" and "not manageable" not in p["reason"] else None)(
-            probe(cluster, "ha-agent")), timeout=20)
+            cluster.probe("node1", "ha-agent")), timeout=20)
     assert re.search(r"^haproxy 2\.\S+: 3 backends, \d+ servers up, 1 peer established$", p["reason"]), p
 
-    text = metrics(cluster)
-    assert metric(text, "rupost_http_status_code", probe="http-redirect") == 301
-    assert metric(text, "rupost_http_status_code", probe="sogo-https") in (200, 302)
+    text = cluster.metrics("node1")
+    assert cluster.metric(text, "rupost_http_status_code", probe="http-redirect") == 301
+    assert cluster.metric(text, "rupost_http_status_code", probe="sogo-https") in (200, 302)
     # The box's self-signed certificate, read from the TLS session nginx offered.
-    assert metric(text, "rupost_tls_certificate_expiry_timestamp_seconds", probe="sogo-https") > 1.7e9
-    assert metric(text, "rupost_nginx_connections_accepted_total", probe="nginx-status") >= 1
-    assert metric(text, "rupost_nginx_http_requests_total", probe="nginx-status") >= 1
-    assert metric(text, "rupost_haproxy_up", probe="ha-agent") == 1
-    assert metric(text, "rupost_haproxy_peer_connected", probe="ha-agent", peer="node2") == 1
-    assert metric(text, "rupost_haproxy_server_status", probe="ha-agent", proxy="smtp", server="node1",
+    assert cluster.metric(text, "rupost_tls_certificate_expiry_timestamp_seconds", probe="sogo-https") > 1.7e9
+    assert cluster.metric(text, "rupost_nginx_connections_accepted_total", probe="nginx-status") >= 1
+    assert cluster.metric(text, "rupost_nginx_http_requests_total", probe="nginx-status") >= 1
+    assert cluster.metric(text, "rupost_haproxy_up", probe="ha-agent") == 1
+    assert cluster.metric(text, "rupost_haproxy_peer_connected", probe="ha-agent", peer="node2") == 1
+    assert cluster.metric(text, "rupost_haproxy_server_status", probe="ha-agent", proxy="smtp", server="node1",
                   state="UP") == 1
-    assert metric(text, "rupost_haproxy_stick_table_size", probe="ha-agent", table="smtp") > 0
-    assert metric(text, "rupost_node_manageable", probe="ha-agent") == 1
+    assert cluster.metric(text, "rupost_haproxy_stick_table_size", probe="ha-agent", table="smtp") > 0
+    assert cluster.metric(text, "rupost_node_manageable", probe="ha-agent") == 1
     assert "# TYPE rupost_nginx_connections_accepted_total counter" in text
 
 
 def test_sogo_stopped_is_critical(cluster, probes):
-    wait_status(cluster, "sogo-https", "ok")
+    cluster.wait_status("node1", "sogo-https", "ok")
     cluster.exec("node1", "systemctl", "stop", "sogo.service", timeout=60)
     try:
-        wait_status(cluster, "sogo-direct", "critical", timeout=20)
+        cluster.wait_status("node1", "sogo-direct", "critical", timeout=20)
         # While sogod stops, connections may still be reset; then nothing listens.
-        cluster.wait_for("sogo-direct refused", lambda: probe(cluster, "sogo-direct")["reason"] ==
+        cluster.wait_for("sogo-direct refused", lambda: cluster.probe("node1", "sogo-direct")["reason"] ==
                          "http://127.0.0.1:20000/SOGo/: connect failed: Connection refused", timeout=20)
         # nginx answers for SOGo with 502; the verdict names the cause.
-        wait_status(cluster, "sogo-https", "critical", timeout=20)
+        cluster.wait_status("node1", "sogo-https", "critical", timeout=20)
         p = cluster.wait_for("sogo-https naming its cause", lambda: (
             lambda p: p if "(sogo-direct is critical: http://127.0.0.1:20000/SOGo/: connect failed: Connection "
-                           "refused)" in p["reason"] else None)(probe(cluster, "sogo-https")), timeout=20)
+                           "refused)" in p["reason"] else None)(cluster.probe("node1", "sogo-https")), timeout=20)
         assert p["reason"].startswith("https://127.0.0.1/SOGo/ answered 502, expected 200 or 302 (sogo-direct"), p
-        assert metric(metrics(cluster), "rupost_http_status_code", probe="sogo-https") == 502
+        assert cluster.metric(cluster.metrics("node1"), "rupost_http_status_code", probe="sogo-https") == 502
     finally:
         cluster.exec("node1", "systemctl", "start", "sogo.service", timeout=60)
-    wait_status(cluster, "sogo-direct", "ok", timeout=60)
-    wait_status(cluster, "sogo-https", "ok", timeout=30)
+    cluster.wait_status("node1", "sogo-direct", "ok", timeout=60)
+    cluster.wait_status("node1", "sogo-https", "ok", timeout=30)
 
 
 def test_peer_port_dropped_warns(cluster, probes):
-    wait_status(cluster, "ha-agent", "ok")
+    cluster.wait_status("node1", "ha-agent", "ok")
     cluster.exec("node1", "nft", "add", "table", "inet", NFT_TABLE)
     for chain, hook in (("in", "input"), ("out", "output")):
         cluster.exec("node1", "nft", "add", "chain", "inet", NFT_TABLE, chain,
@@ -184,12 +142,12 @@ def test_peer_port_dropped_warns(cluster, probes):
             cluster.exec("node1", "nft", "add", "rule", "inet", NFT_TABLE, chain, "tcp", port, "10000", "drop")
     try:
         # HAProxy notices the silent peer after its heartbeat and reconnect timeouts.
-        p = wait_status(cluster, "ha-agent", "warning", timeout=60)
+        p = cluster.wait_status("node1", "ha-agent", "warning", timeout=60)
         assert re.search(r"peer node2 \(10\.231\.0\.12:10000\) is [A-Z]+, not ESTA: stick tables are not "
                          r"synchronised with it", p["reason"]), p
-        assert metric(metrics(cluster), "rupost_haproxy_peer_connected", probe="ha-agent", peer="node2") == 0
+        assert cluster.metric(cluster.metrics("node1"), "rupost_haproxy_peer_connected", probe="ha-agent", peer="node2") == 0
         # HAProxy itself still runs: the node stays manageable.
-        assert metric(metrics(cluster), "rupost_node_manageable", probe="ha-agent") == 1
+        assert cluster.metric(cluster.metrics("node1"), "rupost_node_manageable", probe="ha-agent") == 1
     finally:
         cluster.exec("node1", "nft", "delete", "table", "inet", NFT_TABLE, check=False)
-    wait_status(cluster, "ha-agent", "ok", timeout=60)
+    cluster.wait_status("node1", "ha-agent", "ok", timeout=60)

@@ -10,13 +10,11 @@ Faults are real: a port dropped or refused with nft inside the box (a table
 of our own, removed afterwards), and Postfix's master stopped with systemctl.
 """
 
-import json
 import re
 
 import pytest
 
 NODE = "node2"
-CONFIG = "/etc/rupost/agent.yaml"
 NFT_TABLE = "rupost_test_mail"
 
 PROBES = """
@@ -77,29 +75,6 @@ PROBES = """
 """
 
 
-def health(cluster):
-    r = cluster.exec(NODE, "rupost-health", "--json", check=False)
-    assert r.returncode in (0, 1, 2, 3), r.stderr
-    report = json.loads(r.stdout)
-    assert "probes" in report, report
-    return report
-
-
-def probe(cluster, name):
-    return next(p for p in health(cluster)["probes"] if p["name"] == name)
-
-
-def wait_status(cluster, name, status, timeout=30):
-    """Waits for a fresh result with STATUS; returns the probe's record."""
-    return cluster.wait_for(f"{name} {status}", lambda: (
-        lambda p: p if p["status"] == status and p["last_status"] == status else None)(
-            probe(cluster, name)), timeout=timeout, interval=0.3)
-
-
-def metrics(cluster):
-    return cluster.exec(NODE, "curl", "-s", "http://127.0.0.1:9469/metrics").stdout
-
-
 def block_port(cluster, port, how):
     """Drops (no answer) or rejects (connection refused) local TCP to PORT."""
     action = "drop" if how == "drop" else "reject with tcp reset"
@@ -117,14 +92,12 @@ def unblock(cluster):
 def probes(cluster):
     if not cluster.agent_expected():
         pytest.skip("no rupost-agent .deb was given to nodebox up, so there is no agent to test")
-    original = cluster.exec(NODE, "cat", CONFIG).stdout
-    cluster.exec(NODE, "sh", "-c", f"cat > {CONFIG}", input=original.rstrip("\n") + "\n" + PROBES)
-    cluster.exec(NODE, "systemctl", "reload", "rupost-agent.service")
-    yield
-    unblock(cluster)
-    cluster.exec(NODE, "systemctl", "start", "postfix.service", check=False)
-    cluster.exec(NODE, "sh", "-c", f"cat > {CONFIG}", input=original)
-    cluster.exec(NODE, "systemctl", "reload", "rupost-agent.service", check=False)
+    try:
+        with cluster.agent_config(NODE, append=PROBES):
+            yield
+    finally:
+        unblock(cluster)
+        cluster.exec(NODE, "systemctl", "start", "postfix.service", check=False)
 
 
 @pytest.fixture
@@ -134,74 +107,74 @@ def clean_nft(cluster):
 
 
 def test_smtp_starttls_ok(cluster, probes):
-    p = wait_status(cluster, "mail-smtp", "ok")
+    p = cluster.wait_status(NODE, "mail-smtp", "ok")
     assert re.match(r"127\.0\.0\.1:25: SMTP dialogue complete over TLSv1\.[23] after STARTTLS "
                     r"\(.*; certificate for node2\.rupost\.test valid until 20\d\d-\d\d-\d\d\)$", p["reason"]), p
-    m = metrics(cluster)
+    m = cluster.metrics(NODE)
     assert re.search(r'^rupost_tls_certificate_expiry_timestamp_seconds\{[^}]*probe="mail-smtp"[^}]*\} \d',
                      m, re.M), m
     assert re.search(r'^rupost_tls_self_signed\{[^}]*probe="mail-smtp"[^}]*\} 1$', m, re.M), m
 
 
 def test_builtin_certificate_is_a_warning(cluster, probes):
-    p = wait_status(cluster, "mail-smtp-builtin-cert", "warning")
+    p = cluster.wait_status(NODE, "mail-smtp-builtin-cert", "warning")
     assert p["reason"] == ("127.0.0.1:25: self-signed certificate: replace the built-in certificate "
                            "for production"), p
 
 
 def test_cluster_health_port_ok(cluster, probes):
-    p = wait_status(cluster, "mail-smtp-health", "ok")
+    p = cluster.wait_status(NODE, "mail-smtp-health", "ok")
     assert p["reason"] == "127.0.0.1:20025: SMTP dialogue complete without TLS", p
 
 
 def test_imaps_and_managesieve_ok(cluster, probes):
-    p = wait_status(cluster, "mail-imaps", "ok")
+    p = cluster.wait_status(NODE, "mail-imaps", "ok")
     assert p["reason"].startswith("127.0.0.1:993: IMAP dialogue complete over TLSv1."), p
-    p = wait_status(cluster, "mail-sieve", "ok")
+    p = cluster.wait_status(NODE, "mail-sieve", "ok")
     assert p["reason"].startswith("127.0.0.1:4190: ManageSieve dialogue complete over TLSv1."), p
     assert "after STARTTLS" in p["reason"], p
 
 
 def test_lmtp_ok(cluster, probes):
-    p = wait_status(cluster, "mail-lmtp", "ok")
+    p = cluster.wait_status(NODE, "mail-lmtp", "ok")
     assert p["reason"] == "127.0.0.1:24: LMTP dialogue complete without TLS", p
 
 
 def test_smtp_port_dropped_is_critical(cluster, probes, clean_nft):
-    wait_status(cluster, "mail-smtp", "ok")
+    cluster.wait_status(NODE, "mail-smtp", "ok")
     block_port(cluster, 25, "drop")
-    p = wait_status(cluster, "mail-smtp", "critical", timeout=20)
+    p = cluster.wait_status(NODE, "mail-smtp", "critical", timeout=20)
     assert p["reason"] == "no answer within 2s while connecting", p
     unblock(cluster)
-    wait_status(cluster, "mail-smtp", "ok", timeout=20)
+    cluster.wait_status(NODE, "mail-smtp", "ok", timeout=20)
 
 
 def test_imaps_refused_is_critical(cluster, probes, clean_nft):
-    wait_status(cluster, "mail-imaps", "ok")
+    cluster.wait_status(NODE, "mail-imaps", "ok")
     block_port(cluster, 993, "reject")
-    p = wait_status(cluster, "mail-imaps", "critical", timeout=20)
+    p = cluster.wait_status(NODE, "mail-imaps", "critical", timeout=20)
     assert p["reason"] == "127.0.0.1:993: connect failed: Connection refused", p
 
 
 def test_managesieve_dropped_is_critical(cluster, probes, clean_nft):
-    wait_status(cluster, "mail-sieve", "ok")
+    cluster.wait_status(NODE, "mail-sieve", "ok")
     block_port(cluster, 4190, "drop")
-    p = wait_status(cluster, "mail-sieve", "critical", timeout=20)
+    p = cluster.wait_status(NODE, "mail-sieve", "critical", timeout=20)
     assert p["reason"] == "no answer within 2s while connecting", p
 
 
 def test_lmtp_refused_is_critical(cluster, probes, clean_nft):
-    wait_status(cluster, "mail-lmtp", "ok")
+    cluster.wait_status(NODE, "mail-lmtp", "ok")
     block_port(cluster, 24, "reject")
-    p = wait_status(cluster, "mail-lmtp", "critical", timeout=20)
+    p = cluster.wait_status(NODE, "mail-lmtp", "critical", timeout=20)
     assert p["reason"] == "127.0.0.1:24: connect failed: Connection refused", p
 
 
 def test_postfix_running(cluster, probes):
-    p = wait_status(cluster, "mail-postfix", "ok")
+    p = cluster.wait_status(NODE, "mail-postfix", "ok")
     assert re.match(r"master running \(pid \d+\); queues: maildrop \d+, incoming \d+, active \d+, "
                     r"deferred \d+, hold \d+$", p["reason"]), p
-    m = metrics(cluster)
+    m = cluster.metrics(NODE)
     assert re.search(r'^rupost_postfix_master_up\{[^}]*probe="mail-postfix"[^}]*\} 1$', m, re.M), m
     for q in ("maildrop", "incoming", "active", "deferred", "hold"):
         assert re.search(r'^rupost_postfix_queue_messages\{[^}]*queue="%s"[^}]*\} \d+$' % q, m, re.M), (q, m)
@@ -210,13 +183,13 @@ def test_postfix_running(cluster, probes):
 
 
 def test_postfix_master_stopped_is_critical(cluster, probes):
-    wait_status(cluster, "mail-postfix", "ok")
+    cluster.wait_status(NODE, "mail-postfix", "ok")
     cluster.exec(NODE, "systemctl", "stop", "postfix.service")
     try:
-        p = wait_status(cluster, "mail-postfix", "critical", timeout=20)
+        p = cluster.wait_status(NODE, "mail-postfix", "critical", timeout=20)
         assert p["reason"].startswith("postfix master not running: /srv/nfs/MailQueues/node2/pid/master.pid "), p
-        m = metrics(cluster)
+        m = cluster.metrics(NODE)
         assert re.search(r'^rupost_postfix_master_up\{[^}]*probe="mail-postfix"[^}]*\} 0$', m, re.M), m
     finally:
         cluster.exec(NODE, "systemctl", "start", "postfix.service")
-    wait_status(cluster, "mail-postfix", "ok", timeout=30)
+    cluster.wait_status(NODE, "mail-postfix", "ok", timeout=30)
