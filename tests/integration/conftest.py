@@ -79,22 +79,31 @@ class Cluster:
                          timeout=timeout)
 
     @contextlib.contextmanager
-    def agent_config(self, box, text=None, append=None):
+    def agent_config(self, box, text=None, append=None, action="reload"):
         """Runs BOX's agent with the config TEXT (or the current one plus
         APPEND) inside the block, then puts the previous config back: also
         when the agent refused the new one, so that one module's broken
-        config never becomes the next module's starting point."""
+        config never becomes the next module's starting point. ACTION is
+        the systemctl verb that applies the new config."""
         path = "/etc/rupost/agent.yaml"
         original = self.exec(box, "cat", path).stdout
         if text is None:
             text = original.rstrip("\n") + "\n" + append
         try:
             self.exec(box, "sh", "-c", f"cat > {path}", input=text)
-            self.exec(box, "systemctl", "reload", "rupost-agent.service")
+            self.exec(box, "systemctl", action, "rupost-agent.service")
             yield original
         finally:
             self.exec(box, "sh", "-c", f"cat > {path}", input=original)
             self.exec(box, "systemctl", "reload", "rupost-agent.service", check=False)
+
+    @contextlib.contextmanager
+    def agent_configs(self, texts, action="reload"):
+        """agent_config() in several boxes at once: TEXTS maps a box to its
+        config. Yields the previous configs by box."""
+        with contextlib.ExitStack() as stack:
+            yield {box: stack.enter_context(self.agent_config(box, text, action=action))
+                   for box, text in texts.items()}
 
     def health(self, box):
         """`rupost-health --json` in BOX, parsed. Its exit status is the

@@ -9,7 +9,6 @@ doveadm cannot run (unknown: the check could not run, not "critical").
 Every fault is undone afterwards.
 """
 
-import json
 import re
 import subprocess
 from pathlib import Path
@@ -65,41 +64,15 @@ m.logout()
 """
 
 
-def health(cluster, box=NODE):
-    r = cluster.exec(box, "rupost-health", "--json", check=False)
-    assert r.returncode in (0, 1, 2, 3), r.stderr
-    report = json.loads(r.stdout)
-    assert "probes" in report, report
-    return report
-
-
-def probe(cluster, name, box=NODE):
-    return next(p for p in health(cluster, box)["probes"] if p["name"] == name)
-
-
-def wait_status(cluster, name, status, timeout=40, box=NODE):
-    """Waits for a fresh result with STATUS; returns the probe's record."""
-    return cluster.wait_for(f"{name} {status} in {box}", lambda: (
-        lambda p: p if p["status"] == status and p["last_status"] == status else None)(
-            probe(cluster, name, box)), timeout=timeout, interval=0.5)
+def wait_status(cluster, name, status):
+    """In NODE, with the patience this module always had."""
+    return cluster.wait_status(NODE, name, status, timeout=40, interval=0.5)
 
 
 def wait_reason(cluster, name, pattern, timeout=40):
     return cluster.wait_for(f"{name} reason ~ {pattern}", lambda: (
-        lambda p: p if re.search(pattern, p["reason"]) else None)(probe(cluster, name)),
+        lambda p: p if re.search(pattern, p["reason"]) else None)(cluster.probe(NODE, name)),
         timeout=timeout, interval=0.5)
-
-
-def metrics(cluster, box=NODE):
-    return cluster.exec(box, "curl", "-s", "http://127.0.0.1:9469/metrics").stdout
-
-
-def metric(text, name, **labels):
-    for line in text.splitlines():
-        m = re.match(r"^%s(?:\{([^}]*)\})? (\S+)$" % re.escape(name), line)
-        if m and all(f'{k}="{v}"' in (m.group(1) or "") for k, v in labels.items()):
-            return float(m.group(2))
-    raise KeyError(f"{name} {labels} not in the metrics")
 
 
 @pytest.fixture(scope="module")
@@ -115,15 +88,15 @@ def not_ok(report):
 
 @pytest.mark.parametrize("box", ["node1", "node2"])
 def test_healthy_node_all_ok(cluster, agent, box):
-    report = health(cluster, box)
+    report = cluster.health(box)
     configured = {p["name"]: p["type"] for p in report["probes"]}
     assert configured == STANDARD, f"{box} does not run the standard configuration: {configured}"
     # Mail probes need two good runs (rise 2) after a restart of the agent.
     try:
         report = cluster.wait_for(f"every probe ok in {box}", lambda: (
-            lambda r: r if not not_ok(r) else None)(health(cluster, box)), timeout=60, interval=1)
+            lambda r: r if not not_ok(r) else None)(cluster.health(box)), timeout=60, interval=1)
     except AssertionError:
-        raise AssertionError(f"not ok in {box}: {not_ok(health(cluster, box))}")
+        raise AssertionError(f"not ok in {box}: {not_ok(cluster.health(box))}")
     assert report["status"] == "ok", report["status"]
     by_name = {p["name"]: p for p in report["probes"]}
     assert by_name["dovecot"]["reason"].startswith(
@@ -145,12 +118,12 @@ def test_dovecot_counts_a_held_imap_login(cluster, agent):
         assert holder.stdout.readline().strip() == "logged in"
         p = wait_reason(cluster, "dovecot", r"; 1 connection of 1 user \(imap 1\)$")
         assert p["status"] == "ok", p
-        m = metrics(cluster)
-        assert metric(m, "rupost_dovecot_connections", probe="dovecot", service="imap") == 1
-        assert metric(m, "rupost_dovecot_connections", probe="dovecot", service="pop3") == 0
-        assert metric(m, "rupost_dovecot_users", probe="dovecot") == 1
-        assert metric(m, "rupost_dovecot_unit_limit", probe="dovecot", resource="nofile", kind="soft") == 1048576
-        assert metric(m, "rupost_dovecot_limit_drift", probe="dovecot", resource="nproc") == 0
+        m = cluster.metrics(NODE)
+        assert cluster.metric(m, "rupost_dovecot_connections", probe="dovecot", service="imap") == 1
+        assert cluster.metric(m, "rupost_dovecot_connections", probe="dovecot", service="pop3") == 0
+        assert cluster.metric(m, "rupost_dovecot_users", probe="dovecot") == 1
+        assert cluster.metric(m, "rupost_dovecot_unit_limit", probe="dovecot", resource="nofile", kind="soft") == 1048576
+        assert cluster.metric(m, "rupost_dovecot_limit_drift", probe="dovecot", resource="nproc") == 0
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
@@ -174,7 +147,7 @@ def test_dovecot_limit_drift_is_a_warning(cluster, agent):
             "configuration drift: dovecot.service has LimitNOFILE=1024, the product requires 1048576: "
             "add it to /etc/systemd/system/dovecot.service.d/override.conf, then daemon-reload and "
             "restart dovecot.service"), p
-        assert metric(metrics(cluster), "rupost_dovecot_limit_drift", probe="dovecot", resource="nofile") == 1
+        assert cluster.metric(cluster.metrics(NODE), "rupost_dovecot_limit_drift", probe="dovecot", resource="nofile") == 1
 
         # A soft limit alone below the requirement is drift too, shown as soft:hard.
         cluster.exec(NODE, "sh", "-c", f"cat > {DROPIN}",

@@ -57,26 +57,6 @@ healing:
   max_attempts: 10
 """
 
-AGENT_CHECK = r"""
-import socket, sys
-s = socket.create_connection((sys.argv[1], 9470), 2)
-print(s.recv(200).decode().strip())
-"""
-
-ADMIN_SOCKET = r"""
-import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect("/run/haproxy/admin.sock")
-s.sendall(sys.argv[1].encode() + b"\n")
-out = b""
-while True:
-    d = s.recv(65536)
-    if not d:
-        break
-    out += d
-print(out.decode())
-"""
-
 
 def unit_states(cluster, box="node1"):
     out = cluster.exec(box, "systemctl", "is-active", *GROUP_STATES, check=False).stdout.split()
@@ -88,21 +68,9 @@ def group_all(cluster, state, box="node1"):
     return all(s == state for s in states.values()) and states
 
 
-def agent_check(cluster, node="node1", via="node2"):
-    return cluster.exec(via, "python3", "-c", AGENT_CHECK, node).stdout.strip()
-
-
-def haproxy_server_status(cluster, box, backend, server):
-    """The status column of `show stat` for one server, as HAProxy sees it."""
-    out = cluster.exec(box, "python3", "-c", ADMIN_SOCKET, "show stat").stdout
-    lines = [l for l in out.splitlines() if l]
-    header = lines[0].lstrip("# ").split(",")
-    status = header.index("status")
-    for line in lines[1:]:
-        f = line.split(",")
-        if f[0] == backend and f[1] == server:
-            return f[status]
-    raise AssertionError(f"no {backend}/{server} in show stat on {box}")
+def agent_check(cluster):
+    """What node1's agent check port says, asked from node2."""
+    return cluster.agent_check("node1", via="node2")
 
 
 def in_service(cluster):
@@ -113,14 +81,9 @@ def in_service(cluster):
 def healing(cluster):
     if not cluster.agent_expected():
         pytest.skip("no rupost-agent .deb was given to nodebox up, so there is no agent to test")
-    saved = cluster.exec("node1", "cat", "/etc/rupost/agent.yaml").stdout
-    cluster.exec("node1", "sh", "-c", "cat >/etc/rupost/agent.yaml",
-                 input=HEALING_CONFIG.format(node="node1"))
-    cluster.exec("node1", "systemctl", "reload", "rupost-agent.service")
-    cluster.wait_for("node1 in service with healing on", lambda: in_service(cluster), timeout=60)
-    yield cluster
-    cluster.exec("node1", "sh", "-c", "cat >/etc/rupost/agent.yaml", input=saved)
-    cluster.exec("node1", "systemctl", "reload", "rupost-agent.service", check=False)
+    with cluster.agent_config("node1", HEALING_CONFIG.format(node="node1")):
+        cluster.wait_for("node1 in service with healing on", lambda: in_service(cluster), timeout=60)
+        yield cluster
     cluster.exec("node1", "sh", "-c", "systemctl reset-failed; systemctl start " + " ".join(GROUP),
                  check=False)
 
@@ -129,8 +92,8 @@ def healing(cluster):
 # see it down; it starts at the decision, so recovery takes about that long.
 def wait_recovered(cluster, timeout=90):
     cluster.wait_for("node1 recovered and re-admitted", lambda: in_service(cluster), timeout=timeout)
-    cluster.wait_for("node1 UP again in node2's HAProxy", lambda: haproxy_server_status(
-        cluster, "node2", "smtp", "node1") == "UP", timeout=20)
+    cluster.wait_for("node1 UP again in node2's HAProxy", lambda: cluster.haproxy_server_status(
+        "node2", "smtp", "node1") == "UP", timeout=20)
 
 
 def test_sigkill_dovecot_stops_the_group_withdraws_and_recovers(healing):
@@ -147,8 +110,8 @@ def test_sigkill_dovecot_stops_the_group_withdraws_and_recovers(healing):
     assert "dovecot" in reply, reply
     # ... and every node's HAProxy took node1 out.
     for box in cluster.mail_nodes:
-        cluster.wait_for(f"node1 DOWN in {box}'s HAProxy", lambda: haproxy_server_status(
-            cluster, box, "smtp", "node1").startswith("DOWN"), timeout=10)
+        cluster.wait_for(f"node1 DOWN in {box}'s HAProxy", lambda: cluster.haproxy_server_status(
+            box, "smtp", "node1").startswith("DOWN"), timeout=10)
 
     # The cluster still takes mail: through node1's HAProxy it goes to node2.
     subject = f"healing-{uuid.uuid4().hex[:10]}"
