@@ -139,6 +139,16 @@ class Cluster:
                 return float(m.group(2))
         raise KeyError(f"{name} {labels} not in the metrics")
 
+    @staticmethod
+    def samples(text):
+        """Every sample in the metrics TEXT: {'name{labels}': value}."""
+        samples = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                samples[key] = float(value)
+        return samples
+
     def haproxy_admin(self, box, command):
         """HAProxy's answer to COMMAND on BOX's admin socket."""
         return self.exec(box, "python3", "-c", HAPROXY_ADMIN, command).stdout

@@ -88,32 +88,6 @@ cluster:
   shared_failure_window: 2s
 """
 
-AGENT_CHECK = r"""
-import socket, sys
-s = socket.create_connection((sys.argv[1], 9470), 2)
-print(s.recv(200).decode().strip())
-"""
-
-ADMIN_SOCKET = r"""
-import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect("/run/haproxy/admin.sock")
-s.sendall(sys.argv[1].encode() + b"\n")
-out = b""
-while True:
-    d = s.recv(65536)
-    if not d:
-        break
-    out += d
-print(out.decode())
-"""
-
-METRICS = r"""
-import urllib.request
-print(urllib.request.urlopen("http://127.0.0.1:9469/metrics", timeout=5).read().decode())
-"""
-
-
 def unit_states(cluster, box):
     out = cluster.exec(box, "systemctl", "is-active", *GROUP_STATES, check=False).stdout.split()
     return dict(zip(GROUP_STATES, out))
@@ -123,37 +97,15 @@ def group_stopped(cluster, box):
     return all(s in ("inactive", "failed") for s in unit_states(cluster, box).values())
 
 
-def agent_check(cluster, node, via="node2"):
-    return cluster.exec(via, "python3", "-c", AGENT_CHECK, node).stdout.strip()
-
-
-def haproxy_server_status(cluster, box, backend, server):
-    out = cluster.exec(box, "python3", "-c", ADMIN_SOCKET, "show stat").stdout
-    lines = [l for l in out.splitlines() if l]
-    header = lines[0].lstrip("# ").split(",")
-    status = header.index("status")
-    for line in lines[1:]:
-        f = line.split(",")
-        if f[0] == backend and f[1] == server:
-            return f[status]
-    raise AssertionError(f"no {backend}/{server} in show stat on {box}")
-
-
 def view(cluster, box):
     """`rupost-health cluster --json` on BOX, by node name."""
     out = cluster.exec(box, "rupost-health", "cluster", "--json").stdout
     return {n["name"]: n for n in json.loads(out)["nodes"]}
 
 
-def metrics(cluster, box, text=None):
+def metrics(cluster, box):
     """The agent's samples on BOX: {'name{labels}': value}."""
-    text = text or cluster.exec(box, "python3", "-c", METRICS).stdout
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            samples[key] = float(value)
-    return samples
+    return cluster.samples(cluster.metrics(box))
 
 
 def db(cluster, sql):
@@ -168,7 +120,7 @@ def journal_since(cluster, box, since, message_id):
 
 
 def in_service(cluster, node):
-    return agent_check(cluster, node) == "up ready" and all(
+    return cluster.agent_check(node, via="node2") == "up ready" and all(
         s == "active" for s in unit_states(cluster, node).values())
 
 
@@ -213,21 +165,17 @@ def start_database(cluster, check=True):
 def clustered(cluster):
     if not cluster.agent_expected():
         pytest.skip("no rupost-agent .deb was given to nodebox up, so there is no agent to test")
-    saved = {n: cluster.exec(n, "cat", "/etc/rupost/agent.yaml").stdout for n in NODES}
     try:
-        for n in NODES:
-            cluster.exec(n, "sh", "-c", "cat >/etc/rupost/agent.yaml", input=CONFIG.format(node=n, infra=INFRA))
-            cluster.exec(n, "systemctl", "reload-or-restart", "rupost-agent.service")
-        wait_all_in_service(cluster, timeout=60)
-        # Rows of nodes gone for good count as out of service in the guards.
-        db(cluster, "DELETE FROM rupost_agent.nodes WHERE name NOT IN ('node1', 'node2')")
-        yield cluster
+        with cluster.agent_configs({n: CONFIG.format(node=n, infra=INFRA) for n in NODES},
+                                   action="reload-or-restart"):
+            wait_all_in_service(cluster, timeout=60)
+            # Rows of nodes gone for good count as out of service in the guards.
+            db(cluster, "DELETE FROM rupost_agent.nodes WHERE name NOT IN ('node1', 'node2')")
+            yield cluster
     finally:
         cluster.exec("node1", "nft", "delete", "table", "inet", NFT_TABLE, check=False)
         start_database(cluster, check=False)
         for n in NODES:
-            cluster.exec(n, "sh", "-c", "cat >/etc/rupost/agent.yaml", input=saved[n])
-            cluster.exec(n, "systemctl", "reload", "rupost-agent.service", check=False)
             cluster.exec(n, "sh", "-c", "systemctl reset-failed; systemctl start " + " ".join(GROUP),
                          check=False)
         # Without a cluster section nobody renews these rows any more.
@@ -246,7 +194,7 @@ def test_view_and_withdrawal_reach_every_node(clustered):
 
     cluster.exec("node1", "systemctl", "kill", "-s", "KILL", "dovecot.service")
     cluster.wait_for("node1 withdrawn on its agent-check port",
-                     lambda: agent_check(cluster, "node1").startswith("down#"), timeout=20, interval=0.1)
+                     lambda: cluster.agent_check("node1", via="node2").startswith("down#"), timeout=20, interval=0.1)
     seen = time.monotonic()
     # node2 learns it from the registry within a couple of seconds (NOTIFY).
     n1 = cluster.wait_for("node1 withdrawn in node2's cluster view", lambda: (
@@ -256,25 +204,25 @@ def test_view_and_withdrawal_reach_every_node(clustered):
     assert "dovecot" in n1["reason"] or "imaps" in n1["reason"] or "mail-units" in n1["reason"], n1
     assert db(cluster, "SELECT state FROM rupost_agent.nodes WHERE name = 'node1'") == "withdrawn"
     for box in NODES:
-        cluster.wait_for(f"node1 DOWN in {box}'s HAProxy", lambda: haproxy_server_status(
-            cluster, box, "smtp", "node1").startswith("DOWN"), timeout=10)
-    text = cluster.exec("node2", "python3", "-c", METRICS).stdout
-    assert metrics(cluster, "node2", text)['rupost_cluster_nodes{state="withdrawn"}'] == 1
+        cluster.wait_for(f"node1 DOWN in {box}'s HAProxy", lambda: cluster.haproxy_server_status(
+            box, "smtp", "node1").startswith("DOWN"), timeout=10)
+    text = cluster.metrics("node2")
+    assert cluster.samples(text)['rupost_cluster_nodes{state="withdrawn"}'] == 1
     if shutil.which("promtool"):
         res = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
         assert res.returncode == 0 and not res.stdout + res.stderr, res.stdout + res.stderr
 
     wait_all_in_service(cluster)
     for box in NODES:
-        cluster.wait_for(f"node1 UP again in {box}'s HAProxy", lambda: haproxy_server_status(
-            cluster, box, "smtp", "node1") == "UP", timeout=20)
+        cluster.wait_for(f"node1 UP again in {box}'s HAProxy", lambda: cluster.haproxy_server_status(
+            box, "smtp", "node1") == "UP", timeout=20)
 
 
 def test_last_node_in_service_is_not_withdrawn(clustered):
     cluster = clustered
     since = time.time() - 1
     cluster.exec("node1", "systemctl", "kill", "-s", "KILL", "dovecot.service")
-    cluster.wait_for("node1 withdrawn", lambda: agent_check(cluster, "node1").startswith("down#"),
+    cluster.wait_for("node1 withdrawn", lambda: cluster.agent_check("node1", via="node2").startswith("down#"),
                      timeout=20, interval=0.1)
     # While node1 waits out its backoff (15 s), node2 fails too.
     cluster.exec("node2", "systemctl", "kill", "-s", "KILL", "dovecot.service")
@@ -286,9 +234,9 @@ def test_last_node_in_service_is_not_withdrawn(clustered):
     m = metrics(cluster, "node2")
     assert m['rupost_cluster_withdrawal_denied{reason="last-in-service"}'] == 1, m
     # node2 still takes clients, and says so in the registry.
-    assert agent_check(cluster, "node2", via="node1") == "up ready"
+    assert cluster.agent_check("node2", via="node1") == "up ready"
     assert view(cluster, "node1")["node2"]["state"] == "in_service"
-    assert agent_check(cluster, "node1").startswith("down#")
+    assert cluster.agent_check("node1", via="node2").startswith("down#")
     # Once node1 is back, node2 may withdraw and heal in its turn.
     wait_all_in_service(cluster, timeout=150)
     assert metrics(cluster, "node2")['rupost_cluster_withdrawal_denied{reason="last-in-service"}'] == 0
@@ -308,7 +256,7 @@ def test_database_down_for_everyone_is_an_alert_only(clustered):
         end = time.monotonic() + 12
         while time.monotonic() < end:
             for n in NODES:
-                assert agent_check(cluster, n) == "up ready", n
+                assert cluster.agent_check(n, via="node2") == "up ready", n
                 m = metrics(cluster, n)
                 assert m["rupost_cluster_self_fenced"] == 0, (n, m)
                 assert m["rupost_cluster_db_up"] == 0, (n, m)
@@ -355,13 +303,13 @@ def test_node_cut_off_alone_fences_itself_in_time(clustered):
         assert stopped < expires, (stopped, expires)
         m = metrics(cluster, "node1")
         assert m["rupost_cluster_self_fenced"] == 1 and m["rupost_cluster_db_up"] == 0, m
-        assert agent_check(cluster, "node1").startswith("down#")
+        assert cluster.agent_check("node1", via="node2").startswith("down#")
         # node2 keeps serving and still renews.
         assert in_service(cluster, "node2")
         assert metrics(cluster, "node2")["rupost_cluster_db_up"] == 1
         for box in NODES:
-            cluster.wait_for(f"node1 DOWN in {box}'s HAProxy", lambda: haproxy_server_status(
-                cluster, box, "smtp", "node1").startswith("DOWN"), timeout=10)
+            cluster.wait_for(f"node1 DOWN in {box}'s HAProxy", lambda: cluster.haproxy_server_status(
+                box, "smtp", "node1").startswith("DOWN"), timeout=10)
         # Its lease runs out in node2's view and is never renewed meanwhile.
         cluster.wait_for("node1's lease expired in node2's view",
                          lambda: view(cluster, "node2")["node1"]["lease_age_seconds"] > 10, timeout=15)

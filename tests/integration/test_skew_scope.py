@@ -34,12 +34,6 @@ cluster:
   shared_failure_window: 2s
 """
 
-METRICS = r"""
-import urllib.request
-print(urllib.request.urlopen("http://127.0.0.1:9469/metrics", timeout=5).read().decode())
-"""
-
-
 def faster_memcached(config):
     """The standard memcached probe, every second and without hysteresis."""
     block = re.search(r"(  - name: memcached\n    type: memcached\n)((?:    .*\n)+)", config)
@@ -55,49 +49,39 @@ def health(cluster, box, *args, check=False):
     return res
 
 
-def probe(cluster, box, name):
-    out = health(cluster, box, "--json").stdout
-    return next(p for p in json.loads(out)["probes"] if p["name"] == name)
-
-
 def db(cluster, sql):
     return cluster.exec("infra", "runuser", "-u", "postgres", "--", "psql", "-X", "-At", "-d", "rupost",
                         "-c", sql).stdout.strip()
 
 
 def failure_peers(cluster, box, name):
-    text = cluster.exec(box, "python3", "-c", METRICS).stdout
+    text = cluster.metrics(box)
     m = re.search(r'^rupost_probe_failure_peers\{probe="%s",type="[^"]*"\} (\S+)$' % re.escape(name), text, re.M)
     return float(m.group(1)) if m else None
 
 
 def memcached_ok_everywhere(cluster):
-    return all(probe(cluster, n, "memcached")["status"] == "ok" for n in NODES)
+    return all(cluster.probe(n, "memcached")["status"] == "ok" for n in NODES)
 
 
 @pytest.fixture(scope="module")
 def scoped(cluster):
     if not cluster.agent_expected():
         pytest.skip("no rupost-agent .deb was given to nodebox up, so there is no agent to test")
-    saved = {n: cluster.exec(n, "cat", "/etc/rupost/agent.yaml").stdout for n in NODES}
+    configs = {n: faster_memcached(cluster.exec(n, "cat", "/etc/rupost/agent.yaml").stdout).rstrip("\n")
+               + "\n" + CLUSTER.format(infra=INFRA) for n in NODES}
     try:
-        for n in NODES:
-            config = faster_memcached(saved[n]).rstrip("\n") + "\n" + CLUSTER.format(infra=INFRA)
-            cluster.exec(n, "sh", "-c", "cat >/etc/rupost/agent.yaml", input=config)
-            cluster.exec(n, "systemctl", "reload-or-restart", "rupost-agent.service")
-        # Both registered with live leases, as each other sees them.
-        for n in NODES:
-            cluster.wait_for(f"{n} sees both nodes in the registry", lambda n=n: {
-                x["name"] for x in json.loads(health(cluster, n, "cluster", "--json").stdout)["nodes"]
-                if x["lease_age_seconds"] < 3} >= set(NODES), timeout=30, interval=0.5)
-        cluster.wait_for("memcached ok on both nodes", lambda: memcached_ok_everywhere(cluster), timeout=30)
-        yield cluster
+        with cluster.agent_configs(configs, action="reload-or-restart"):
+            # Both registered with live leases, as each other sees them.
+            for n in NODES:
+                cluster.wait_for(f"{n} sees both nodes in the registry", lambda n=n: {
+                    x["name"] for x in json.loads(health(cluster, n, "cluster", "--json").stdout)["nodes"]
+                    if x["lease_age_seconds"] < 3} >= set(NODES), timeout=30, interval=0.5)
+            cluster.wait_for("memcached ok on both nodes", lambda: memcached_ok_everywhere(cluster), timeout=30)
+            yield cluster
     finally:
         cluster.exec("node1", "nft", "delete", "table", "inet", NFT_TABLE, check=False)
         cluster.exec("infra", "systemctl", "start", "memcached.service", check=False)
-        for n in NODES:
-            cluster.exec(n, "sh", "-c", "cat >/etc/rupost/agent.yaml", input=saved[n])
-            cluster.exec(n, "systemctl", "reload", "rupost-agent.service", check=False)
         # Without a cluster section nobody renews these rows any more.
         db(cluster, "DELETE FROM rupost_agent.nodes WHERE name IN ('node1', 'node2')")
 
@@ -139,9 +123,9 @@ def test_shared_failure_is_shared(scoped):
     try:
         p = cluster.wait_for("node1's memcached critical, shared with node2", lambda: (
             lambda p: p if p["status"] == "critical" and p["scope"] == "shared 1/1" else None)(
-                probe(cluster, "node1", "memcached")), timeout=30, interval=0.5)
+                cluster.probe("node1", "memcached")), timeout=30, interval=0.5)
         assert p["peers_failing"] == 1 and p["live_peers"] == 1, p
-        assert probe(cluster, "node2", "memcached")["scope"] == "shared 1/1"
+        assert cluster.probe("node2", "memcached")["scope"] == "shared 1/1"
         table = health(cluster, "node1").stdout
         assert re.search(r"^memcached\s+memcached\s+critical \(shared 1/1\)\s", table, re.M), table
         assert failure_peers(cluster, "node1", "memcached") == 1
@@ -152,7 +136,7 @@ def test_shared_failure_is_shared(scoped):
     finally:
         cluster.exec("infra", "systemctl", "start", "memcached.service")
     cluster.wait_for("memcached ok again on both nodes", lambda: memcached_ok_everywhere(cluster), timeout=30)
-    assert probe(cluster, "node1", "memcached")["scope"] is None
+    assert cluster.probe("node1", "memcached")["scope"] is None
 
 
 def test_failure_of_one_node_is_local(scoped):
@@ -164,10 +148,10 @@ def test_failure_of_one_node_is_local(scoped):
         cluster.exec("node1", "nft", "add", "rule", "inet", NFT_TABLE, "out",
                      "ip", "daddr", INFRA, "tcp", "dport", "11211", "drop")
         p = cluster.wait_for("node1's memcached critical", lambda: (
-            lambda p: p if p["status"] == "critical" else None)(probe(cluster, "node1", "memcached")),
+            lambda p: p if p["status"] == "critical" else None)(cluster.probe("node1", "memcached")),
             timeout=30, interval=0.5)
         # node2 keeps reaching memcached: node1's fault alone.
-        assert probe(cluster, "node2", "memcached")["status"] == "ok"
+        assert cluster.probe("node2", "memcached")["status"] == "ok"
         assert p["scope"] == "local", p
         assert p["peers_failing"] == 0 and p["live_peers"] == 1, p
         table = health(cluster, "node1").stdout
@@ -177,7 +161,7 @@ def test_failure_of_one_node_is_local(scoped):
         # that is fine here.
         cluster.wait_for("node1's failure in node2's metrics",
                          lambda: failure_peers(cluster, "node2", "memcached") == 1, timeout=10)
-        assert probe(cluster, "node2", "memcached")["scope"] is None
+        assert cluster.probe("node2", "memcached")["scope"] is None
     finally:
         cluster.exec("node1", "nft", "delete", "table", "inet", NFT_TABLE, check=False)
     cluster.wait_for("memcached ok again on node1", lambda: memcached_ok_everywhere(cluster), timeout=30)

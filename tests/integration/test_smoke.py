@@ -4,7 +4,6 @@ Every check crosses box boundaries over the private bridge, so a passing run
 means real services under real systemd talked to each other.
 """
 
-import json
 import time
 import uuid
 
@@ -12,20 +11,6 @@ import pytest
 
 DOMAIN = "rupost.test"
 ALICE = ("alice@rupost.test", "alice-secret")
-
-ADMIN_SOCKET = r"""
-import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect("/run/haproxy/admin.sock")
-s.sendall(sys.argv[1].encode() + b"\n")
-out = b""
-while True:
-    d = s.recv(65536)
-    if not d:
-        break
-    out += d
-print(out.decode())
-"""
 
 IMAP_CHECK = r"""
 import imaplib, ssl, sys
@@ -180,20 +165,17 @@ def test_second_smtp_listener_and_haproxy(cluster):
             "print(s.recv(200).decode())" % port)).stdout
         assert out.startswith("220 "), (port, out)
 
-    def admin(box, command):
-        return cluster.exec(box, "python3", "-c", ADMIN_SOCKET, command).stdout
-
     # Every node's haproxy peers with every other one on port 10000 ...
     for node in cluster.mail_nodes:
         others = [n for n in cluster.mail_nodes if n != node]
         cluster.wait_for(f"{node}'s haproxy peers", lambda: all(
             f"id={o}(remote,active)" in out and "last_status=ESTA" in out
-            for out in [admin(node, "show peers")] for o in others), timeout=20)
+            for out in [cluster.haproxy_admin(node, "show peers")] for o in others), timeout=20)
     # ... and a client's stickiness learnt on node1 shows up on node2.
-    admin("node1", "clear table smtp")
+    cluster.haproxy_admin("node1", "clear table smtp")
     cluster.python("infra", "import socket; socket.create_connection(('node1', 8025), 5).recv(100)")
     infra_ip = "10.231.0.10"
-    cluster.wait_for("the stick-table entry on node2", lambda: infra_ip in admin(
+    cluster.wait_for("the stick-table entry on node2", lambda: infra_ip in cluster.haproxy_admin(
         "node2", "show table smtp"), timeout=10)
 
 
@@ -273,25 +255,13 @@ def test_partition_isolate_heal(cluster):
     assert reach("infra", "node2")
 
 
-def health(cluster, box="node1"):
-    r = cluster.exec(box, "rupost-health", "--json", check=False)
-    assert r.returncode in (0, 1, 2, 3), r.stderr
-    report = json.loads(r.stdout)
-    assert "probes" in report, f"rupost-health --json in {box}: {report}"
-    return report
-
-
-def probe(report, name):
-    return next(p for p in report["probes"] if p["name"] == name)
-
-
 def test_agent_sees_dovecot_kill(cluster):
     if not cluster.agent_expected():
         pytest.skip("no rupost-agent .deb was given to nodebox up "
                     "(--deb / NODEBOX_DEB / build-deb/), so there is no agent to test")
-    cluster.wait_for("mail-units ok", lambda: probe(
-        health(cluster), "mail-units")["status"] == "ok", timeout=30)
-    report = health(cluster)
+    cluster.wait_for("mail-units ok", lambda: cluster.probe(
+        "node1", "mail-units")["status"] == "ok", timeout=30)
+    report = cluster.health("node1")
     assert report["node"] == "node1"
     # Timestamp and kill in one go, inside the box, so exec latency is not counted.
     out = cluster.exec("node1", "sh", "-c",
@@ -300,14 +270,14 @@ def test_agent_sees_dovecot_kill(cluster):
     try:
         p = cluster.wait_for("mail-units to go critical", lambda: (
             lambda q: q if q["status"] == "critical" else None)(
-                probe(health(cluster), "mail-units")), timeout=10, interval=0.05)
+                cluster.probe("node1", "mail-units")), timeout=10, interval=0.05)
         delay = p["changed_at"] - killed_at
         print(f"agent noticed the dovecot kill after {delay * 1000:.1f} ms")
         assert -0.05 < delay < 1.0, p
     finally:
         cluster.exec("node1", "sh", "-c",
                      "systemctl reset-failed dovecot.service; systemctl start dovecot.service")
-    cluster.wait_for("mail-units ok again", lambda: probe(
-        health(cluster), "mail-units")["status"] == "ok", timeout=30)
-    out = cluster.exec("node1", "curl", "-s", "http://127.0.0.1:9469/metrics").stdout
+    cluster.wait_for("mail-units ok again", lambda: cluster.probe(
+        "node1", "mail-units")["status"] == "ok", timeout=30)
+    out = cluster.metrics("node1")
     assert "mail-units" in out or "mail_units" in out
