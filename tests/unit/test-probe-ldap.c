@@ -508,22 +508,8 @@ TEST(config_errors) {
 }
 
 int main(void) {
-        sigset_t mask;
-        unsigned n = 0;
-
         /* Children are collected through sd-event, as in the agent. */
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGCHLD);
-        ASSERT_OK(sigprocmask(SIG_BLOCK, &mask, NULL));
+        test_block_sigchld();
         (void) signal(SIGPIPE, SIG_IGN);
-
-        for (const TestFunc *t = __start_rupost_tests; t < __stop_rupost_tests; t++) {
-                if (!test_selected(t->name))
-                        continue;
-                fprintf(stderr, "/* %s */\n", t->name);
-                t->func();
-                n++;
-        }
-        fprintf(stderr, "%u tests passed\n", n);
-        return n > 0 ? 0 : 77;
+        return tests_run();
 }

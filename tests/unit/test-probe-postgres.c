@@ -301,17 +301,7 @@ static void cleanup(void) {
 }
 
 int main(void) {
-        unsigned n = 0;
-
         (void) signal(SIGPIPE, SIG_IGN);
         atexit(cleanup);
-        for (const TestFunc *t = __start_rupost_tests; t < __stop_rupost_tests; t++) {
-                if (!test_selected(t->name))
-                        continue;
-                fprintf(stderr, "/* %s */\n", t->name);
-                t->func();
-                n++;
-        }
-        fprintf(stderr, "%u tests passed\n", n);
-        return n > 0 ? 0 : 77;
+        return tests_run();
 }

@@ -103,16 +103,23 @@ static inline bool test_selected(const char *name) {
         return false;
 }
 
+/* Runs the selected tests; returns main()'s exit status. For a main() that
+ * sets something up first. */
+static inline int tests_run(void) {
+        unsigned n = 0;
+
+        for (const TestFunc *t = __start_rupost_tests; t < __stop_rupost_tests; t++) {
+                if (!test_selected(t->name))
+                        continue;
+                fprintf(stderr, "/* %s */\n", t->name);
+                t->func();
+                n++;
+        }
+        fprintf(stderr, "%u tests passed\n", n);
+        return n > 0 ? 0 : 77; /* 77: meson's "skipped" */
+}
+
 #define DEFINE_TEST_MAIN()                                                              \
         int main(void) {                                                                \
-                unsigned n = 0;                                                         \
-                for (const TestFunc *t = __start_rupost_tests; t < __stop_rupost_tests; t++) { \
-                        if (!test_selected(t->name))                                    \
-                                continue;                                               \
-                        fprintf(stderr, "/* %s */\n", t->name);                         \
-                        t->func();                                                      \
-                        n++;                                                            \
-                }                                                                       \
-                fprintf(stderr, "%u tests passed\n", n);                                \
-                return n > 0 ? 0 : 77; /* 77: meson's "skipped" */                      \
+                return tests_run();                                                     \
         }
