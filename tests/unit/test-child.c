@@ -7,6 +7,7 @@
 
 #include "lib/child.h"
 #include "lib/time-util.h"
+#include "run-until.h"
 #include "tests.h"
 
 typedef struct Outcome {
@@ -42,29 +43,15 @@ static int hang(int fd, void *arg) {
         return 0;
 }
 
-static void block_sigchld(void) {
-        sigset_t mask;
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGCHLD);
-        ASSERT_OK(sigprocmask(SIG_BLOCK, &mask, NULL));
-}
-
-static void run_until(sd_event *e, const bool *flag, usec_t limit) {
-        usec_t end = now(CLOCK_MONOTONIC) + limit;
-        while (!*flag && now(CLOCK_MONOTONIC) < end)
-                ASSERT_OK(sd_event_run(e, 50 * USEC_PER_MSEC));
-}
-
 TEST(child_reports_output_and_status) {
         sd_event *e = NULL;
         Child *c = NULL;
         Outcome o = {};
 
-        block_sigchld();
+        test_block_sigchld();
         ASSERT_OK(sd_event_new(&e));
         ASSERT_OK(child_spawn(e, "test-hello", say_hello, NULL, 1024, on_done, &o, &c));
-        run_until(e, &o.called, 5 * USEC_PER_SEC);
-        ASSERT_TRUE(o.called);
+        ASSERT_TRUE(RUN_UNTIL(e, o.called, 5 * USEC_PER_SEC));
         ASSERT_EQ(o.status, 3);
         ASSERT_STREQ(o.output, "hello from the child");
         sd_event_unref(e);
@@ -75,11 +62,10 @@ TEST(child_output_limit) {
         Child *c = NULL;
         Outcome o = {};
 
-        block_sigchld();
+        test_block_sigchld();
         ASSERT_OK(sd_event_new(&e));
         ASSERT_OK(child_spawn(e, "test-big", write_too_much, NULL, 4096, on_done, &o, &c));
-        run_until(e, &o.called, 5 * USEC_PER_SEC);
-        ASSERT_TRUE(o.called);
+        ASSERT_TRUE(RUN_UNTIL(e, o.called, 5 * USEC_PER_SEC));
         ASSERT_EQ(o.status, -E2BIG);
         sd_event_unref(e);
 }
@@ -89,7 +75,7 @@ TEST(abandoned_child_is_killed_and_reaped) {
         Child *c = NULL;
         Outcome o = {};
 
-        block_sigchld();
+        test_block_sigchld();
         ASSERT_OK(sd_event_new(&e));
         ASSERT_OK(child_spawn(e, "test-hang", hang, NULL, 1024, on_done, &o, &c));
         pid_t pid = child_pid(c);
@@ -97,9 +83,7 @@ TEST(abandoned_child_is_killed_and_reaped) {
         child_abandon(c);
         ASSERT_EQ(child_abandoned_alive("test-hang"), 1);
 
-        usec_t end = now(CLOCK_MONOTONIC) + 5 * USEC_PER_SEC;
-        while (child_abandoned_alive("test-hang") > 0 && now(CLOCK_MONOTONIC) < end)
-                ASSERT_OK(sd_event_run(e, 50 * USEC_PER_MSEC));
+        (void) RUN_UNTIL(e, child_abandoned_alive("test-hang") <= 0, 5 * USEC_PER_SEC);
         ASSERT_EQ(child_abandoned_alive("test-hang"), 0);
         /* Reaped: the pid is gone, and the owner was never called. */
         ASSERT_TRUE(kill(pid, 0) < 0 && errno == ESRCH);

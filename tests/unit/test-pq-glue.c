@@ -9,6 +9,7 @@
 
 #include "lib/pq-glue.h"
 #include "pg-server.h"
+#include "run-until.h"
 
 static PgServer server;
 
@@ -34,13 +35,6 @@ static void on_query(PqConn *c, int error, PGresult *result, void *userdata) {
         o->at = now(CLOCK_MONOTONIC);
 }
 
-static void run_until(sd_event *e, const bool *flag, usec_t limit) {
-        usec_t end = now(CLOCK_MONOTONIC) + limit;
-        while (!*flag && now(CLOCK_MONOTONIC) < end)
-                ASSERT_OK(sd_event_run(e, 50 * USEC_PER_MSEC));
-        ASSERT_TRUE(*flag);
-}
-
 /* Connects with the given password and port, waits for the outcome. */
 static PqConn *connect_to(sd_event *e, uint16_t port, const char *password, usec_t timeout, Outcome *o) {
         char p[8];
@@ -51,7 +45,7 @@ static PqConn *connect_to(sd_event *e, uint16_t port, const char *password, usec
         const char *const v[] = { "127.0.0.1", p, "rupost", password, "postgres", "disable", NULL };
         *o = (Outcome) {};
         ASSERT_OK(pq_conn_connect(e, k, v, timeout, on_connect, o, &c));
-        run_until(e, &o->called, 10 * USEC_PER_SEC);
+        ASSERT_TRUE(RUN_UNTIL(e, o->called, 10 * USEC_PER_SEC));
         return c;
 }
 
@@ -85,7 +79,7 @@ TEST(connect_and_query) {
                 ASSERT_OK(pq_conn_query(c, "SELECT g, current_setting('server_version_num')::int "
                                            "FROM generate_series(1, 1000) g", 5 * USEC_PER_SEC, on_query, &o));
                 ASSERT_ERROR(pq_conn_query(c, "SELECT 1", USEC_INFINITY, on_query, &o), EBUSY);
-                run_until(e, &o.called, 5 * USEC_PER_SEC);
+                ASSERT_TRUE(RUN_UNTIL(e, o.called, 5 * USEC_PER_SEC));
                 ASSERT_EQ(o.error, 0);
                 ASSERT_EQ(PQresultStatus(o.result), PGRES_TUPLES_OK);
                 ASSERT_EQ(PQntuples(o.result), 1000);
@@ -97,7 +91,7 @@ TEST(connect_and_query) {
         /* A failing statement is an answer: error 0, the result says why. */
         o = (Outcome) {};
         ASSERT_OK(pq_conn_query(c, "SELECT no_such_column", 5 * USEC_PER_SEC, on_query, &o));
-        run_until(e, &o.called, 5 * USEC_PER_SEC);
+        ASSERT_TRUE(RUN_UNTIL(e, o.called, 5 * USEC_PER_SEC));
         ASSERT_EQ(o.error, 0);
         ASSERT_EQ(PQresultStatus(o.result), PGRES_FATAL_ERROR);
         ASSERT_STREQ(pq_conn_sqlstate(c), "42703");
@@ -154,7 +148,7 @@ TEST(bad_options_fail_through_the_callback) {
         const char *const v[] = { "not-an-address", "5432", NULL };
         ASSERT_OK(pq_conn_connect(e, k, v, USEC_INFINITY, on_connect, &o, &c));
         ASSERT_FALSE(o.called);
-        run_until(e, &o.called, USEC_PER_SEC);
+        ASSERT_TRUE(RUN_UNTIL(e, o.called, USEC_PER_SEC));
         ASSERT_ERROR(o.error, ECONNABORTED);
         ASSERT_CONTAINS(pq_conn_error_message(c), "not-an-address");
         ASSERT_EQ(pq_conn_ping_status(c), PQPING_NO_RESPONSE);
@@ -193,7 +187,7 @@ TEST(server_that_never_answers_costs_only_the_timeout) {
 static PGresult *query(sd_event *e, PqConn *c, const char *sql) {
         Outcome o = {};
         ASSERT_OK(pq_conn_query(c, sql, 5 * USEC_PER_SEC, on_query, &o));
-        run_until(e, &o.called, 5 * USEC_PER_SEC);
+        ASSERT_TRUE(RUN_UNTIL(e, o.called, 5 * USEC_PER_SEC));
         ASSERT_EQ(o.error, 0);
         ASSERT_EQ(PQresultStatus(o.result), PGRES_TUPLES_OK);
         return o.result;
@@ -212,7 +206,7 @@ TEST(query_timeout) {
         o = (Outcome) {};
         usec_t start = now(CLOCK_MONOTONIC);
         ASSERT_OK(pq_conn_query(c, "SELECT pg_sleep(5)", 200 * USEC_PER_MSEC, on_query, &o));
-        run_until(e, &o.called, 5 * USEC_PER_SEC);
+        ASSERT_TRUE(RUN_UNTIL(e, o.called, 5 * USEC_PER_SEC));
         ASSERT_ERROR(o.error, ETIMEDOUT);
         ASSERT_TRUE(o.result == NULL);
         ASSERT_TRUE(o.at - start < 400 * USEC_PER_MSEC);
@@ -242,7 +236,7 @@ TEST(backend_killed_mid_query) {
         ASSERT_FALSE(o.called);
         ASSERT_OK(kill(backend, SIGKILL));
         usec_t killed = now(CLOCK_MONOTONIC);
-        run_until(e, &o.called, 5 * USEC_PER_SEC);
+        ASSERT_TRUE(RUN_UNTIL(e, o.called, 5 * USEC_PER_SEC));
         fprintf(stderr, "noticed after %.3fs: %s\n", usec_to_seconds(o.at - killed), pq_conn_error_message(c));
         ASSERT_ERROR(o.error, ECONNABORTED);
         ASSERT_TRUE(o.at - killed < USEC_PER_SEC);

@@ -7,6 +7,7 @@
 
 #include "manager.h"
 #include "probe.h"
+#include "run-until.h"
 #include "tests.h"
 
 typedef enum Behaviour {
@@ -96,13 +97,6 @@ static void fixture_teardown(Fixture *f) {
         f->event = sd_event_unref(f->event);
 }
 
-/* Runs the loop for `usec` of wall time. */
-static void run_for(sd_event *e, usec_t usec) {
-        usec_t end = now(CLOCK_MONOTONIC) + usec;
-        for (usec_t n; (n = now(CLOCK_MONOTONIC)) < end;)
-                ASSERT_OK(sd_event_run(e, end - n));
-}
-
 TEST(deadline_ends_a_hung_run) {
         Fixture f;
         fixture_setup(&f, NEVER_FINISH);
@@ -111,7 +105,7 @@ TEST(deadline_ends_a_hung_run) {
 
         ASSERT_OK(probe_attach(f.probe, &f.manager));
         /* The first run starts within a second; give the deadline a wide margin. */
-        run_for(f.event, 1500 * USEC_PER_MSEC);
+        test_run_for(f.event, 1500 * USEC_PER_MSEC);
 
         ASSERT_EQ(f.t->starts, 1);
         ASSERT_EQ(f.t->stops, 1);
@@ -137,7 +131,7 @@ TEST(runs_never_overlap_even_when_triggered) {
         for (unsigned i = 0; i < 40; i++) {
                 /* Hammer the probe with triggers while runs are in flight. */
                 ASSERT_OK(probe_trigger(f.probe));
-                run_for(f.event, 10 * USEC_PER_MSEC);
+                test_run_for(f.event, 10 * USEC_PER_MSEC);
         }
         ASSERT_EQ(f.t->max_in_flight, 1);
         ASSERT_TRUE(f.t->starts >= 3);
@@ -156,13 +150,13 @@ TEST(trigger_during_run_runs_once_more) {
 
         ASSERT_OK(probe_attach(f.probe, &f.manager));
         ASSERT_OK(probe_trigger(f.probe));
-        run_for(f.event, 10 * USEC_PER_MSEC);
+        test_run_for(f.event, 10 * USEC_PER_MSEC);
         ASSERT_TRUE(f.probe->running);
         /* Three triggers during one run collapse into a single rerun. */
         ASSERT_OK(probe_trigger(f.probe));
         ASSERT_OK(probe_trigger(f.probe));
         ASSERT_OK(probe_trigger(f.probe));
-        run_for(f.event, 1500 * USEC_PER_MSEC);
+        test_run_for(f.event, 1500 * USEC_PER_MSEC);
         ASSERT_EQ(f.t->starts, 2);
         ASSERT_EQ(f.probe->n_runs, 2);
         fixture_teardown(&f);
@@ -175,7 +169,7 @@ TEST(interval_jitter_bounds) {
         f.probe->timeout = 50 * USEC_PER_MSEC;
 
         ASSERT_OK(probe_attach(f.probe, &f.manager));
-        run_for(f.event, 1300 * USEC_PER_MSEC);
+        test_run_for(f.event, 1300 * USEC_PER_MSEC);
         ASSERT_TRUE(f.t->starts >= 5);
 
         usec_t min = USEC_INFINITY, sum = 0;
@@ -200,7 +194,7 @@ TEST(cancel_releases_the_run_without_a_report) {
 
         ASSERT_OK(probe_attach(f.probe, &f.manager));
         ASSERT_OK(probe_trigger(f.probe));
-        run_for(f.event, 20 * USEC_PER_MSEC);
+        test_run_for(f.event, 20 * USEC_PER_MSEC);
         ASSERT_TRUE(f.probe->running);
 
         probe_detach(f.probe);
@@ -209,7 +203,7 @@ TEST(cancel_releases_the_run_without_a_report) {
         ASSERT_EQ(f.probe->n_runs, 0);
         ASSERT_FALSE(f.probe->have_result);
         /* Nothing fires after cancellation. */
-        run_for(f.event, 100 * USEC_PER_MSEC);
+        test_run_for(f.event, 100 * USEC_PER_MSEC);
         ASSERT_EQ(f.t->starts, 1);
         fixture_teardown(&f);
 }
@@ -266,7 +260,7 @@ TEST(hysteresis_through_the_scheduler) {
         f.probe->fall = 2;
 
         ASSERT_OK(probe_attach(f.probe, &f.manager));
-        run_for(f.event, 1200 * USEC_PER_MSEC);
+        test_run_for(f.event, 1200 * USEC_PER_MSEC);
         ASSERT_EQ(f.probe->status, PROBE_OK);
 
         f.t->next_status = PROBE_CRITICAL;
