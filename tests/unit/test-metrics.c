@@ -12,6 +12,7 @@
 #include "exporter/exporter.h"
 #include "exporter/process-metrics.h"
 #include "node.h"
+#include "run-until.h"
 #include "tests.h"
 
 static const MetricFamily queue_messages = {
@@ -120,19 +121,6 @@ static void fixture_add_node(Fixture *f) {
 static void fixture_add_cluster(Fixture *f, ClusterFixture *cf, sd_event *e) {
         f->config.cluster = cf->config;
         ASSERT_OK(cluster_new(e, &f->config.cluster, f->config.node, &f->manager.cluster));
-}
-
-typedef bool (*Cond)(const Cluster *c);
-
-static bool run_until(sd_event *e, const Cluster *c, Cond cond, usec_t limit) {
-        usec_t end = now(CLOCK_MONOTONIC) + limit;
-
-        while (!cond(c)) {
-                if (now(CLOCK_MONOTONIC) >= end)
-                        return false;
-                ASSERT_OK(sd_event_run(e, 20 * USEC_PER_MSEC));
-        }
-        return true;
 }
 
 static bool sees_four_nodes_self_in_service(const Cluster *c) {
@@ -334,7 +322,7 @@ TEST(cluster_families) {
         ASSERT_NOT_CONTAINS(without, "rupost_cluster_");
 
         fixture_add_cluster(&f, &cf, e);
-        ASSERT_TRUE(run_until(e, f.manager.cluster, cluster_db_ok, 10 * USEC_PER_SEC));
+        ASSERT_TRUE(RUN_UNTIL(e, cluster_db_ok(f.manager.cluster), 10 * USEC_PER_SEC));
         cluster_publish(f.manager.cluster, NODE_IN_SERVICE, "");
         /* Three other nodes: n2 withdrawn; n3 in a state of a newer agent;
          * n4 in service by its row, but its lease expired. */
@@ -342,7 +330,7 @@ TEST(cluster_families) {
                                  "('n2', 'withdrawn', now() + interval '1 minute'), "
                                  "('n3', 'evacuating', now() + interval '1 minute'), "
                                  "('n4', 'in_service', now() - interval '1 second')");
-        ASSERT_TRUE(run_until(e, f.manager.cluster, sees_four_nodes_self_in_service, 10 * USEC_PER_SEC));
+        ASSERT_TRUE(RUN_UNTIL(e, sees_four_nodes_self_in_service(f.manager.cluster), 10 * USEC_PER_SEC));
 
         /* No other node in service with a live lease: imaps may not withdraw us. */
         h = metrics_state_hash(&f.manager);
@@ -382,8 +370,8 @@ TEST(cluster_families) {
          * on their peer port: this node is the one cut off and fences
          * itself after self_fence_after (3 s). */
         pg_server_stop(&cf.server);
-        ASSERT_TRUE(run_until(e, f.manager.cluster, db_lost, 5 * USEC_PER_SEC));
-        ASSERT_TRUE(run_until(e, f.manager.cluster, cluster_self_fenced, 10 * USEC_PER_SEC));
+        ASSERT_TRUE(RUN_UNTIL(e, db_lost(f.manager.cluster), 5 * USEC_PER_SEC));
+        ASSERT_TRUE(RUN_UNTIL(e, cluster_self_fenced(f.manager.cluster), 10 * USEC_PER_SEC));
         fenced = render(&f.manager);
         ASSERT_LINE(fenced, "rupost_cluster_db_up 0");
         ASSERT_LINE(fenced, "rupost_cluster_self_fenced 1");
@@ -419,7 +407,7 @@ TEST(probe_failure_peers) {
         ASSERT_NOT_CONTAINS(without, "rupost_probe_failure_peers");
 
         fixture_add_cluster(&f, &cf, e);
-        ASSERT_TRUE(run_until(e, f.manager.cluster, cluster_db_ok, 10 * USEC_PER_SEC));
+        ASSERT_TRUE(RUN_UNTIL(e, cluster_db_ok(f.manager.cluster), 10 * USEC_PER_SEC));
         /* Every probe has its series from the first view on, 0 while no peer fails. */
         text = render(&f.manager);
         ASSERT_LINE(text, "# HELP rupost_probe_failure_peers Other nodes of the cluster with a live lease that "
@@ -441,7 +429,7 @@ TEST(probe_failure_peers) {
         cluster_fixture_sql(&cf, "INSERT INTO rupost_agent.probe_failures (node, probe, cleared_at) VALUES "
                                  "('n2', 'smtp', NULL), ('n3', 'smtp', NULL), ('n3', 'postfix-unit', NULL), "
                                  "('n4', 'smtp', NULL), ('n2', 'imap\"in \\quotes\n', now())");
-        ASSERT_TRUE(run_until(e, f.manager.cluster, smtp_fails_on_two_peers, 10 * USEC_PER_SEC));
+        ASSERT_TRUE(RUN_UNTIL(e, smtp_fails_on_two_peers(f.manager.cluster), 10 * USEC_PER_SEC));
         ASSERT_EQ(cluster_peers_failing(f.manager.cluster, "smtp", &live), 2);
         ASSERT_EQ(live, 2);
         ASSERT_EQ(cluster_peers_failing(f.manager.cluster, "nosuchprobe", &live), 0);
@@ -455,7 +443,7 @@ TEST(probe_failure_peers) {
 
         /* The DB gone: nothing current is known about the peers. */
         pg_server_stop(&cf.server);
-        ASSERT_TRUE(run_until(e, f.manager.cluster, db_lost, 5 * USEC_PER_SEC));
+        ASSERT_TRUE(RUN_UNTIL(e, db_lost(f.manager.cluster), 5 * USEC_PER_SEC));
         ASSERT_EQ(cluster_peers_failing(f.manager.cluster, "smtp", &live), 0);
         ASSERT_EQ(live, 0);
         lost = render(&f.manager);
