@@ -525,7 +525,8 @@ static usec_t lease_expiry_of(const char *name) {
 TEST(self_fence) {
         sd_event *e = NULL;
         Agent a[2];
-        const usec_t renew = 200 * USEC_PER_MSEC, fence = 1 * USEC_PER_SEC, ttl = 2 * USEC_PER_SEC;
+        /* Wide enough for a sanitizer build on a loaded machine. */
+        const usec_t renew = 400 * USEC_PER_MSEC, fence = 2 * USEC_PER_SEC, ttl = 4 * USEC_PER_SEC;
 
         ensure_server();
         sql_exec("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'node1') THEN "
@@ -540,7 +541,7 @@ TEST(self_fence) {
         run_for(e, 500 * USEC_PER_MSEC);
         cut_off_n1(true);
         usec_t expiry = lease_expiry_of("n1");
-        ASSERT_TRUE(run_until(e, is_fenced, &a[0], 3 * USEC_PER_SEC));
+        ASSERT_TRUE(run_until(e, is_fenced, &a[0], 6 * USEC_PER_SEC));
         fprintf(stderr, "n1 fenced %.0f ms before its lease expired\n",
                 ((double) expiry - (double) a[0].fenced_at) / USEC_PER_MSEC);
         ASSERT_TRUE(a[0].fenced_at < expiry);
@@ -574,7 +575,7 @@ TEST(self_fence) {
         run_for(e, 500 * USEC_PER_MSEC);
         agent_stop(&a[1]);
         cut_off_n1(true);
-        ASSERT_TRUE(run_until(e, is_fenced, &a[0], 3 * USEC_PER_SEC));
+        ASSERT_TRUE(run_until(e, is_fenced, &a[0], 6 * USEC_PER_SEC));
         cut_off_n1(false);
 
         agent_stop(&a[0]);
