@@ -23,74 +23,13 @@ import time
 
 import pytest
 
-GROUP = ["nginx.service", "postfix.service", "dovecot.service", "sogo.service"]
-GROUP_STATES = GROUP + ["postfix@-.service"]
+from healing_config import GROUP, healing_config, unit_states
 NODES = ["node1", "node2"]
 INFRA = "10.231.0.10"
 NFT_TABLE = "rupost_test_cluster"
 REFUSED_ID = "a7d3f1b9c5e24d8a9b6c0e4f2a8d1c3e"
 SHARED_OUTAGE_ID = "d8b4a2c6e0f94b7d9e3a5c1f7b2d4e6a"
 SELF_FENCED_ID = "5c1f7e2a9b3d4e8fa0c6b2d8e4f1a3c5"
-
-# Leases: renewed every second, the fence after 4 s without, the lease 10 s:
-# 6 s for the group to stop in (sogo alone takes its TimeoutStopSec, 3 s;
-# rupost-agent.yaml(5) asks for self_fence_after plus the stop time below
-# lease_ttl). The backoff
-# keeps a withdrawn node out long enough to fail the other one meanwhile.
-# shared_failure_window is short so that the first test's failure does not
-# count as a shared one in the next.
-CONFIG = """\
-node: {node}
-web:
-  listen_address: "0.0.0.0:9469"
-control_socket: /run/rupost-agent/control.sock
-probes:
-  - name: mail-units
-    type: systemd-unit
-    interval: 10s
-    timeout: 2s
-    rise: 1
-    fall: 1
-    units: [nginx.service, postfix.service, postfix@-.service, dovecot.service, sogo.service]
-  - name: smtp
-    type: tcp
-    interval: 1s
-    timeout: 900ms
-    rise: 1
-    fall: 2
-    address: "127.0.0.1:25"
-    expect: "220 "
-  - name: imaps
-    type: tcp
-    interval: 1s
-    timeout: 900ms
-    rise: 1
-    fall: 2
-    address: "127.0.0.1:993"
-    tls: true
-    expect: "* OK"
-healing:
-  units: [nginx.service, postfix.service, dovecot.service, sogo.service]
-  member_probes: [mail-units, smtp, imaps]
-  stop_timeout: 5s
-  start_timeout: 30s
-  backoff_initial: 15s
-  backoff_max: 30s
-  healthy_rounds: 2
-  round_interval: 500ms
-  max_attempts: 10
-cluster:
-  conninfo: "hostaddr={infra} port=5432 user=rupost dbname=rupost sslmode=disable"
-  password_file: /etc/rupost/postgres.password
-  lease_ttl: 10s
-  renew_interval: 1s
-  self_fence_after: 4s
-  shared_failure_window: 2s
-"""
-
-def unit_states(cluster, box):
-    out = cluster.exec(box, "systemctl", "is-active", *GROUP_STATES, check=False).stdout.split()
-    return dict(zip(GROUP_STATES, out))
 
 
 def group_stopped(cluster, box):
@@ -166,7 +105,7 @@ def clustered(cluster):
     if not cluster.agent_expected():
         pytest.skip("no rupost-agent .deb was given to nodebox up, so there is no agent to test")
     try:
-        with cluster.agent_configs({n: CONFIG.format(node=n, infra=INFRA) for n in NODES},
+        with cluster.agent_configs({n: healing_config(n, backoff="15s", infra=INFRA) for n in NODES},
                                    action="reload-or-restart"):
             wait_all_in_service(cluster, timeout=60)
             # Rows of nodes gone for good count as out of service in the guards.

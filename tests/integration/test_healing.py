@@ -11,56 +11,10 @@ import uuid
 
 import pytest
 
-GROUP = ["nginx.service", "postfix.service", "dovecot.service", "sogo.service"]
-# What systemctl shows for each member; postfix's master runs in postfix@-.
-GROUP_STATES = GROUP + ["postfix@-.service"]
-
-HEALING_CONFIG = """\
-node: {node}
-web:
-  listen_address: "0.0.0.0:9469"
-control_socket: /run/rupost-agent/control.sock
-probes:
-  - name: mail-units
-    type: systemd-unit
-    interval: 10s
-    timeout: 2s
-    rise: 1
-    fall: 1
-    units: [nginx.service, postfix.service, postfix@-.service, dovecot.service, sogo.service]
-  - name: smtp
-    type: tcp
-    interval: 1s
-    timeout: 900ms
-    rise: 1
-    fall: 2
-    address: "127.0.0.1:25"
-    expect: "220 "
-  - name: imaps
-    type: tcp
-    interval: 1s
-    timeout: 900ms
-    rise: 1
-    fall: 2
-    address: "127.0.0.1:993"
-    tls: true
-    expect: "* OK"
-healing:
-  units: [nginx.service, postfix.service, dovecot.service, sogo.service]
-  member_probes: [mail-units, smtp, imaps]
-  stop_timeout: 5s
-  start_timeout: 30s
-  backoff_initial: 20s
-  backoff_max: 30s
-  healthy_rounds: 2
-  round_interval: 500ms
-  max_attempts: 10
-"""
-
+from healing_config import GROUP, healing_config, unit_states as _unit_states
 
 def unit_states(cluster, box="node1"):
-    out = cluster.exec(box, "systemctl", "is-active", *GROUP_STATES, check=False).stdout.split()
-    return dict(zip(GROUP_STATES, out))
+    return _unit_states(cluster, box)
 
 
 def group_all(cluster, state, box="node1"):
@@ -81,7 +35,7 @@ def in_service(cluster):
 def healing(cluster):
     if not cluster.agent_expected():
         pytest.skip("no rupost-agent .deb was given to nodebox up, so there is no agent to test")
-    with cluster.agent_config("node1", HEALING_CONFIG.format(node="node1")):
+    with cluster.agent_config("node1", healing_config("node1")):
         cluster.wait_for("node1 in service with healing on", lambda: in_service(cluster), timeout=60)
         yield cluster
     cluster.exec("node1", "sh", "-c", "systemctl reset-failed; systemctl start " + " ".join(GROUP),
