@@ -8,12 +8,8 @@
  * time meanwhile, no second child is spawned while the first is stuck, and
  * the stuck child is reaped once the server is gone.
  *
- * Needs root (mounts) and /dev/fuse; skipped (exit 77) without them. The FUSE
- * side speaks the kernel protocol directly (INIT only), so no library is
- * needed. */
+ * Needs root (mounts) and /dev/fuse; skipped (exit 77) without them. */
 
-#include <fcntl.h>
-#include <linux/fuse.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -21,6 +17,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "fuse-hang.h"
 #include "lib/child.h"
 #include "probe-run.h"
 
@@ -183,20 +180,12 @@ TEST(nfs_not_mounted) {
         free(d);
 }
 
-/* The hanging server: answers INIT so the mount works, then reads every
- * request and answers none. Ending the process closes the device, which
- * aborts the connection and fails the waiting requests. */
+/* The hanging server (fuse-hang.h) in a child that dies with the test. */
 static pid_t fuse_hang_start(const char *dir) {
-        char options[128];
-        int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+        int fd = fuse_hang_mount(dir);
 
         if (fd < 0) {
-                fprintf(stderr, "skipped: /dev/fuse: %m\n");
-                exit(77);
-        }
-        snprintf(options, sizeof options, "fd=%d,rootmode=40000,user_id=0,group_id=0", fd);
-        if (mount("rupost-hang", dir, "fuse", MS_NOSUID | MS_NODEV, options) < 0) {
-                fprintf(stderr, "skipped: cannot mount FUSE: %m\n");
+                fprintf(stderr, "skipped: cannot mount FUSE on %s: %s\n", dir, strerror(-fd));
                 exit(77);
         }
         pid_t pid = fork();
@@ -206,28 +195,7 @@ static pid_t fuse_hang_start(const char *dir) {
                 return pid;
         }
         (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
-        static char buf[1024 * 1024 + 4096];
-        for (;;) {
-                ssize_t n = read(fd, buf, sizeof buf);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < (ssize_t) sizeof(struct fuse_in_header))
-                        _exit(n < 0 ? 1 : 0);
-                struct fuse_in_header *in = (struct fuse_in_header *) buf;
-                if (in->opcode != FUSE_INIT)
-                        continue; /* the hang */
-                struct fuse_init_in *init = (struct fuse_init_in *) (in + 1);
-                struct {
-                        struct fuse_out_header h;
-                        struct fuse_init_out o;
-                } out = {
-                        .h = { .len = sizeof out, .unique = in->unique },
-                        .o = { .major = FUSE_KERNEL_VERSION, .minor = FUSE_KERNEL_MINOR_VERSION,
-                               .max_readahead = init->max_readahead, .max_write = 4096 },
-                };
-                if (write(fd, &out, sizeof out) != sizeof out)
-                        _exit(2);
-        }
+        fuse_hang_serve(fd);
 }
 
 typedef struct Ticks {
