@@ -173,16 +173,25 @@ static void run_query(FILE *f, res_state rs, const Query *q) {
         ns_msg msg;
         int n;
 
+        errno = 0;
         n = res_nquery(rs, q->name, ns_c_in, q->type, answer, sizeof answer);
         if (n < 0) {
-                /* res_nquery reports the rcode through h_errno. */
+                /* res_nquery reports the rcode through h_errno. TRY_AGAIN
+                 * covers both a SERVFAIL and no answer at all; for the
+                 * latter glibc's res_send leaves ECONNREFUSED (no server
+                 * reachable: port unreachable) or ETIMEDOUT in errno. */
                 if (rs->res_h_errno == HOST_NOT_FOUND)
                         emit(f, q->kind, "nxdomain", "%s", q->name);
                 else if (rs->res_h_errno == NO_DATA)
                         emit(f, q->kind, "none", "%s", q->name);
+                else if (rs->res_h_errno == TRY_AGAIN && errno == ECONNREFUSED)
+                        emit(f, q->kind, "error", "%s: nothing listens on the name server's DNS port "
+                             "(ICMP port unreachable)", q->name);
+                else if (rs->res_h_errno == TRY_AGAIN && errno == ETIMEDOUT)
+                        emit(f, q->kind, "error", "%s: the name server does not answer", q->name);
                 else
                         emit(f, q->kind, "error", "%s: %s", q->name,
-                             rs->res_h_errno == TRY_AGAIN ? "no answer or SERVFAIL" : hstrerror(rs->res_h_errno));
+                             rs->res_h_errno == TRY_AGAIN ? "SERVFAIL" : hstrerror(rs->res_h_errno));
                 return;
         }
         if (ns_initparse(answer, n, &msg) < 0) {
@@ -414,9 +423,10 @@ static int dns_judge(Probe *p, const Answers *a) {
                         any = true;
         if (!any) {
                 const Answers *mx = answers_get(a, "mx");
-                r = probe_finish(p, PROBE_CRITICAL, "DNS lookups for %s fail: %s%s", d->domain,
+                r = probe_finish(p, PROBE_CRITICAL, "DNS lookups for %s fail: %s (%s%s)", d->domain,
                                  mx->records && mx->records[0] ? mx->records[0] : "no answer",
-                                 d->nameserver ? "" : " (check /etc/resolv.conf)");
+                                 d->nameserver ? "name server " : "check /etc/resolv.conf",
+                                 d->nameserver ?: "");
                 buf_done(&reason);
                 return r;
         }

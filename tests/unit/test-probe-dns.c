@@ -262,6 +262,20 @@ TEST(dns_server_silent) {
         loopback_peer_stop(&s);
 }
 
+TEST(dns_nothing_listens) {
+        ProbeRun run = {};
+
+        /* A closed UDP port answers with ICMP port unreachable: said at
+         * once, with the server, rather than waited out. */
+        test_block_sigchld();
+        Probe *p = run_probe(&run, test_free_port(), "5s", NULL);
+        ASSERT_EQ(p->last.status, PROBE_CRITICAL);
+        ASSERT_CONTAINS(p->last.reason, "DNS lookups for example.test fail: example.test: nothing listens on the "
+                                           "name server's DNS port (ICMP port unreachable) (name server 127.0.0.1:");
+        ASSERT_TRUE(p->last.duration < 2 * USEC_PER_SEC);
+        probe_run_done(&run);
+}
+
 TEST(dns_config_errors) {
         static const struct {
                 const char *keys;
