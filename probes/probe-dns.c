@@ -168,7 +168,10 @@ static void emit(FILE *f, const char *kind, const char *status, const char *fmt,
         fprintf(f, "%s\t%s\t%s\n", kind, status, data);
 }
 
-static void run_query(FILE *f, res_state rs, const Query *q) {
+/* Returns false when the name server did not answer at all: asking it the
+ * other questions would only wait out the same silence (and ICMP rate
+ * limits turn a refusal into silence after a few packets). */
+static bool run_query(FILE *f, res_state rs, const Query *q) {
         unsigned char answer[8192];
         ns_msg msg;
         int n;
@@ -184,19 +187,21 @@ static void run_query(FILE *f, res_state rs, const Query *q) {
                         emit(f, q->kind, "nxdomain", "%s", q->name);
                 else if (rs->res_h_errno == NO_DATA)
                         emit(f, q->kind, "none", "%s", q->name);
-                else if (rs->res_h_errno == TRY_AGAIN && errno == ECONNREFUSED)
+                else if (rs->res_h_errno == TRY_AGAIN && errno == ECONNREFUSED) {
                         emit(f, q->kind, "error", "%s: nothing listens on the name server's DNS port "
                              "(ICMP port unreachable)", q->name);
-                else if (rs->res_h_errno == TRY_AGAIN && errno == ETIMEDOUT)
+                        return false;
+                } else if (rs->res_h_errno == TRY_AGAIN && errno == ETIMEDOUT) {
                         emit(f, q->kind, "error", "%s: the name server does not answer", q->name);
-                else
+                        return false;
+                } else
                         emit(f, q->kind, "error", "%s: %s", q->name,
                              rs->res_h_errno == TRY_AGAIN ? "SERVFAIL" : hstrerror(rs->res_h_errno));
-                return;
+                return true;
         }
         if (ns_initparse(answer, n, &msg) < 0) {
                 emit(f, q->kind, "error", "%s: malformed answer", q->name);
-                return;
+                return true;
         }
         unsigned found = 0;
         for (int i = 0; i < ns_msg_count(msg, ns_s_an); i++) {
@@ -257,6 +262,7 @@ static void run_query(FILE *f, res_state rs, const Query *q) {
         }
         if (found == 0)
                 emit(f, q->kind, "none", "%s", q->name);
+        return true;
 }
 
 static int dns_child(int out_fd, void *arg) {
@@ -300,8 +306,8 @@ static int dns_child(int out_fd, void *arg) {
         snprintf(queries[7].name, sizeof queries[7].name, "%s", d->mail_host);
 
         for (size_t i = 0; i < ELEMENTSOF(queries); i++)
-                if (i < 7 || v6)
-                        run_query(f, &rs, &queries[i]);
+                if ((i < 7 || v6) && !run_query(f, &rs, &queries[i]))
+                        break;
         res_nclose(&rs);
         return fclose(f) == 0 ? 0 : 1;
 }

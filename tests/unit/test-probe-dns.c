@@ -271,9 +271,25 @@ TEST(dns_nothing_listens) {
         Probe *p = run_probe(&run, test_free_port(), "5s", NULL);
         ASSERT_EQ(p->last.status, PROBE_CRITICAL);
         ASSERT_CONTAINS(p->last.reason, "DNS lookups for example.test fail: example.test: nothing listens on the "
-                                           "name server's DNS port (ICMP port unreachable) (name server 127.0.0.1:");
+                                        "name server's DNS port (ICMP port unreachable) (name server 127.0.0.1:");
         ASSERT_TRUE(p->last.duration < 2 * USEC_PER_SEC);
         probe_run_done(&run);
+}
+
+TEST(dns_server_silent_within_the_deadline) {
+        ProbeRun run = {};
+
+        /* The resolver gives up (two tries of a second) before the 5 s
+         * deadline: one question waited out, not all seven. */
+        test_block_sigchld();
+        LoopbackPeer s = server_start(good_zone, true);
+        Probe *p = run_probe(&run, s.port, "5s", NULL);
+        ASSERT_EQ(p->last.status, PROBE_CRITICAL);
+        ASSERT_CONTAINS(p->last.reason, "DNS lookups for example.test fail: example.test: the name server does not "
+                                        "answer (name server 127.0.0.1:");
+        ASSERT_TRUE(p->last.duration < 4 * USEC_PER_SEC);
+        probe_run_done(&run);
+        loopback_peer_stop(&s);
 }
 
 TEST(dns_config_errors) {
