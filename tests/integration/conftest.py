@@ -169,6 +169,19 @@ class Cluster:
         """What NODE's agent check port answers, asked from VIA."""
         return self.exec(via, "python3", "-c", AGENT_CHECK, node).stdout.strip()
 
+    def tool(self, name):
+        """The path inside every box of the helper program
+        tests/nodebox/tools/NAME.c, compiled here (the boxes have no
+        compiler; their Debian is the host's) into the directory the boxes
+        share read-only."""
+        source = HERE.parent / "nodebox" / "tools" / f"{name}.c"
+        target = Path(RUN_DIR, "shared", name)
+        subprocess.run(["cc", "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror",
+                        "-I", str(HERE.parent / "unit"), "-o", f"{target}.tmp", str(source)],
+                       check=True, capture_output=True, text=True)
+        os.replace(f"{target}.tmp", target)
+        return f"/nodebox/shared/{name}"
+
     def agent_expected(self):
         """True when `nodebox up` was given an agent package to install.
 

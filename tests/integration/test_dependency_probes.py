@@ -1,17 +1,19 @@
-"""The time, nfs and memcached probes in node1 against the infra box.
+"""The time, nfs, memcached and dns probes in node1 against the infra box
+and the other mail node.
 
-infra serves NTP (chronyd -x, local stratum 8), memcached (-m 16) and the
+infra serves NTP (chronyd -x, local stratum 8), memcached (-m 16), the
 shared mail tree, which every box sees at /srv/nfs (a bind mount of one
 tmpfs: the node box has no kernel NFS client, hence fstype tmpfs and the
-mount point /srv/nfs above the share). The probes are appended to node1's
-agent configuration for this module and removed afterwards.
+mount point /srv/nfs above the share), and the zone rupost.test (NSD). node2's
+chronyd answers its peers. The probes are appended to node1's agent
+configuration for this module and removed afterwards.
 
 Faults are real: the share's owner changed in infra (critical, with the
 chown to run), memcached restarted with -m 1 (warning, with the -m to set),
-and infra's chronyd serving time 2 s ahead under libfaketime (critical).
-
-The dns probe is covered by its unit test against a fake authoritative
-server: the boxes have no DNS server.
+infra's chronyd serving time 2 s ahead under libfaketime (critical), node2's
+chronyd serving time of its own 2 s ahead (critical, naming node2) or stopped
+(warning), records removed from or changed in the zone (each named with the
+line to add or the value expected) and NSD stopped (critical).
 """
 
 import re
@@ -19,6 +21,10 @@ import re
 import pytest
 
 INFRA = "10.231.0.10"
+NODE1 = "10.231.0.11"
+NODE2 = "10.231.0.12"
+ZONE = "/etc/nsd/rupost.test.zone"
+CHRONY_CONF = "/etc/chrony/chrony.conf"
 SHARE = "/srv/nfs/MailStorage"
 FAKETIME_DROPIN = "/etc/systemd/system/chrony.service.d/rupost-test-faketime.conf"
 
@@ -30,8 +36,20 @@ PROBES = f"""
     rise: 1
     fall: 1
     servers: ["{INFRA}"]
+    peers: ["{NODE2}"]
     # The boxes share the host's kernel clock, which no chronyd may set.
     ignore_kernel_clock: true
+  - name: zone
+    type: dns
+    interval: 2s
+    timeout: 2s
+    rise: 1
+    fall: 1
+    domain: rupost.test
+    mail_host: mail.rupost.test
+    addresses: ["{NODE1}", "{NODE2}"]
+    spf: "v=spf1 mx ~all"
+    nameserver: {INFRA}
   - name: mail-storage
     type: nfs
     interval: 4s
@@ -62,36 +80,82 @@ def probes(cluster):
             yield
     finally:
         cluster.exec("infra", "chown", "420:420", SHARE, check=False)
-        cluster.exec("infra", "rm", "-f", FAKETIME_DROPIN, check=False)
-        cluster.exec("infra", "systemctl", "daemon-reload", check=False)
-        cluster.exec("infra", "systemctl", "restart", "chrony.service", check=False)
+        for box in ("infra", "node2"):
+            cluster.exec(box, "rm", "-f", FAKETIME_DROPIN, check=False)
+            cluster.exec(box, "systemctl", "daemon-reload", check=False)
+        cluster.exec("infra", "systemctl", "restart", "chrony.service", "nsd.service", check=False)
+        cluster.exec("node2", "systemctl", "restart", "chrony.service", check=False)
+
+
+def faketime(cluster, box, offset):
+    """BOX's chronyd serves time OFFSET seconds off (libfaketime)."""
+    cluster.exec(box, "mkdir", "-p", FAKETIME_DROPIN.rsplit("/", 1)[0])
+    cluster.exec(box, "sh", "-c", f"cat > {FAKETIME_DROPIN}", input=(
+        "[Service]\n"
+        "Environment=LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 "
+        f"FAKETIME={offset:+d} FAKETIME_DONT_FAKE_MONOTONIC=1\n"))
+    cluster.exec(box, "systemctl", "daemon-reload")
+    cluster.exec(box, "systemctl", "restart", "chrony.service")
+
+
+def real_time(cluster, box):
+    cluster.exec(box, "rm", "-f", FAKETIME_DROPIN)
+    cluster.exec(box, "systemctl", "daemon-reload")
+    cluster.exec(box, "systemctl", "restart", "chrony.service")
 
 
 def test_time_ok(cluster, probes):
     p = cluster.wait_status("node1", "clock", "ok")
-    assert "1 NTP source within" in p["reason"] and INFRA in p["reason"], p
+    assert "2 NTP sources within" in p["reason"], p
     m = cluster.metrics("node1")
-    assert re.search(r'^rupost_time_offset_seconds\{[^}]*source="%s"[^}]*\} ' % re.escape(INFRA), m, re.M), m
+    for source in (INFRA, NODE2):
+        assert re.search(r'^rupost_time_offset_seconds\{[^}]*source="%s"[^}]*\} ' % re.escape(source), m, re.M), m
     assert re.search(r'^rupost_time_max_skew_seconds\{[^}]*\} 0\.0', m, re.M), m
 
 
 def test_time_server_ahead_is_critical(cluster, probes):
     cluster.wait_status("node1", "clock", "ok")
-    cluster.exec("infra", "mkdir", "-p", FAKETIME_DROPIN.rsplit("/", 1)[0])
-    cluster.exec("infra", "sh", "-c", f"cat > {FAKETIME_DROPIN}", input=(
-        "[Service]\n"
-        "Environment=LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 "
-        "FAKETIME=+2 FAKETIME_DONT_FAKE_MONOTONIC=1\n"))
-    cluster.exec("infra", "systemctl", "daemon-reload")
-    cluster.exec("infra", "systemctl", "restart", "chrony.service")
+    faketime(cluster, "infra", 2)
     try:
         p = cluster.wait_status("node1", "clock", "critical", timeout=30)
         assert re.search(r"^%s is 2\.0\d\d s ahead \(delay \d+ ms\): more than the 1 s the cluster "
                          r"tolerates; check chrony on that host" % re.escape(INFRA), p["reason"]), p
     finally:
-        cluster.exec("infra", "rm", "-f", FAKETIME_DROPIN)
-        cluster.exec("infra", "systemctl", "daemon-reload")
-        cluster.exec("infra", "systemctl", "restart", "chrony.service")
+        real_time(cluster, "infra")
+    cluster.wait_status("node1", "clock", "ok", timeout=30)
+
+
+def test_time_peer_ahead_is_critical(cluster, probes):
+    """node2 keeps its own time, 2 s ahead: node1 names node2, not its
+    server (which node1 still agrees with)."""
+    cluster.wait_status("node1", "clock", "ok")
+    conf = cluster.exec("node2", "cat", CHRONY_CONF).stdout
+    cluster.exec("node2", "sh", "-c", f"cat > {CHRONY_CONF}",
+                 input=re.sub(r"^server .*$", "local stratum 9", conf, flags=re.M))
+    faketime(cluster, "node2", 2)
+    try:
+        p = cluster.wait_status("node1", "clock", "critical", timeout=30)
+        assert re.search(r"^%s is 2\.0\d\d s ahead \(delay \d+ ms\): more than the 1 s the cluster "
+                         r"tolerates; check chrony on that host" % re.escape(NODE2), p["reason"]), p
+        offsets = {s: cluster.metric(cluster.metrics("node1"), "rupost_time_offset_seconds",
+                                      probe="clock", source=s)
+                   for s in (INFRA, NODE2)}
+        assert abs(offsets[INFRA]) < 0.5 and 1.9 < offsets[NODE2] < 2.5, offsets
+    finally:
+        cluster.exec("node2", "sh", "-c", f"cat > {CHRONY_CONF}", input=conf)
+        real_time(cluster, "node2")
+    cluster.wait_status("node1", "clock", "ok", timeout=30)
+
+
+def test_time_peer_silent_is_warning(cluster, probes):
+    cluster.wait_status("node1", "clock", "ok")
+    cluster.exec("node2", "systemctl", "stop", "chrony.service")
+    try:
+        p = cluster.wait_status("node1", "clock", "warning", timeout=30)
+        assert p["reason"] == (f"cannot compare with {NODE2}: nothing listens on its NTP port "
+                               "(ICMP port unreachable)"), p
+    finally:
+        cluster.exec("node2", "systemctl", "start", "chrony.service")
     cluster.wait_status("node1", "clock", "ok", timeout=30)
 
 
@@ -140,3 +204,55 @@ def test_memcached_too_small_is_warning(cluster, probes):
         cluster.exec("infra", "sh", "-c", "cat > /etc/memcached.conf", input=conf)
         cluster.exec("infra", "systemctl", "restart", "memcached.service")
     cluster.wait_status("node1", "cache", "ok", timeout=20)
+
+
+def edit_zone(cluster, edit):
+    """Rewrites the zone in infra with EDIT (text -> text), serves it."""
+    zone = cluster.exec("infra", "cat", ZONE).stdout
+    new = edit(zone)
+    assert new != zone
+    cluster.exec("infra", "sh", "-c", f"cat > {ZONE}", input=new)
+    cluster.exec("infra", "systemctl", "restart", "nsd.service")
+    return zone
+
+
+def test_dns_ok(cluster, probes):
+    p = cluster.wait_status("node1", "zone", "ok")
+    assert p["reason"] == ("rupost.test: MX, SPF, autoconfig, autodiscover, CalDAV/CardDAV SRV and 2 node addresses "
+                           "of mail.rupost.test as expected"), p
+
+
+def test_dns_records_missing_or_wrong(cluster, probes):
+    cluster.wait_status("node1", "zone", "ok")
+
+    def break_zone(zone):
+        zone = re.sub(r"^autodiscover .*\n", "", zone, flags=re.M)
+        zone = re.sub(r"^(@\s+MX\s+)10 mail$", r"\g<1>10 mx.other.test.", zone, flags=re.M)
+        return re.sub(r"^mail\s+A\s+%s\n" % re.escape(NODE2), "", zone, flags=re.M)
+
+    zone = edit_zone(cluster, break_zone)
+    try:
+        p = cluster.wait_status("node1", "zone", "critical", timeout=20)
+        for expected in ("MX of rupost.test points to mx.other.test, expected mail.rupost.test",
+                         "autodiscover.rupost.test CNAME is missing (NXDOMAIN): add "
+                         "'autodiscover.rupost.test. CNAME mail.rupost.test.'",
+                         f"mail.rupost.test does not list {NODE2} (it has: {NODE1}): add an A record for every node"):
+            assert expected in p["reason"], (expected, p)
+        assert cluster.metric(cluster.metrics("node1"), "rupost_dns_records_ok", probe="zone", record="mx") == 0
+        assert cluster.metric(cluster.metrics("node1"), "rupost_dns_records_ok", probe="zone", record="spf") == 1
+    finally:
+        cluster.exec("infra", "sh", "-c", f"cat > {ZONE}", input=zone)
+        cluster.exec("infra", "systemctl", "restart", "nsd.service")
+    cluster.wait_status("node1", "zone", "ok", timeout=20)
+
+
+def test_dns_server_down_is_critical(cluster, probes):
+    cluster.wait_status("node1", "zone", "ok")
+    cluster.exec("infra", "systemctl", "stop", "nsd.service")
+    try:
+        p = cluster.wait_status("node1", "zone", "critical", timeout=20)
+        assert p["reason"] == ("DNS lookups for rupost.test fail: rupost.test: nothing listens on the name server's "
+                               f"DNS port (ICMP port unreachable) (name server {INFRA})"), p
+    finally:
+        cluster.exec("infra", "systemctl", "start", "nsd.service")
+    cluster.wait_status("node1", "zone", "ok", timeout=20)

@@ -39,6 +39,7 @@ STANDARD = {
     "ldap": "ldap",
     "memcached": "memcached",
     "time": "time",
+    "dns": "dns",
     "nfs-queues": "nfs",
     "nfs-storage": "nfs",
     "nfs-archive": "nfs",

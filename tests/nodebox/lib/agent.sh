@@ -31,7 +31,13 @@ find_agent_deb() {
 # Password files: see agent_secrets.
 agent_config() {
 	local box=$1 nodes=${2:-$NB_DEFAULT_NODES}
-	local infra=$NET_PREFIX.10 ldap2=$LDAP2_IP
+	local infra=$NET_PREFIX.10 ldap2=$LDAP2_IP n addresses="" peers=""
+	# Every node's address (the A records of mail.$DOMAIN) and the other
+	# nodes' (NTP peers), as YAML flow lists.
+	for n in $(mail_nodes "$nodes"); do
+		addresses+="${addresses:+, }\"$(box_ip "$n")\""
+		[ "$n" = "$box" ] || peers+="${peers:+, }\"$(box_ip "$n")\""
+	done
 	cat <<-EOF
 		node: $box
 		web:
@@ -146,8 +152,18 @@ agent_config() {
 		    interval: 10s
 		    timeout: 2s
 		    servers: ["$infra"]
+		    peers: [$peers]
 		    # The boxes share the host's clock, which no chronyd may set.
 		    ignore_kernel_clock: true
+		  - name: dns
+		    type: dns
+		    interval: 30s
+		    timeout: 3s
+		    domain: $DOMAIN
+		    mail_host: mail.$DOMAIN
+		    addresses: [$addresses]
+		    spf: "v=spf1 mx ~all"
+		    nameserver: $infra
 	EOF
 	# The four shares; the boxes have no NFS client: one tmpfs at /srv/nfs.
 	local share name

@@ -103,6 +103,12 @@ mount_sys
 make_dev
 mount_shared
 switch_root
+# Shared propagation inside the box, as systemd sets it up on a real host
+# (it leaves it alone in a container): a share mounted after a service
+# started still reaches that service's private mount namespace
+# (ProtectSystem=). The namespace was made private first, so nothing
+# propagates back to the host.
+mount --make-rshared /
 
 # Boxes never get CAP_SYS_TIME (the realtime clock is the host's) nor
 # CAP_SYS_MODULE; the bounding set is inherited by every process in the box.

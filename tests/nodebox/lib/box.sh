@@ -4,7 +4,7 @@
 # Units each role runs; everything else in the rootfs stays disabled.
 INFRA_UNITS="nodebox-setup.service nodebox-data.service postgresql.service
  slapd.service slapd2.service memcached.service chrony.service
- rpcbind.service nfs-ganesha.service"
+ rpcbind.service nfs-ganesha.service nsd.service"
 MAIL_UNITS="nodebox-setup.service postfix.service dovecot.service
  nginx.service haproxy.service sogo.service chrony.service"
 

@@ -17,7 +17,7 @@ in_root useradd --system --uid 420 --gid 420 --home-dir /srv/nfs/MailStorage \
 # Nothing starts by itself: each box role enables exactly what it runs.
 services=(postfix postfix@- nginx haproxy dovecot memcached postgresql
 	postgresql@15-main chrony nfs-ganesha nfs-ganesha-lock rpcbind
-	rpcbind.socket sogo slapd)
+	rpcbind.socket sogo slapd nsd)
 for unit in "${services[@]}"; do
 	in_root systemctl disable "$unit" >/dev/null 2>&1 || true
 done
