@@ -86,6 +86,10 @@ struct Cluster {
 
         bool sync_due;
         bool cleared_old_failures;
+        /* This node's state in the registry before this run of the agent
+         * first wrote it: read once, with the first LISTEN. */
+        bool have_previous;
+        NodeStateId previous_state;
         NodeStateId state;
         char *reason;
         ProbeReport *reports;
@@ -539,10 +543,33 @@ static void cluster_sync_done(Cluster *c, PGresult *result) {
         cluster_renewed(c, c->job_started);
 }
 
+/* LISTEN, and on the first connection of this run, before the first sync
+ * overwrites it, this node's row as the previous run of the agent left it:
+ * a node that was in service then may still be serving now (node.c). */
+static int cluster_listen_sql(Cluster *c, char **ret) {
+        _cleanup_pqfree_ char *name = NULL;
+        char *s;
+
+        if (c->have_previous)
+                s = strdup("LISTEN " CLUSTER_NOTIFY_CHANNEL);
+        else {
+                name = literal(pq_conn_get(c->conn), c->node_name);
+                if (!name || asprintf(&s, "LISTEN " CLUSTER_NOTIFY_CHANNEL ";"
+                                          "SELECT state FROM " CLUSTER_SCHEMA ".nodes WHERE name = %s", name) < 0)
+                        return -ENOMEM;
+        }
+        if (!s)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
 static void on_query(PqConn *conn, int error, PGresult *result, void *userdata) {
         _cleanup_(pqclear_p) PGresult *res = result;
+        _cleanup_free_ char *sql = NULL;
         Cluster *c = userdata;
         Job job = c->job;
+        int r;
 
         c->job = JOB_NONE;
         if (error < 0)
@@ -559,10 +586,23 @@ static void on_query(PqConn *conn, int error, PGresult *result, void *userdata) 
                         log_warning("The cluster schema is at version %u, newer than this agent's %u; "
                                     "upgrade the agent.",
                                     c->schema_version, cluster_schema_version());
-                if (cluster_query(c, JOB_LISTEN, "LISTEN " CLUSTER_NOTIFY_CHANNEL, c->config->renew_interval) < 0)
+                r = cluster_listen_sql(c, &sql);
+                if (r < 0) {
+                        log_oom();
+                        return cluster_disconnect(c, true);
+                }
+                if (cluster_query(c, JOB_LISTEN, sql, c->config->renew_interval) < 0)
                         return cluster_fail(c, "listening", 0);
                 return;
         case JOB_LISTEN:
+                if (!c->have_previous) {
+                        /* Before any sync of ours: what the previous run left. */
+                        c->previous_state = PQntuples(res) == 1 ? node_state_from_string(PQgetvalue(res, 0, 0))
+                                                                : _NODE_STATE_INVALID;
+                        c->have_previous = true;
+                        log_info("Node %s was %s in the cluster registry before this start of the agent.",
+                                 c->node_name, PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "not");
+                }
                 c->ready = true;
                 c->sync_due = true;
                 break;
@@ -953,8 +993,9 @@ void cluster_publish(Cluster *c, NodeStateId state, const char *reason) {
         c->state = state;
         free(c->reason);
         c->reason = strdup(reason ?: "");
-        if (state == NODE_IN_SERVICE)
-                c->last_denial = CLUSTER_ALLOW;
+        /* The denial is not cleared here: a node the guards keep in service
+         * is in service with its withdrawal still refused. node.c clears it
+         * when the node is back in service on its own health. */
         c->sync_due = true;
         cluster_run_next(c);
 }
@@ -1092,6 +1133,15 @@ usec_t cluster_last_renew(const Cluster *c) {
 
 bool cluster_self_fenced(const Cluster *c) {
         return c && c->fenced;
+}
+
+int cluster_previous_state(const Cluster *c, NodeStateId *ret) {
+        assert_return(ret, -EINVAL);
+
+        if (!c || !c->have_previous)
+                return -ENODATA;
+        *ret = c->previous_state;
+        return 0;
 }
 
 ClusterVerdict cluster_last_denial(const Cluster *c) {

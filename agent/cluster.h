@@ -118,15 +118,22 @@ usec_t cluster_last_renew(const Cluster *c);
  * renewing_since + self_fence_after. Otherwise, after an outage of the DB
  * for everyone, every lease looks expired though nobody fenced. */
 usec_t cluster_renewing_since(const Cluster *c);
+/* The state this node's row held when this run of the agent first read the
+ * registry, before writing it: what the previous run left (a node that was
+ * in service may still be serving while it starts). _NODE_STATE_INVALID when
+ * there was no row. -ENODATA until the registry has been read. */
+int cluster_previous_state(const Cluster *c, NodeStateId *ret);
 /* This node stopped its mail group because it could not renew its lease. */
 bool cluster_self_fenced(const Cluster *c);
 /* The last withdrawal the guards refused (sticky until a withdrawal is
- * allowed or the node is back in service): visible to metrics as an alert. */
+ * allowed or cluster_clear_denial()): visible to metrics as an alert. */
 ClusterVerdict cluster_last_denial(const Cluster *c);
 /* The last connection or query error, "" when none. */
 const char *cluster_last_error(const Cluster *c);
 /* The schema version found in the DB after migrating, 0 before. */
 unsigned cluster_db_schema_version(const Cluster *c);
 
-/* Called by node.c when the node is back in service: clears the denial. */
+/* Called by node.c when the node is back in service on its own health (not
+ * when the guards keep it in service), or no member fails any more: clears
+ * the denial. */
 void cluster_clear_denial(Cluster *c);

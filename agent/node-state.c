@@ -23,6 +23,7 @@ static const char *const node_event_table[_NODE_EVENT_MAX] = {
         [NODE_EVENT_STABLE] = "stable",
         [NODE_EVENT_MAINTENANCE_ON] = "maintenance-on",
         [NODE_EVENT_MAINTENANCE_OFF] = "maintenance-off",
+        [NODE_EVENT_WITHDRAWAL_REFUSED] = "withdrawal-refused",
 };
 
 const char *node_state_to_string(NodeStateId s) {
@@ -98,6 +99,15 @@ NodeAction node_state_apply(NodeState *s, const NodePolicy *policy, NodeEventId 
                 }
                 if (event == NODE_EVENT_MEMBER_FAILED)
                         return withdraw(s, policy, reason);
+                if (event == NODE_EVENT_WITHDRAWAL_REFUSED) {
+                        /* The group runs on from before the restart and the
+                         * cluster has no one to spare: serve, as a node in
+                         * service whose withdrawal is refused does. Left
+                         * starting, HAProxy would count it down all the same. */
+                        s->id = NODE_IN_SERVICE;
+                        s->reason[0] = 0;
+                        return NODE_ACTION_NONE;
+                }
                 return NODE_ACTION_NONE;
 
         case NODE_IN_SERVICE:

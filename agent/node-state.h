@@ -5,9 +5,9 @@
  * and carries out the actions it returns. Kept apart so that every transition
  * is tested on its own (tests/unit/test-node-state.c).
  *
- *   starting ──healthy──────────────────────────────▶ in-service
+ *   starting ──healthy, or withdrawal refused──────▶ in-service
  *      │ member failed / half the group running            │ member failed
- *      ▼                                                    ▼
+ *      ▼  (the cluster's guards allowing, see node.c)      ▼  (the same)
  *   withdrawn ◀──────────── start failed / member failed ── recovering
  *      │ backoff expired (group stopped)                   ▲  │ N healthy rounds
  *      └──────────────────── start group ──────────────────┘  └──▶ in-service
@@ -41,6 +41,7 @@ typedef enum NodeEventId {
         NODE_EVENT_STABLE,            /* in service for the stable period: forget past attempts */
         NODE_EVENT_MAINTENANCE_ON,
         NODE_EVENT_MAINTENANCE_OFF,
+        NODE_EVENT_WITHDRAWAL_REFUSED, /* a member failed, but the cluster needs the node in service */
         _NODE_EVENT_MAX,
         _NODE_EVENT_INVALID = -EINVAL,
 } NodeEventId;

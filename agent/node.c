@@ -30,6 +30,7 @@ struct Node {
         sd_event_source *round_timer;
         sd_event_source *recovery_deadline;
         bool fencing; /* the stop in flight is a self-fence: kill, do not wait */
+        bool restarted; /* starting since the agent started, with the group as the last run left it */
         int agent_check_fd;
         sd_event_source *agent_check_source;
 };
@@ -214,8 +215,10 @@ static int on_round(sd_event_source *s, uint64_t usec, void *userdata) {
         char why[512];
 
         /* A withdrawal the cluster refused is asked again each round: the
-         * other nodes may have recovered since. */
-        if (n->state.id == NODE_IN_SERVICE && cluster_last_denial(n->manager->cluster) != CLUSTER_ALLOW) {
+         * other nodes may have recovered since, or, for a node starting, the
+         * registry may have been read. */
+        if ((n->state.id == NODE_IN_SERVICE || n->state.id == NODE_STARTING) &&
+            cluster_last_denial(n->manager->cluster) != CLUSTER_ALLOW) {
                 Probe *critical = NULL;
                 for (char **m = n->config->member_probes; m && *m && !critical; m++) {
                         Probe *p = find_probe(n, *m);
@@ -278,6 +281,11 @@ static void on_group_started(MailGroup *g, int r, const char *error, void *userd
 static void node_carry_out(Node *n, NodeAction a) {
         int r;
 
+        /* Only a node made by node_new_for_test() has no group: it records
+         * its decisions and carries none of them out on the group. */
+        if (!n->group)
+                a &= ~(NODE_ACTION_STOP_GROUP | NODE_ACTION_START_GROUP);
+
         if (a & NODE_ACTION_STOP_GROUP) {
                 n->recovery_deadline = sd_event_source_disable_unref(n->recovery_deadline);
                 r = n->fencing ? mail_group_kill(n->group, on_group_stopped, n)
@@ -316,6 +324,7 @@ static void node_apply(Node *n, NodeEventId event, const char *reason) {
 
         if (n->state.id != old) {
                 n->since = now(CLOCK_REALTIME);
+                n->restarted = false;
                 if (n->state.id != NODE_IN_SERVICE)
                         n->stable_timer = sd_event_source_disable_unref(n->stable_timer);
                 log_internal(n->state.id == NODE_IN_SERVICE ? LOG_NOTICE : LOG_WARNING, 0,
@@ -331,19 +340,56 @@ static void node_apply(Node *n, NodeEventId event, const char *reason) {
                                                           "an operator intervenes"
                                                         : "");
                 cluster_publish(n->manager->cluster, n->state.id, n->state.reason);
+                /* Back in service on its own health, a refusal from before is
+                 * history; kept in service by a refusal, it is pending and
+                 * asked again every round. */
+                if (n->state.id == NODE_IN_SERVICE && event != NODE_EVENT_WITHDRAWAL_REFUSED)
+                        cluster_clear_denial(n->manager->cluster);
         }
         node_carry_out(n, a);
 }
 
-/* Invariant 3: an in-service node asks the cluster before it withdraws;
- * refused, it stays and raises the alarm instead. A node not in service
- * takes nothing away from the cluster by withdrawing. */
+/* Whether withdrawing may take a node away that serves mail. In service,
+ * it does. Starting, it may: after a restart of the agent the mail group
+ * runs on as the previous run left it, and when that run had the node in
+ * service (its registry row said so until this run's first renewal) peers
+ * counted on it, and it may be the last one serving. That it answers HAProxy
+ * "down" while starting is a pause of a round or two, not a verdict. Until
+ * the registry has been read this is not known: assume it may. A node that
+ * was withdrawn, recovering or failed before the restart, or that starts
+ * after maintenance (drained), takes nothing away by withdrawing; this is
+ * how it restarts a group found stopped even when no other node is in
+ * service. */
+static bool node_may_be_serving(Node *n, bool *ret_known) {
+        NodeStateId prev;
+
+        *ret_known = true;
+        if (n->state.id == NODE_IN_SERVICE)
+                return true;
+        if (n->state.id != NODE_STARTING || !n->restarted)
+                return false;
+        if (cluster_previous_state(n->manager->cluster, &prev) < 0) {
+                *ret_known = false;
+                return true;
+        }
+        return prev == NODE_IN_SERVICE;
+}
+
+/* Invariant 3: a node that may be serving mail asks the cluster before it
+ * withdraws; refused, it stays in service and raises the alarm instead, and
+ * on_round() asks again every round. A starting node is put in service for
+ * it rather than left starting, which HAProxy would take as down for good;
+ * one that cannot know yet whether it was in service stays starting (the
+ * group untouched) until it can. The half-running group an agent restart
+ * finds is such a failure: stopped as a whole once the guards allow, kept
+ * meanwhile like a failing member of a node in service. */
 static void node_member_failed(Node *n, Probe *p, bool again) {
         Cluster *c = n->manager->cluster;
         char reason[512], why[512];
+        bool known;
 
         snprintf(reason, sizeof reason, "%s: %s", p->name, p->last.reason ?: "critical");
-        if (c && n->state.id == NODE_IN_SERVICE) {
+        if (c && node_may_be_serving(n, &known)) {
                 ClusterVerdict before = cluster_last_denial(c);
                 ClusterVerdict v = cluster_check_withdraw(c, p->name, why, sizeof why);
                 if (v != CLUSTER_ALLOW) {
@@ -353,8 +399,13 @@ static void node_member_failed(Node *n, Probe *p, bool again) {
                                      &(LogFields) { .probe = p->name,
                                                     .component = "node",
                                                     .message_id = MESSAGE_ID_WITHDRAWAL_REFUSED },
-                                     "Node %s stays in service although %s: %s (%s).", manager_node_name(n->manager),
+                                     "Node %s %s although %s: %s (%s).", manager_node_name(n->manager),
+                                     n->state.id == NODE_IN_SERVICE ? "stays in service"
+                                     : known                        ? "is kept in service"
+                                                                    : "does not withdraw",
                                      reason, why, cluster_verdict_to_string(v));
+                        if (known)
+                                node_apply(n, NODE_EVENT_WITHDRAWAL_REFUSED, reason);
                         return;
                 }
         }
@@ -431,6 +482,8 @@ int node_new(Manager *m, const HealingConfig *config, Node **ret) {
         node_state_init(&n->state);
         n->since = n->group_started = now(CLOCK_REALTIME);
         node_load_persisted(n);
+        /* Not when it starts in maintenance: when that ends it is drained. */
+        n->restarted = n->state.id == NODE_STARTING;
 
         sd_bus *bus;
         r = manager_get_bus(m, &bus);
@@ -463,6 +516,7 @@ int node_new_for_test(Manager *m, const HealingConfig *config, const NodeState *
         n->agent_check_fd = -EBADF;
         n->policy = policy_from_config(config);
         n->state = *state;
+        n->restarted = state->id == NODE_STARTING;
         n->since = n->group_started = since;
         *ret = n;
         return 0;

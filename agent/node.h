@@ -15,10 +15,11 @@ typedef struct Manager Manager;
 
 int node_new(Manager *m, const HealingConfig *config, Node **ret);
 Node *node_free(Node *n);
-/* For unit tests of what observes the node (control socket, metrics): a Node
- * in `state` since `since` (CLOCK_REALTIME) that carries nothing out: no mail
- * group (so no system bus), no agent-check port, no timers. Only maintenance
- * may be switched on it; events that stop or start the group need node_new(). */
+/* For unit tests of what observes the node (control socket, metrics) and of
+ * its decisions: a Node in `state` since `since` (CLOCK_REALTIME) without a
+ * mail group (so no system bus), agent-check port or health rounds. Events
+ * that would stop or start the group change its state and are published to
+ * the cluster, but nothing is carried out on the group. */
 int node_new_for_test(Manager *m, const HealingConfig *config, const NodeState *state, usec_t since, Node **ret);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Node *, node_free);
 

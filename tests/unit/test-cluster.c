@@ -5,7 +5,9 @@
  * its next renewal, the agent reconnects and listens again after the server
  * restarts, the guards refuse the withdrawals invariant 3 forbids, a node cut
  * off from the DB fences itself before its lease expires while a shared
- * outage fences nobody, and a DB that never answers blocks nothing.
+ * outage fences nobody, and a DB that never answers blocks nothing. With
+ * them, what node.c makes of the registry: a node starting after a restart
+ * of its agent asks the guards when it was in service before.
  * Skipped (77) when PostgreSQL is not installed. */
 
 #include <signal.h>
@@ -14,6 +16,8 @@
 #include "cluster-schema.h"
 #include "cluster.h"
 #include "config.h"
+#include "manager.h"
+#include "node.h"
 #include "pg-server.h"
 
 static PgServer server;
@@ -579,6 +583,197 @@ TEST(self_fence) {
         cut_off_n1(false);
 
         agent_stop(&a[0]);
+        sd_event_unref(e);
+        reset_registry();
+}
+
+/* ---- the node asks the guards before it withdraws (node.c) ---- */
+
+typedef struct NodeRig {
+        Config config;
+        Manager manager;
+        Probe *probes[1];
+        char *members[2];
+        char state_dir[64];
+        char state_file[96];
+} NodeRig;
+
+/* A node named n1 in `state`, with one member probe "imap", on cluster c
+ * (NULL: no cluster section). It has no mail group: its decisions are all
+ * there is to see. The rig must stay where it is while the node lives. */
+static void node_rig_init(NodeRig *r, sd_event *e, Cluster *c, NodeStateId state) {
+        NodeState st = { .id = state };
+
+        *r = (NodeRig) { .members = { (char *) "imap", NULL } };
+        snprintf(r->state_dir, sizeof r->state_dir, "/tmp/test-cluster-XXXXXX");
+        ASSERT_TRUE(mkdtemp(r->state_dir));
+        snprintf(r->state_file, sizeof r->state_file, "%s/state", r->state_dir);
+        ASSERT_OK(probe_new(probe_type_find("tcp"), "imap", &r->probes[0]));
+        r->config = (Config) {
+                .node = (char *) "n1",
+                .probes = r->probes,
+                .n_probes = 1,
+                .healing = {
+                        .enabled = true,
+                        .member_probes = r->members,
+                        .backoff_initial = 5 * USEC_PER_SEC,
+                        .backoff_max = 60 * USEC_PER_SEC,
+                        .stable_period = 600 * USEC_PER_SEC,
+                        .round_interval = USEC_PER_SEC,
+                        .healthy_rounds = 3,
+                        .state_file = r->state_file,
+                },
+        };
+        r->manager = (Manager) { .event = e, .config = &r->config, .cluster = c };
+        ASSERT_OK(node_new_for_test(&r->manager, &r->config.healing, &st, now(CLOCK_REALTIME), &r->manager.node));
+}
+
+static void node_rig_done(NodeRig *r) {
+        r->manager.node = node_free(r->manager.node);
+        free(r->manager.last_status);
+        probe_free(r->probes[0]);
+        (void) unlink(r->state_file);
+        ASSERT_OK(rmdir(r->state_dir));
+}
+
+/* The member turns critical, reported as the probe core does. */
+static void member_fails(NodeRig *r, const char *why) {
+        Probe *p = r->probes[0];
+        ProbeStatus old = p->status;
+
+        p->have_result = true;
+        p->status = p->last.status = PROBE_CRITICAL;
+        free(p->last.reason);
+        p->last.reason = strdup(why);
+        ASSERT_TRUE(p->last.reason);
+        manager_probe_status_changed(&r->manager, p, old);
+}
+
+static NodeStateId node_rig_state(const NodeRig *r) {
+        return node_get_state(r->manager.node)->id;
+}
+
+static char *registry_state(const char *name) {
+        char q[128];
+        snprintf(q, sizeof q, "SELECT state FROM rupost_agent.nodes WHERE name = '%s'", name);
+        return sql_value(q);
+}
+
+static bool knows_previous(void *userdata) {
+        NodeStateId s;
+        return cluster_previous_state(((Agent *) userdata)->cluster, &s) >= 0 &&
+               cluster_db_ok(((Agent *) userdata)->cluster);
+}
+
+/* A restart of n1's agent: a new Cluster on the same machine. */
+static void restart_n1(Agent *a, sd_event *e, size_t n_nodes) {
+        agent_stop(a);
+        agent_start(a, e, "n1", "rupost", PG_SERVER_PASSWORD, server.port, 3 * USEC_PER_SEC, 8 * USEC_PER_SEC,
+                    20 * USEC_PER_SEC);
+        ASSERT_TRUE(run_until(e, knows_previous, a, 10 * USEC_PER_SEC));
+        ASSERT_TRUE(run_until(e, sees_count, &(Expect) { .cluster = a->cluster, .n_nodes = n_nodes }, 3 * USEC_PER_SEC));
+}
+
+/* After a restart of its agent a node is starting while its mail group runs
+ * on. When the previous run had it in service, a member failure must ask
+ * the guards like one in service: the last node serving mail (its peer
+ * withdrawn) is kept in service, not withdrawn with its group stopped.
+ * With a peer in service it withdraws (the reconcile of a half-running
+ * group). A node that was not in service before, or that starts after
+ * maintenance, takes nothing away and withdraws without asking: that is how
+ * it restarts a stopped group when every node is down. */
+TEST(starting_node_asks_the_guards) {
+        sd_event *e = NULL;
+        NodeRig rig;
+        NodeStateId prev;
+        Agent a;
+
+        ensure_server();
+        reset_registry();
+        ASSERT_OK(sd_event_new(&e));
+        /* The previous run of n1's agent had it in service; n2 is withdrawn. */
+        agent_start(&a, e, "n1", "rupost", PG_SERVER_PASSWORD, server.port, 3 * USEC_PER_SEC, 8 * USEC_PER_SEC,
+                    20 * USEC_PER_SEC);
+        ASSERT_TRUE(run_until(e, db_ok, &a, 10 * USEC_PER_SEC));
+        ASSERT_OK(cluster_previous_state(a.cluster, &prev));
+        ASSERT_EQ(prev, _NODE_STATE_INVALID); /* no row before */
+        cluster_publish(a.cluster, NODE_IN_SERVICE, "");
+        add_node("n2", "withdrawn", "1 minute");
+        ASSERT_TRUE(run_until(e, sees_state, &(Expect) { .cluster = a.cluster, .name = "n1", .state = NODE_IN_SERVICE },
+                              3 * USEC_PER_SEC));
+
+        /* The agent restarts; its row said in service until it renewed. */
+        restart_n1(&a, e, 2);
+        ASSERT_OK(cluster_previous_state(a.cluster, &prev));
+        ASSERT_EQ(prev, NODE_IN_SERVICE);
+        _cleanup_free_ char *renewed = registry_state("n1");
+        ASSERT_STREQ(renewed, "starting");
+        node_rig_init(&rig, e, a.cluster, NODE_STARTING);
+        member_fails(&rig, "no banner");
+        /* Refused: kept in service (HAProxy sends it clients again), and
+         * the refusal stays on record so that every round asks again. */
+        ASSERT_EQ(node_rig_state(&rig), NODE_IN_SERVICE);
+        ASSERT_EQ(cluster_last_denial(a.cluster), CLUSTER_DENY_LAST_IN_SERVICE);
+        /* The peers count on it: the registry says so. */
+        run_for(e, 300 * USEC_PER_MSEC);
+        _cleanup_free_ char *kept = registry_state("n1");
+        ASSERT_STREQ(kept, "in_service");
+        node_rig_done(&rig);
+
+        /* Starting after maintenance it was drained: it withdraws, and its
+         * group would be started again, though nobody else serves. */
+        node_rig_init(&rig, e, a.cluster, NODE_MAINTENANCE);
+        ASSERT_OK(node_set_maintenance(rig.manager.node, false, NULL));
+        ASSERT_EQ(node_rig_state(&rig), NODE_STARTING);
+        member_fails(&rig, "connection refused");
+        ASSERT_EQ(node_rig_state(&rig), NODE_WITHDRAWN);
+        node_rig_done(&rig);
+
+        /* n2 in service: a starting node may withdraw, and does. */
+        sql_exec("UPDATE rupost_agent.nodes SET state = 'in_service' WHERE name = 'n2'");
+        ASSERT_TRUE(run_until(e, sees_state, &(Expect) { .cluster = a.cluster, .name = "n2", .state = NODE_IN_SERVICE },
+                              3 * USEC_PER_SEC));
+        node_rig_init(&rig, e, a.cluster, NODE_STARTING);
+        member_fails(&rig, "dovecot.service is failed");
+        ASSERT_EQ(node_rig_state(&rig), NODE_WITHDRAWN);
+        ASSERT_STREQ(node_get_state(rig.manager.node)->reason, "imap: dovecot.service is failed");
+        ASSERT_EQ(cluster_last_denial(a.cluster), CLUSTER_ALLOW);
+        run_for(e, 300 * USEC_PER_MSEC);
+        _cleanup_free_ char *out = registry_state("n1");
+        ASSERT_STREQ(out, "withdrawn");
+        node_rig_done(&rig);
+
+        /* Withdrawn before the restart, n2 withdrawn too: nobody serves, and
+         * n1 withdraws to restart its group, without asking. */
+        sql_exec("UPDATE rupost_agent.nodes SET state = 'withdrawn' WHERE name = 'n2'");
+        restart_n1(&a, e, 2);
+        ASSERT_OK(cluster_previous_state(a.cluster, &prev));
+        ASSERT_EQ(prev, NODE_WITHDRAWN);
+        node_rig_init(&rig, e, a.cluster, NODE_STARTING);
+        member_fails(&rig, "connection refused");
+        ASSERT_EQ(node_rig_state(&rig), NODE_WITHDRAWN);
+        ASSERT_EQ(cluster_last_denial(a.cluster), CLUSTER_ALLOW);
+        node_rig_done(&rig);
+        agent_stop(&a);
+
+        /* The registry not read yet (the DB refuses us): whether it was in
+         * service is unknown, so it does not withdraw, and stays starting
+         * to ask again every round. */
+        agent_start(&a, e, "n1", "rupost", "wrong-password", server.port, 3 * USEC_PER_SEC, 8 * USEC_PER_SEC,
+                    20 * USEC_PER_SEC);
+        node_rig_init(&rig, e, a.cluster, NODE_STARTING);
+        member_fails(&rig, "no banner");
+        ASSERT_EQ(node_rig_state(&rig), NODE_STARTING);
+        ASSERT_EQ(cluster_last_denial(a.cluster), CLUSTER_DENY_DB_UNREACHABLE);
+        node_rig_done(&rig);
+        agent_stop(&a);
+
+        /* Without a cluster the node judges alone: it withdraws. */
+        node_rig_init(&rig, e, NULL, NODE_STARTING);
+        member_fails(&rig, "no banner");
+        ASSERT_EQ(node_rig_state(&rig), NODE_WITHDRAWN);
+        node_rig_done(&rig);
+
         sd_event_unref(e);
         reset_registry();
 }

@@ -36,6 +36,28 @@ TEST(half_running_group_at_start_is_stopped) {
         ASSERT_STREQ(s.reason, "dovecot.service is failed");
 }
 
+TEST(refused_withdrawal_keeps_a_starting_node_in_service) {
+        NodeState s;
+        node_state_init(&s);
+        /* The cluster's guards refused to let a starting node go (node.c):
+         * it serves, as a node in service whose withdrawal is refused. */
+        ASSERT_EQ(apply(&s, NODE_EVENT_WITHDRAWAL_REFUSED, "imap: no banner"), NODE_ACTION_NONE);
+        ASSERT_EQ(s.id, NODE_IN_SERVICE);
+        ASSERT_STREQ(s.reason, "");
+        /* Asked again later and allowed, it withdraws as usual. */
+        ASSERT_EQ(apply(&s, NODE_EVENT_MEMBER_FAILED, "imap: no banner"),
+                  NODE_ACTION_STOP_GROUP | NODE_ACTION_ARM_BACKOFF);
+        ASSERT_EQ(s.id, NODE_WITHDRAWN);
+
+        /* Anywhere else a refusal changes nothing. */
+        NodeStateId others[] = { NODE_IN_SERVICE, NODE_WITHDRAWN, NODE_RECOVERING, NODE_FAILED, NODE_MAINTENANCE };
+        for (size_t i = 0; i < ELEMENTSOF(others); i++) {
+                NodeState o = { .id = others[i] };
+                ASSERT_EQ(apply(&o, NODE_EVENT_WITHDRAWAL_REFUSED, "x"), NODE_ACTION_NONE);
+                ASSERT_EQ(o.id, others[i]);
+        }
+}
+
 TEST(failure_withdraws_then_recovers_after_backoff_and_healthy_rounds) {
         NodeState s;
         node_state_init(&s);
