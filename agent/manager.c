@@ -203,6 +203,32 @@ static int manager_attach_probes(Manager *m, Config *old) {
         return 0;
 }
 
+/* A probe the reload removed (or gave another type, so that it starts over
+ * unknown) never reports that it recovered: a failure it left in the
+ * cluster's registry is cleared here as a recovery would clear it. Kept,
+ * peers would count this node as sharing the failure (their withdrawal
+ * guard, cluster_peers_failing()) until the agent restarts. */
+static void manager_clear_failures_of_old_probes(Manager *m, Config *old) {
+        if (!m->cluster)
+                return;
+        for (size_t i = 0; i < old->n_probes; i++) {
+                Probe *o = old->probes[i], *p = NULL;
+
+                if (o->status != PROBE_CRITICAL)
+                        continue;
+                for (size_t j = 0; j < m->config->n_probes && !p; j++)
+                        if (streq(m->config->probes[j]->name, o->name))
+                                p = m->config->probes[j];
+                if (p && p->status == PROBE_CRITICAL)
+                        continue; /* the same probe, still failing */
+
+                log_internal(LOG_NOTICE, 0, &(LogFields) { .probe = o->name, .component = o->component },
+                             "Probe '%s' was critical and is %s: clearing its failure in the cluster registry.",
+                             o->name, p ? "now of another type" : "no longer configured");
+                cluster_report_probe(m->cluster, o->name, false, NULL);
+        }
+}
+
 /* (Re)creates the listeners whose address changed. A new listener is set up
  * before the old one is dropped, so a failure keeps the old one. */
 static int manager_setup_listeners(Manager *m, const char *old_web, const char *old_control) {
@@ -336,6 +362,7 @@ int manager_reload(Manager *m) {
                 r = manager_setup_node(m);
         if (r >= 0)
                 r = manager_setup_cluster(m);
+        manager_clear_failures_of_old_probes(m, old);
         config_free(old);
         if (r < 0)
                 return r;

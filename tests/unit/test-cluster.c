@@ -6,8 +6,9 @@
  * restarts, the guards refuse the withdrawals invariant 3 forbids, a node cut
  * off from the DB fences itself before its lease expires while a shared
  * outage fences nobody, and a DB that never answers blocks nothing. With
- * them, what node.c makes of the registry: a node starting after a restart
- * of its agent asks the guards when it was in service before.
+ * them, what node.c and the manager make of the registry: a node starting
+ * after a restart of its agent asks the guards when it was in service
+ * before, and a reload clears the failures of the probes it removed.
  * Skipped (77) when PostgreSQL is not installed. */
 
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include "manager.h"
 #include "node.h"
 #include "pg-server.h"
+#include "run-until.h"
 
 static PgServer server;
 
@@ -775,6 +777,159 @@ TEST(starting_node_asks_the_guards) {
         node_rig_done(&rig);
 
         sd_event_unref(e);
+        reset_registry();
+}
+
+/* ---- a reload drops probes (manager.c) ---- */
+
+typedef struct AgentFiles {
+        char dir[64];
+        char config[96];
+        char password[96];
+        char socket[96];
+        uint16_t web_port, peer_port, closed_port;
+} AgentFiles;
+
+static void write_file(const char *path, const char *text) {
+        FILE *f = fopen(path, "we");
+        ASSERT_TRUE(f);
+        ASSERT_TRUE(fputs(text, f) >= 0);
+        ASSERT_EQ(fclose(f), 0);
+}
+
+/* The agent's whole config file: node n1 on the test server, with `probes`. */
+static void write_agent_config(const AgentFiles *f, const char *probes) {
+        char yaml[4096];
+
+        snprintf(yaml, sizeof yaml,
+                 "node: n1\n"
+                 "web:\n"
+                 "  listen_address: 127.0.0.1:%u\n"
+                 "control_socket: %s\n"
+                 "cluster:\n"
+                 "  conninfo: hostaddr=127.0.0.1 port=%u user=rupost dbname=rupost sslmode=disable\n"
+                 "  password_file: %s\n"
+                 "  lease_ttl: 20s\n"
+                 "  renew_interval: 3s\n"
+                 "  self_fence_after: 8s\n"
+                 "  peer_address: 127.0.0.1:%u\n"
+                 "probes:\n"
+                 "%s",
+                 f->web_port, f->socket, server.port, f->password, f->peer_port, probes);
+        write_file(f->config, yaml);
+}
+
+/* A probe that fails at once: a TCP connect to a port nobody listens on. */
+static char *failing_probe(const AgentFiles *f, const char *name) {
+        char *s = NULL;
+        ASSERT_TRUE(asprintf(&s,
+                             "  - name: %s\n"
+                             "    type: tcp\n"
+                             "    address: 127.0.0.1:%u\n"
+                             "    interval: 200ms\n"
+                             "    timeout: 100ms\n",
+                             name, f->closed_port) > 0);
+        return s;
+}
+
+/* This node's failures now, as the registry holds them, from the view. */
+static bool self_failing_now_is(Manager *m, const char *expected) {
+        const ClusterNode *n = find_node(m->cluster, "n1");
+        char got[256] = "";
+
+        if (!n || !cluster_db_ok(m->cluster))
+                return false;
+        for (char **p = n->failing_now; p && *p; p++) {
+                if (got[0])
+                        strncat(got, " ", sizeof got - strlen(got) - 1);
+                strncat(got, *p, sizeof got - strlen(got) - 1);
+        }
+        return streq(got, expected);
+}
+
+static Probe *manager_probe(Manager *m, const char *name) {
+        size_t n;
+        Probe **probes = manager_probes(m, &n);
+        for (size_t i = 0; i < n; i++)
+                if (streq(probes[i]->name, name))
+                        return probes[i];
+        return NULL;
+}
+
+/* SIGHUP with a config that no longer has a failing probe: its failure is
+ * cleared in the registry as if it had recovered, or the peers count this
+ * node as sharing it until the agent restarts. So is the failure of a probe
+ * whose type changed (it starts over, unknown, and may never fail again);
+ * a probe that is kept and still fails stays failing. */
+TEST(reload_clears_failures_of_removed_probes) {
+        _cleanup_(config_freep) Config *config = NULL;
+        _cleanup_strv_free_ char **errors = NULL;
+        _cleanup_free_ char *smtp = NULL, *db = NULL, *imap = NULL, *before = NULL, *after = NULL;
+        sigset_t saved;
+        AgentFiles f = {};
+        Manager *m = NULL;
+
+        ensure_server();
+        reset_registry();
+        snprintf(f.dir, sizeof f.dir, "/tmp/test-cluster-XXXXXX");
+        ASSERT_TRUE(mkdtemp(f.dir));
+        snprintf(f.config, sizeof f.config, "%s/agent.yaml", f.dir);
+        snprintf(f.password, sizeof f.password, "%s/password", f.dir);
+        snprintf(f.socket, sizeof f.socket, "%s/control.sock", f.dir);
+        f.web_port = test_free_port();
+        f.peer_port = test_free_port();
+        f.closed_port = test_free_port();
+        write_file(f.password, PG_SERVER_PASSWORD "\n");
+
+        smtp = failing_probe(&f, "smtp");
+        db = failing_probe(&f, "db");
+        imap = failing_probe(&f, "imap");
+        ASSERT_TRUE(asprintf(&before, "%s%s%s", smtp, db, imap) > 0);
+        write_agent_config(&f, before);
+
+        /* The manager blocks the signals it handles; give them back after. */
+        ASSERT_OK(sigprocmask(SIG_SETMASK, NULL, &saved));
+        ASSERT_OK(manager_new(&(ManagerOptions) { .config_path = f.config }, &m));
+        ASSERT_OK(config_load_file(f.config, &config, &errors));
+        ASSERT_OK(manager_start(m, TAKE_PTR(config)));
+        ASSERT_TRUE(RUN_UNTIL(m->event, self_failing_now_is(m, "db imap smtp"), 10 * USEC_PER_SEC));
+
+        /* smtp goes; db becomes a postgres probe of the test server (which
+         * answers, but not before a while); imap stays, failing. */
+        ASSERT_TRUE(asprintf(&after,
+                             "%s"
+                             "  - name: db\n"
+                             "    type: postgres\n"
+                             "    host: 127.0.0.1\n"
+                             "    port: %u\n"
+                             "    user: rupost\n"
+                             "    password_file: %s\n"
+                             "    sslmode: disable\n"
+                             "    databases: [rupost]\n"
+                             "    interval: 1h\n",
+                             imap, server.port, f.password) > 0);
+        write_agent_config(&f, after);
+        ASSERT_OK(manager_reload(m));
+        ASSERT_TRUE(RUN_UNTIL(m->event, self_failing_now_is(m, "imap"), 5 * USEC_PER_SEC));
+        _cleanup_free_ char *cleared = sql_value("SELECT string_agg(probe, ' ' ORDER BY probe) "
+                                                 "FROM rupost_agent.probe_failures "
+                                                 "WHERE node = 'n1' AND cleared_at IS NOT NULL");
+        ASSERT_STREQ(cleared, "db smtp");
+
+        /* The new db probe reports ok: nothing to change, and nothing does. */
+        Probe *p = manager_probe(m, "db");
+        ASSERT_TRUE(p);
+        ASSERT_TRUE(RUN_UNTIL(m->event, p->have_result, 10 * USEC_PER_SEC));
+        ASSERT_EQ(p->status, PROBE_OK);
+        run_for(m->event, 300 * USEC_PER_MSEC);
+        ASSERT_TRUE(self_failing_now_is(m, "imap"));
+
+        m = manager_free(m);
+        ASSERT_OK(sigprocmask(SIG_SETMASK, &saved, NULL));
+        (void) unlink(f.socket);
+        ASSERT_OK(unlink(f.config));
+        ASSERT_OK(unlink(f.password));
+        ASSERT_OK(rmdir(f.dir));
         reset_registry();
 }
 
