@@ -12,12 +12,13 @@
  * as the server is gone (a hard mount, or a FUSE stand-in, waits in D state
  * and ignores SIGKILL): it runs in a forked child (lib/child.h) under the
  * probe's deadline. The child stats the directory (owner 420:420, the
- * product's rule), writes, fsyncs, reads back and unlinks a canary file
- * `.rupost-agent-<node>` (whose mtime, set by the server, gives the server's
- * clock against ours), and reads statvfs. A child that missed its deadline is
+ * product's rule), then, as that owner, writes, fsyncs, reads back and
+ * unlinks a canary file `.rupost-agent-<node>` (whose mtime, set by the
+ * server, gives the server's clock against ours), and reads statvfs. A child that missed its deadline is
  * abandoned; while it is stuck no other is spawned, and each run says so. */
 
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -268,8 +269,21 @@ static const char *node_name(Probe *p, char *buf, size_t len) {
 }
 
 /* In the child: everything that may block on the server. */
+/* The canary is written as the share's owner, as Postfix and Dovecot
+ * write: a server that squashes root (root_squash, the NFS default) maps
+ * root to nobody, and root's CAP_DAC_OVERRIDE would hide a mode that locks
+ * the owner out. Only root can switch; anyone else writes as itself. */
+static int become_owner(uid_t uid, gid_t gid) {
+        if (geteuid() != 0)
+                return 0;
+        if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
+                return -errno;
+        return 0;
+}
+
 static int nfs_child(int out_fd, void *arg) {
-        const char *canary = arg;
+        const NfsProbe *n = arg;
+        const char *canary = n->canary;
         const char *path_end = strrchr(canary, '/');
         char dir[PATH_MAX], content[128], back[128];
         NfsReport rep = {};
@@ -292,8 +306,15 @@ static int nfs_child(int out_fd, void *arg) {
                 rep.canary_errno = errno ?: EIO;                \
                 snprintf(rep.canary_step, sizeof rep.canary_step, "%s", name); \
         }
-        errno = 0;
         if (rep.stat_errno == 0) {
+                int r = become_owner(n->uid, n->gid);
+                if (r < 0) {
+                        rep.canary_errno = -r;
+                        snprintf(rep.canary_step, sizeof rep.canary_step, "switch");
+                }
+        }
+        errno = 0;
+        if (rep.stat_errno == 0 && rep.canary_errno == 0) {
                 int len = snprintf(content, sizeof content, "rupost-agent canary %llu\n",
                                    (unsigned long long) now(CLOCK_REALTIME));
                 rep.before_write = now(CLOCK_REALTIME);
@@ -366,10 +387,15 @@ static int nfs_judge(Probe *p, const NfsReport *rep) {
                        "owner is %u:%u, expected %u:%u: run chown -R %u:%u %s on the NFS server", rep->uid, rep->gid,
                        n->uid, n->gid, n->uid, n->gid, n->path);
 
-        if (rep->canary_errno != 0)
-                probe_reason_add(&reason, &status, PROBE_CRITICAL, "%s of the canary %s failed: %s", rep->canary_step, n->canary,
-                       rep->canary_errno == EILSEQ ? "read back other bytes than written"
-                                                   : strerror(rep->canary_errno));
+        if (rep->canary_errno != 0 && streq(rep->canary_step, "switch"))
+                probe_reason_add(&reason, &status, PROBE_CRITICAL,
+                                 "cannot write the canary as the owner %u:%u: %s (the agent needs CAP_SETUID and "
+                                 "CAP_SETGID)", n->uid, n->gid, strerror(rep->canary_errno));
+        else if (rep->canary_errno != 0)
+                probe_reason_add(&reason, &status, PROBE_CRITICAL, "canary %s: %s as %u:%u failed: %s", n->canary,
+                                 rep->canary_step, n->uid, n->gid,
+                                 rep->canary_errno == EILSEQ ? "read back other bytes than written"
+                                                             : strerror(rep->canary_errno));
         else {
                 /* The server stamped the mtime somewhere between our two readings. */
                 double mid = ((double) rep->before_write + (double) rep->after_fsync) / 2 / 1e6;
@@ -527,7 +553,7 @@ static int nfs_start(Probe *p) {
 
         probe_set_phase(p, "waiting for stat, write and fsync on the share");
         n->spawned = now(CLOCK_MONOTONIC);
-        r = child_spawn(probe_get_event(p), n->description, nfs_child, n->canary, sizeof(NfsReport), on_child_done, p,
+        r = child_spawn(probe_get_event(p), n->description, nfs_child, n, sizeof(NfsReport), on_child_done, p,
                         &n->child);
         if (r < 0)
                 return probe_finish_errno(p, r, "cannot fork the check");

@@ -127,7 +127,10 @@ TEST(nfs_findings) {
                   "    fstype: tmpfs\n    required_options: [\"local_lock=none\", \"rw\"]\n", PROBE_CRITICAL,
                   " is mounted without local_lock=none (options: rw,", ": add it to the mount options" },
                 { "read-only", "size=8m", MS_RDONLY, 420, "    fstype: tmpfs\n", PROBE_CRITICAL,
-                  " is mounted read-only: remount it rw", "create of the canary " },
+                  " is mounted read-only: remount it rw", ": create as 420:420 failed: Read-only file system" },
+                /* Root could write there; Postfix and Dovecot, as 420, cannot. */
+                { "owner cannot write", "size=8m,mode=0555", 0, 420, "    fstype: tmpfs\n", PROBE_CRITICAL,
+                  "canary /tmp/rupost-test-nfs-", "/.rupost-agent-test: create as 420:420 failed: Permission denied" },
                 { "space low", "size=1m", 0, 420, "    fstype: tmpfs\n    space_critical: 5\n", PROBE_CRITICAL,
                   "% space free on /tmp/rupost-test-nfs-", ": free space or grow the export" },
                 { "space warning", "size=1m", 0, 420, "    fstype: tmpfs\n    space_warning: 50\n    space_critical: 1\n",
