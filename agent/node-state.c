@@ -159,17 +159,23 @@ NodeAction node_state_apply(NodeState *s, const NodePolicy *policy, NodeEventId 
 }
 
 const char *node_state_agent_check_reply(const NodeState *s, char *buf, size_t len) {
-        /* HAProxy's agent-check: "up ready" puts the server in service,
-         * "drain" lets existing sessions finish and sends no new ones,
-         * "down#text" takes it out with a reason shown in HAProxy's stats.
-         * HAProxy cuts the line at the first unknown word, so the reason has
-         * no spaces. */
-        char reason[128];
+        /* HAProxy's agent-check (HAProxy 2.x reads words separated by
+         * blanks or commas, up to the first CR or LF): "up ready" puts the
+         * server in service, "drain" lets existing sessions finish and sends
+         * no new ones, "down" takes it out. A '#' starts a free-text
+         * description, shown in HAProxy's stats (last_agt), but only as a
+         * word of its own: "down#text" is one unknown word and changes
+         * nothing. An empty line changes nothing either: what a node that is
+         * still starting says, so that an agent restart neither takes a
+         * serving node out nor puts a withdrawn one back; HAProxy keeps what
+         * the previous run told it, and its own health check still sees a
+         * group that is not running. */
+        char reason[160];
         size_t j = 0;
 
         for (size_t i = 0; s->reason[i] && j + 1 < sizeof reason; i++) {
-                char ch = s->reason[i];
-                reason[j++] = (ch == ' ' || ch == '\t' || ch == ',' || ch == '\n' || ch == '\r') ? '_' : ch;
+                unsigned char ch = (unsigned char) s->reason[i];
+                reason[j++] = ch < 0x20 || ch == 0x7f ? ' ' : (char) ch;
         }
         reason[j] = 0;
 
@@ -181,10 +187,10 @@ const char *node_state_agent_check_reply(const NodeState *s, char *buf, size_t l
                 snprintf(buf, len, "drain\n");
                 break;
         case NODE_STARTING:
-                snprintf(buf, len, "down#agent_starting\n");
+                snprintf(buf, len, "\n");
                 break;
         default:
-                snprintf(buf, len, "down#%s_%s\n", node_state_to_string(s->id), reason);
+                snprintf(buf, len, "down #%s%s%s\n", node_state_to_string(s->id), reason[0] ? ": " : "", reason);
         }
         return buf;
 }

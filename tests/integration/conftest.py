@@ -153,17 +153,20 @@ class Cluster:
         """HAProxy's answer to COMMAND on BOX's admin socket."""
         return self.exec(box, "python3", "-c", HAPROXY_ADMIN, command).stdout
 
-    def haproxy_server_status(self, box, backend, server):
-        """The status column of `show stat` for one server, as BOX's HAProxy
-        sees it."""
+    def haproxy_server_stat(self, box, backend, server, column):
+        """One column of `show stat` for one server, as BOX's HAProxy sees
+        it (e.g. status; last_agt: what its agent check last said)."""
         lines = [l for l in self.haproxy_admin(box, "show stat").splitlines() if l]
         header = lines[0].lstrip("# ").split(",")
-        status = header.index("status")
+        index = header.index(column)
         for line in lines[1:]:
             f = line.split(",")
             if f[0] == backend and f[1] == server:
-                return f[status]
+                return f[index]
         raise AssertionError(f"no {backend}/{server} in show stat on {box}")
+
+    def haproxy_server_status(self, box, backend, server):
+        return self.haproxy_server_stat(box, backend, server, "status")
 
     def agent_check(self, node, via):
         """What NODE's agent check port answers, asked from VIA."""

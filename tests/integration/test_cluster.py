@@ -133,7 +133,7 @@ def test_view_and_withdrawal_reach_every_node(clustered):
 
     cluster.exec("node1", "systemctl", "kill", "-s", "KILL", "dovecot.service")
     cluster.wait_for("node1 withdrawn on its agent-check port",
-                     lambda: cluster.agent_check("node1", via="node2").startswith("down#"), timeout=20, interval=0.1)
+                     lambda: cluster.agent_check("node1", via="node2").startswith("down #"), timeout=20, interval=0.1)
     seen = time.monotonic()
     # node2 learns it from the registry within a couple of seconds (NOTIFY).
     n1 = cluster.wait_for("node1 withdrawn in node2's cluster view", lambda: (
@@ -161,7 +161,7 @@ def test_last_node_in_service_is_not_withdrawn(clustered):
     cluster = clustered
     since = time.time() - 1
     cluster.exec("node1", "systemctl", "kill", "-s", "KILL", "dovecot.service")
-    cluster.wait_for("node1 withdrawn", lambda: cluster.agent_check("node1", via="node2").startswith("down#"),
+    cluster.wait_for("node1 withdrawn", lambda: cluster.agent_check("node1", via="node2").startswith("down #"),
                      timeout=20, interval=0.1)
     # While node1 waits out its backoff (15 s), node2 fails too.
     cluster.exec("node2", "systemctl", "kill", "-s", "KILL", "dovecot.service")
@@ -175,7 +175,7 @@ def test_last_node_in_service_is_not_withdrawn(clustered):
     # node2 still takes clients, and says so in the registry.
     assert cluster.agent_check("node2", via="node1") == "up ready"
     assert view(cluster, "node1")["node2"]["state"] == "in_service"
-    assert cluster.agent_check("node1", via="node2").startswith("down#")
+    assert cluster.agent_check("node1", via="node2").startswith("down #")
     # Once node1 is back, node2 may withdraw and heal in its turn.
     wait_all_in_service(cluster, timeout=150)
     assert metrics(cluster, "node2")['rupost_cluster_withdrawal_denied{reason="last-in-service"}'] == 0
@@ -242,7 +242,7 @@ def test_node_cut_off_alone_fences_itself_in_time(clustered):
         assert stopped < expires, (stopped, expires)
         m = metrics(cluster, "node1")
         assert m["rupost_cluster_self_fenced"] == 1 and m["rupost_cluster_db_up"] == 0, m
-        assert cluster.agent_check("node1", via="node2").startswith("down#")
+        assert cluster.agent_check("node1", via="node2").startswith("down #")
         # node2 keeps serving and still renews.
         assert in_service(cluster, "node2")
         assert metrics(cluster, "node2")["rupost_cluster_db_up"] == 1

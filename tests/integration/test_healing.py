@@ -61,12 +61,17 @@ def test_sigkill_dovecot_stops_the_group_withdraws_and_recovers(healing):
                      timeout=20, interval=0.1)
     # Withdrawn: the agent says so on its agent-check port ...
     reply = agent_check(cluster)
-    assert reply.startswith("down#"), reply
+    assert reply.startswith("down #"), reply
     assert "dovecot" in reply, reply
-    # ... and every node's HAProxy took node1 out.
+    # ... and every node's HAProxy took node1 out, on the agent's word (not
+    # only because the ports went away: a recovering node answers on its
+    # ports before it is re-admitted).
     cluster.wait_for("node1 DOWN in every HAProxy", lambda: all(
         cluster.haproxy_server_status(box, "smtp", "node1").startswith("DOWN")
         for box in cluster.mail_nodes), timeout=10)
+    for box in cluster.mail_nodes:
+        said = cluster.haproxy_server_stat(box, "smtp", "node1", "last_agt")
+        assert said.startswith("via agent : down (withdrawn: ") and "dovecot" in said, (box, said)
 
     # The cluster still takes mail: through node1's HAProxy it goes to node2.
     subject = f"healing-{uuid.uuid4().hex[:10]}"
@@ -87,7 +92,7 @@ def test_systemctl_stop_nginx_stops_the_whole_group(healing):
     cluster.wait_for("the whole mail group on node1 stopped",
                      lambda: all(s in ("inactive", "failed") for s in unit_states(cluster).values()),
                      timeout=20, interval=0.1)
-    assert agent_check(cluster).startswith("down#")
+    assert agent_check(cluster).startswith("down #")
     wait_recovered(cluster)
 
 
@@ -103,7 +108,7 @@ def test_sigstopped_postfix_trips_its_probe_and_the_group(healing):
         # A stopped process cannot die of SIGTERM; let it go on to its end.
         cluster.exec("node1", "systemctl", "kill", "-s", "CONT", "postfix@-.service", check=False)
     reply = agent_check(cluster)
-    assert reply.startswith("down#") and "smtp" in reply, reply
+    assert reply.startswith("down #") and "smtp" in reply, reply
     wait_recovered(cluster)
 
 

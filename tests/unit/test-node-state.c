@@ -181,14 +181,22 @@ TEST(agent_check_replies) {
         NodeState s;
         char b[256];
         node_state_init(&s);
-        ASSERT_STREQ(node_state_agent_check_reply(&s, b, sizeof b), "down#agent_starting\n");
+        /* Starting: an empty line, which HAProxy takes as no change. */
+        ASSERT_STREQ(node_state_agent_check_reply(&s, b, sizeof b), "\n");
         apply(&s, NODE_EVENT_HEALTHY_ROUND, NULL);
         ASSERT_STREQ(node_state_agent_check_reply(&s, b, sizeof b), "up ready\n");
         apply(&s, NODE_EVENT_MEMBER_FAILED, "dovecot.service is failed (failed)");
         ASSERT_STREQ(node_state_agent_check_reply(&s, b, sizeof b),
-                     "down#withdrawn_dovecot.service_is_failed_(failed)\n");
+                     "down #withdrawn: dovecot.service is failed (failed)\n");
         apply(&s, NODE_EVENT_MAINTENANCE_ON, "disk swap");
         ASSERT_STREQ(node_state_agent_check_reply(&s, b, sizeof b), "drain\n");
+
+        /* A reason quoting a server cannot end the line early and smuggle
+         * a second one in. */
+        apply(&s, NODE_EVENT_MAINTENANCE_OFF, NULL);
+        apply(&s, NODE_EVENT_HEALTHY_ROUND, NULL);
+        apply(&s, NODE_EVENT_MEMBER_FAILED, "smtp: 421 bye\r\nup ready");
+        ASSERT_STREQ(node_state_agent_check_reply(&s, b, sizeof b), "down #withdrawn: smtp: 421 bye  up ready\n");
 }
 
 TEST(state_names_round_trip) {
