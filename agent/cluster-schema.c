@@ -42,6 +42,16 @@ static const char *const migrations[] = {
         " EXECUTE FUNCTION " CLUSTER_SCHEMA ".notify_change();"
         "CREATE TRIGGER probe_failures_changed AFTER INSERT OR UPDATE OR DELETE ON " CLUSTER_SCHEMA
         ".probe_failures FOR EACH ROW EXECUTE FUNCTION " CLUSTER_SCHEMA ".notify_change();",
+
+        /* 2: when each lease was last renewed, on the server's clock, so a
+         * lease's age needs no guess at the lease_ttl of the node that took
+         * it. Set by a trigger, so that agents of schema 1 keep it too. */
+        "ALTER TABLE " CLUSTER_SCHEMA ".nodes ADD COLUMN renewed_at timestamptz NOT NULL DEFAULT now();"
+        "CREATE FUNCTION " CLUSTER_SCHEMA ".note_renewal() RETURNS trigger LANGUAGE plpgsql AS $f$"
+        " BEGIN IF NEW.lease_expires IS DISTINCT FROM OLD.lease_expires THEN NEW.renewed_at := now(); END IF;"
+        " RETURN NEW; END $f$;"
+        "CREATE TRIGGER nodes_renewed BEFORE UPDATE ON " CLUSTER_SCHEMA ".nodes FOR EACH ROW"
+        " EXECUTE FUNCTION " CLUSTER_SCHEMA ".note_renewal();",
 };
 
 unsigned cluster_schema_version(void) {

@@ -209,8 +209,8 @@ static char *field_dup(PGresult *r, int row, int col) {
 }
 
 /* Columns of the view query, in order. */
-enum { COL_NAME, COL_STATE, COL_REASON, COL_VERSION, COL_PEER, COL_INSTANCE, COL_LEASE_LEFT, COL_UPDATED,
-       COL_FAILING, COL_FAILING_NOW, _COL_MAX };
+enum { COL_NAME, COL_STATE, COL_REASON, COL_VERSION, COL_PEER, COL_INSTANCE, COL_LEASE_LEFT, COL_RENEWED_AGO,
+       COL_UPDATED, COL_FAILING, COL_FAILING_NOW, _COL_MAX };
 
 /* Replaces the view with the rows of a sync; returns whether our own row is
  * ours (another agent with our name may hold it) with a live lease. */
@@ -245,6 +245,7 @@ static int cluster_load_view(Cluster *c, PGresult *r, usec_t received, bool *ret
                 n->state = node_state_from_string(n->state_string);
                 n->updated_at = (usec_t) MAX(field_int(r, i, COL_UPDATED), 0);
                 n->lease_deadline = (usec_t) MAX(deadline, 1);
+                n->renewed = (usec_t) MAX((int64_t) received - MAX(field_int(r, i, COL_RENEWED_AGO), 0), 1);
                 n->self = streq(n->name, c->node_name);
                 if (n->self)
                         renewed = streq(PQgetvalue(r, i, COL_INSTANCE), c->instance) && left > 0;
@@ -474,6 +475,7 @@ static char *cluster_sync_sql(Cluster *c) {
         fprintf(f,
                 "SELECT name, state, reason, agent_version, peer_address, instance,"
                 " (extract(epoch FROM lease_expires - now()) * 1000000)::bigint,"
+                " (extract(epoch FROM now() - renewed_at) * 1000000)::bigint,"
                 " (extract(epoch FROM updated_at) * 1000000)::bigint,"
                 " coalesce((SELECT string_agg(probe, ' ' ORDER BY probe) FROM " CLUSTER_SCHEMA ".probe_failures p"
                 " WHERE p.node = n.name AND (p.cleared_at IS NULL"
@@ -1117,6 +1119,10 @@ size_t cluster_nodes(const Cluster *c, const ClusterNode **ret) {
 
 double cluster_node_lease_remaining(const ClusterNode *n) {
         return ((double) n->lease_deadline - (double) now(CLOCK_MONOTONIC)) / USEC_PER_SEC;
+}
+
+double cluster_node_lease_age(const ClusterNode *n) {
+        return MAX(((double) now(CLOCK_MONOTONIC) - (double) n->renewed) / USEC_PER_SEC, 0.0);
 }
 
 bool cluster_db_ok(const Cluster *c) {

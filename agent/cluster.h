@@ -45,6 +45,7 @@ typedef struct ClusterNode {
         char **failing_now;    /* probes it reports failing now (critical), without the window */
         usec_t updated_at;     /* CLOCK_REALTIME, from the DB server's clock: when state or reason last changed */
         usec_t lease_deadline; /* CLOCK_MONOTONIC of this host: when the lease expires, as estimated */
+        usec_t renewed;        /* CLOCK_MONOTONIC of this host: when the lease was last renewed, as estimated */
         bool self;
 } ClusterNode;
 
@@ -101,6 +102,9 @@ ClusterVerdict cluster_check_withdraw(Cluster *c, const char *probe, char *why, 
 size_t cluster_nodes(const Cluster *c, const ClusterNode **ret);
 /* Seconds until the node's lease expires (negative: expired that long ago). */
 double cluster_node_lease_remaining(const ClusterNode *n);
+/* Seconds since the node last renewed its lease (whatever its lease_ttl);
+ * grows on while this node cannot read the registry. */
+double cluster_node_lease_age(const ClusterNode *n);
 /* How many other nodes with a live lease report probe `probe` failing now
  * (critical); their number in ret_live_peers. Probe names are the same on
  * every node (one config for the cluster), which is what makes the same name

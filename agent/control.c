@@ -408,12 +408,12 @@ static int handle_maintenance(ControlConnection *c, const Rupost__Control__Reque
 }
 
 /* The cluster registry's last view (cluster.h), one ClusterNode per node,
- * this one included, sorted by name. The lease age is counted back from the
- * lease's deadline, which the view took from the DB server's clock: lease_ttl
- * minus what is left. While this node cannot reach the DB the view is the
- * last one it read and every age grows on, which is what an operator should
- * see then: nobody's lease is known to be renewed. The strings are borrowed
- * from the view, which lives until the next return to the event loop. */
+ * this one included, sorted by name. The lease age is the time since the
+ * node's last renewal on the DB server's clock. While this node cannot reach
+ * the DB the view is the last one it read and every age grows on, which is
+ * what an operator should see then: nobody's lease is known to be renewed.
+ * The strings are borrowed from the view, which lives until the next return
+ * to the event loop. */
 static int pack_cluster(ControlServer *s, uint8_t **ret, size_t *ret_size) {
         Rupost__Control__Response resp = RUPOST__CONTROL__RESPONSE__INIT;
         const Manager *m = s->manager;
@@ -421,7 +421,6 @@ static int pack_cluster(ControlServer *s, uint8_t **ret, size_t *ret_size) {
         _cleanup_free_ Rupost__Control__ClusterNode **ptrs = NULL;
         const ClusterNode *nodes;
         size_t n = cluster_nodes(m->cluster, &nodes);
-        double ttl = usec_to_seconds(m->config->cluster.lease_ttl);
 
         if (n > 0) {
                 entries = calloc(n, sizeof *entries);
@@ -438,7 +437,7 @@ static int pack_cluster(ControlServer *s, uint8_t **ret, size_t *ret_size) {
                  * is still worth showing. */
                 e->state = (char *) strempty(nodes[i].state_string);
                 e->reason = (char *) strempty(nodes[i].reason);
-                e->lease_age_seconds = MAX(ttl - cluster_node_lease_remaining(&nodes[i]), 0.0);
+                e->lease_age_seconds = cluster_node_lease_age(&nodes[i]);
                 e->updated_at = usec_to_seconds(nodes[i].updated_at);
                 ptrs[i] = e;
         }

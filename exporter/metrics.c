@@ -438,7 +438,8 @@ static int render_node(Buf *b, const Manager *m) {
 static const MetricFamily
         cluster_nodes_family = { "rupost_cluster_nodes", METRIC_GAUGE,
                                  "Nodes in the cluster registry by the state they last published, as this node last "
-                                 "read the registry; unknown counts states this agent does not know." },
+                                 "read the registry; lease_expired counts other nodes whose lease ran out, whatever "
+                                 "they last published; unknown counts states this agent does not know." },
         cluster_renew_family = { "rupost_cluster_lease_renew_timestamp_seconds", METRIC_GAUGE,
                                  "When this node last renewed its cluster lease; absent until it first did." },
         cluster_db_up_family = { "rupost_cluster_db_up", METRIC_GAUGE,
@@ -451,19 +452,34 @@ static const MetricFamily
                                   "Whether the cluster guards refused this node's last withdrawal, one series per "
                                   "reason; stays 1 until a withdrawal is allowed or the node is back in service." };
 
-/* Nodes of the view per state; the last slot counts states this agent does
- * not know (a newer agent's, or a row written by hand). */
-static void cluster_count_states(const Cluster *c, uint64_t counts[static _NODE_STATE_MAX + 1]) {
+/* Nodes of the view per state, then two slots: states this agent does not
+ * know (a newer agent's, or a row written by hand), and other nodes whose
+ * lease expired: an agent that died left "in_service" behind, and counting
+ * it so would hide that the cluster has one node fewer serving. */
+enum { SLOT_UNKNOWN = _NODE_STATE_MAX, SLOT_LEASE_EXPIRED, _SLOT_MAX };
+
+static void cluster_count_states(const Cluster *c, uint64_t counts[static _SLOT_MAX]) {
         const ClusterNode *nodes;
         size_t n = cluster_nodes(c, &nodes);
 
-        memset(counts, 0, (_NODE_STATE_MAX + 1) * sizeof counts[0]);
-        for (size_t i = 0; i < n; i++)
-                counts[nodes[i].state >= 0 && nodes[i].state < _NODE_STATE_MAX ? nodes[i].state : _NODE_STATE_MAX]++;
+        memset(counts, 0, _SLOT_MAX * sizeof counts[0]);
+        for (size_t i = 0; i < n; i++) {
+                if (!nodes[i].self && cluster_node_lease_remaining(&nodes[i]) <= 0)
+                        counts[SLOT_LEASE_EXPIRED]++;
+                else
+                        counts[nodes[i].state >= 0 && nodes[i].state < _NODE_STATE_MAX ? nodes[i].state
+                                                                                       : SLOT_UNKNOWN]++;
+        }
+}
+
+static const char *cluster_slot_name(unsigned slot) {
+        return slot < _NODE_STATE_MAX     ? node_state_to_string((NodeStateId) slot)
+               : slot == SLOT_UNKNOWN ? "unknown"
+                                      : "lease_expired";
 }
 
 static int render_cluster(Buf *b, const Manager *m) {
-        uint64_t counts[_NODE_STATE_MAX + 1];
+        uint64_t counts[_SLOT_MAX];
         ClusterVerdict denial;
         usec_t renewed;
 
@@ -472,11 +488,11 @@ static int render_cluster(Buf *b, const Manager *m) {
         cluster_count_states(m->cluster, counts);
 
         (void) put_header(b, &cluster_nodes_family);
-        for (NodeStateId id = 0; id <= _NODE_STATE_MAX; id++) {
+        for (unsigned slot = 0; slot < _SLOT_MAX; slot++) {
                 (void) PUT_LITERAL(b, "rupost_cluster_nodes{state=\"");
-                (void) put_str(b, id < _NODE_STATE_MAX ? node_state_to_string(id) : "unknown");
+                (void) put_str(b, cluster_slot_name(slot));
                 (void) PUT_LITERAL(b, "\"} ");
-                (void) put_u64(b, counts[id]);
+                (void) put_u64(b, counts[slot]);
                 (void) PUT_LITERAL(b, "\n");
         }
 
@@ -571,7 +587,7 @@ uint64_t metrics_state_hash(const Manager *m) {
         }
         h = hash_u64(h, m->cluster != NULL);
         if (m->cluster) {
-                uint64_t counts[_NODE_STATE_MAX + 1];
+                uint64_t counts[_SLOT_MAX];
 
                 cluster_count_states(m->cluster, counts);
                 h = hash_bytes(h, counts, sizeof counts);

@@ -340,12 +340,13 @@ TEST(cluster_families) {
         text = render(&f.manager);
         ASSERT_LINE(text, "# TYPE rupost_cluster_nodes gauge\n"
                           "rupost_cluster_nodes{state=\"starting\"} 0\n"
-                          "rupost_cluster_nodes{state=\"in_service\"} 2\n"
+                          "rupost_cluster_nodes{state=\"in_service\"} 1\n"
                           "rupost_cluster_nodes{state=\"withdrawn\"} 1\n"
                           "rupost_cluster_nodes{state=\"recovering\"} 0\n"
                           "rupost_cluster_nodes{state=\"failed\"} 0\n"
                           "rupost_cluster_nodes{state=\"maintenance\"} 0\n"
-                          "rupost_cluster_nodes{state=\"unknown\"} 1");
+                          "rupost_cluster_nodes{state=\"unknown\"} 1\n"
+                          "rupost_cluster_nodes{state=\"lease_expired\"} 1");
         ASSERT_LINE(text, "# TYPE rupost_cluster_db_up gauge\nrupost_cluster_db_up 1");
         ASSERT_LINE(text, "# TYPE rupost_cluster_self_fenced gauge\nrupost_cluster_self_fenced 0");
         ASSERT_LINE(text, "# TYPE rupost_cluster_withdrawal_denied gauge\n"
