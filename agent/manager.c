@@ -166,6 +166,8 @@ static void manager_update_status(Manager *m) {
 void manager_probe_status_changed(Manager *m, Probe *p, ProbeStatus old) {
         int level = p->status == PROBE_OK ? LOG_NOTICE : p->status == PROBE_WARNING ? LOG_WARNING : LOG_ERR;
 
+        if (m->observe_only)
+                return;
         log_internal(level, 0,
                      &(LogFields) {
                              .probe = p->name,

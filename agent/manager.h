@@ -35,6 +35,11 @@ struct Manager {
         Node *node; /* the healing policy; NULL when the config has no healing section */
         struct Cluster *cluster; /* cluster state in the shared DB; NULL without a cluster section */
 
+        /* A one-off run of the probes by rupost-health (oneshot.h): results
+         * stay in the probes; status changes are not logged, not sent to the
+         * service manager, and reach neither healing nor the cluster. */
+        bool observe_only;
+
         sd_event_source *watchdog;
         usec_t watchdog_usec;
         char *last_status; /* the STATUS= line last sent, to send only changes */

@@ -26,6 +26,7 @@
 #include "lib/control-proto.h"
 #include "lib/time-util.h"
 #include "node-state.h"
+#include "oneshot.h"
 #include "probe.h"
 
 /* Nagios plugin exit codes (Nagios Plugin Development Guidelines). */
@@ -39,6 +40,9 @@ enum {
 #define DEFAULT_TIMEOUT_USEC (5U * USEC_PER_SEC)
 
 static const char *arg_socket = CONFIG_DEFAULT_CONTROL_SOCKET;
+static bool arg_socket_set = false;
+static const char *arg_config = CONFIG_DEFAULT_PATH;
+static bool arg_fallback = true;
 static bool arg_json = false;
 static bool arg_verbose = false;
 static usec_t arg_timeout = DEFAULT_TIMEOUT_USEC;
@@ -144,6 +148,15 @@ static ProbeStatus overall_status(const Response *resp) {
         if (status_rank(n) > status_rank(worst))
                 worst = n;
         return worst;
+}
+
+/* Results of a one-off run are at least a warning: they may all be ok, but
+ * the agent being down means nothing heals the node, no metrics are
+ * scraped and the cluster sees its lease expire. A monitoring system must
+ * not read that as healthy, nor as "the check failed" (unknown), since the
+ * probes did run and their worst finding still counts in full. */
+static ProbeStatus with_fallback_floor(ProbeStatus s, const char *fallback) {
+        return fallback && status_rank(s) < status_rank(PROBE_WARNING) ? PROBE_WARNING : s;
 }
 
 static usec_t deadline_remaining(usec_t deadline) {
@@ -508,7 +521,17 @@ static int print_samples(const ProbeState *p) {
         return 0;
 }
 
-static int print_table(const Response *resp, ProbeStatus overall) {
+/* The first line when the results come from a one-off run: the agent is
+ * down, which is news in itself, and nothing heals the node meanwhile. */
+static void print_fallback_line(const char *fallback, bool colors) {
+        printf("%s%s%s: these results come from a one-off run of the probes by rupost-health, "
+               "not from the agent; nothing heals this node meanwhile\n",
+               colors ? status_color(PROBE_WARNING) : "", fallback, colors ? "\033[0m" : "");
+}
+
+/* fallback: NULL when the agent answered; otherwise why it could not be
+ * asked, and resp comes from a one-off run (oneshot.h). */
+static int print_table(const Response *resp, ProbeStatus overall, const char *fallback) {
         size_t widths[_COL_MAX] = {};
         bool colors = use_colors();
         double now_s = usec_to_seconds(now(CLOCK_REALTIME));
@@ -520,12 +543,19 @@ static int print_table(const Response *resp, ProbeStatus overall) {
         if (!node || !version)
                 return -ENOMEM;
 
-        r = print_node_line(resp);
-        if (r < 0)
-                return r;
-        printf("node %s, rupost-agent %s, up %s: %s%s%s\n", *node ? node : "(unnamed)", version,
-               format_age(up, sizeof up, now_s - resp->start_time), colors ? status_color(overall) : "",
-               probe_status_to_string(overall), colors ? "\033[0m" : "");
+        if (fallback) {
+                print_fallback_line(fallback, colors);
+                printf("node %s, one-off run by rupost-health %s: %s%s%s\n", *node ? node : "(unnamed)", version,
+                       colors ? status_color(overall) : "", probe_status_to_string(overall),
+                       colors ? "\033[0m" : "");
+        } else {
+                r = print_node_line(resp);
+                if (r < 0)
+                        return r;
+                printf("node %s, rupost-agent %s, up %s: %s%s%s\n", *node ? node : "(unnamed)", version,
+                       format_age(up, sizeof up, now_s - resp->start_time), colors ? status_color(overall) : "",
+                       probe_status_to_string(overall), colors ? "\033[0m" : "");
+        }
 
         if (resp->n_probes == 0) {
                 printf("no probes configured\n");
@@ -649,7 +679,13 @@ static struct json_object *json_samples(const ProbeState *p) {
         return a;
 }
 
-static int print_json(const Response *resp, ProbeStatus overall) {
+/* "source" says who ran the probes; "agent_error" why the agent did not. */
+static void json_add_source(struct json_object *root, const char *fallback) {
+        json_object_object_add(root, "source", json_object_new_string(fallback ? "rupost-health" : "agent"));
+        json_object_object_add(root, "agent_error", fallback ? json_object_new_string(fallback) : NULL);
+}
+
+static int print_json(const Response *resp, ProbeStatus overall, const char *fallback) {
         _cleanup_(json_object_putp) struct json_object *root = json_object_new_object();
         struct json_object *probes = json_object_new_array();
 
@@ -658,6 +694,7 @@ static int print_json(const Response *resp, ProbeStatus overall) {
                 return -ENOMEM;
         }
 
+        json_add_source(root, fallback);
         json_object_object_add(root, "node", json_object_new_string(resp->node));
         json_object_object_add(root, "node_state", json_node_state(resp));
         json_object_object_add(root, "version", json_object_new_string(resp->version));
@@ -951,13 +988,16 @@ enum { SCOL_SOURCE, SCOL_PROBE, SCOL_OFFSET, SCOL_VERDICT, _SCOL_MAX };
 
 static const char *const skew_titles[_SCOL_MAX] = { "SOURCE", "PROBE", "OFFSET", "VERDICT" };
 
-static int print_skew_table(const Response *resp, const SkewRow *rows, size_t n, ProbeStatus worst) {
+static int print_skew_table(const Response *resp, const SkewRow *rows, size_t n, ProbeStatus worst,
+                            const char *fallback) {
         size_t widths[_SCOL_MAX];
         _cleanup_free_ char **cells = NULL;
         bool colors = use_colors();
         char off[64];
         int r = 0;
 
+        if (fallback)
+                print_fallback_line(fallback, colors);
         if (n == 0) {
                 printf("no clock offsets reported: configure a time probe, or wait for the first runs of the "
                        "time, postgres, memcached and nfs probes\n");
@@ -1012,7 +1052,8 @@ finish:
         return r;
 }
 
-static int print_skew_json(const Response *resp, const SkewRow *rows, size_t n, ProbeStatus worst) {
+static int print_skew_json(const Response *resp, const SkewRow *rows, size_t n, ProbeStatus worst,
+                           const char *fallback) {
         _cleanup_(json_object_putp) struct json_object *root = json_object_new_object();
         struct json_object *sources = json_object_new_array();
 
@@ -1020,6 +1061,7 @@ static int print_skew_json(const Response *resp, const SkewRow *rows, size_t n, 
                 json_object_put(sources);
                 return -ENOMEM;
         }
+        json_add_source(root, fallback);
         json_object_object_add(root, "node", json_object_new_string(resp->node));
         json_object_object_add(root, "status", json_object_new_string(probe_status_to_string(worst)));
         json_object_object_add(root, "warning_seconds", json_seconds(SKEW_WARNING_SECONDS));
@@ -1044,7 +1086,7 @@ static int print_skew_json(const Response *resp, const SkewRow *rows, size_t n, 
         return json_print(root);
 }
 
-static int print_skew(const Response *resp, ProbeStatus *ret_worst) {
+static int print_skew(const Response *resp, const char *fallback, ProbeStatus *ret_worst) {
         SkewRow *rows = NULL;
         size_t n = 0;
         int r;
@@ -1052,8 +1094,9 @@ static int print_skew(const Response *resp, ProbeStatus *ret_worst) {
         r = collect_skew(resp, &rows, &n);
         if (r < 0)
                 return r;
-        *ret_worst = skew_status(rows, n);
-        r = arg_json ? print_skew_json(resp, rows, n, *ret_worst) : print_skew_table(resp, rows, n, *ret_worst);
+        *ret_worst = with_fallback_floor(skew_status(rows, n), fallback);
+        r = arg_json ? print_skew_json(resp, rows, n, *ret_worst, fallback)
+                     : print_skew_table(resp, rows, n, *ret_worst, fallback);
         skew_rows_free(rows, n);
         return r;
 }
@@ -1099,9 +1142,14 @@ static void help(void) {
                "  -j --json                  Print JSON instead of a table\n"
                "  -v --verbose               Show each probe's samples under it\n"
                "  -t --timeout=DURATION      Give up after this long (default: 5s)\n"
-               "  -r --reason=TEXT           Why maintenance goes on (required with 'on')\n\n"
+               "  -r --reason=TEXT           Why maintenance goes on (required with 'on')\n"
+               "  -c --config=FILE           The agent's configuration, for the probes to run\n"
+               "                             when the agent is not running (default: %s)\n"
+               "     --no-fallback           Do not run the probes when the agent is not running\n\n"
                "Exit status: 0 all probes ok, 1 warning, 2 critical, 3 unknown\n"
                "(any probe unknown, no probes, or the agent could not be asked).\n"
+               "When the agent is not running, status and skew run every probe once\n"
+               "themselves and say so; the result is then at least a warning.\n"
                "The worst probe wins: critical > warning > unknown > ok; a withdrawn or\n"
                "failed node is critical, one in maintenance or recovering a warning.\n"
                "skew: from the largest offset, ok below 0.5 s, warning from 0.5 s, critical\n"
@@ -1109,7 +1157,7 @@ static void help(void) {
                "cluster and maintenance: 0 done, 3 not.\n",
                program_invocation_short_name, program_invocation_short_name, program_invocation_short_name,
                program_invocation_short_name,
-               CONFIG_DEFAULT_CONTROL_SOCKET);
+               CONFIG_DEFAULT_CONTROL_SOCKET, CONFIG_DEFAULT_PATH);
 }
 
 static int usage_error(const char *fmt, ...) _printf_(1, 2);
@@ -1162,7 +1210,7 @@ static int parse_verb(int argc, char **argv) {
 /* Returns 1 to go on, 0 when done (--help, --version), < 0 on a usage error
  * (already reported). */
 static int parse_argv(int argc, char *argv[]) {
-        enum { ARG_VERSION = 0x100 };
+        enum { ARG_VERSION = 0x100, ARG_NO_FALLBACK };
         static const struct option options[] = {
                 { "help",           no_argument,       NULL, 'h'         },
                 { "version",        no_argument,       NULL, ARG_VERSION },
@@ -1171,11 +1219,13 @@ static int parse_argv(int argc, char *argv[]) {
                 { "verbose",        no_argument,       NULL, 'v'         },
                 { "timeout",        required_argument, NULL, 't'         },
                 { "reason",         required_argument, NULL, 'r'         },
+                { "config",         required_argument, NULL, 'c'         },
+                { "no-fallback",    no_argument,       NULL, ARG_NO_FALLBACK },
                 {}
         };
         int c, r;
 
-        while ((c = getopt_long(argc, argv, "hs:jvt:r:", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "hs:jvt:r:c:", options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         help();
@@ -1188,6 +1238,16 @@ static int parse_argv(int argc, char *argv[]) {
                                 return fprintf(stderr, "%s: --control-socket needs a path\n",
                                                program_invocation_short_name), -EINVAL;
                         arg_socket = optarg;
+                        arg_socket_set = true;
+                        break;
+                case 'c':
+                        if (!*optarg)
+                                return fprintf(stderr, "%s: --config needs a path\n",
+                                               program_invocation_short_name), -EINVAL;
+                        arg_config = optarg;
+                        break;
+                case ARG_NO_FALLBACK:
+                        arg_fallback = false;
                         break;
                 case 'j':
                         arg_json = true;
@@ -1216,11 +1276,132 @@ static int parse_argv(int argc, char *argv[]) {
         return parse_verb(argc - optind, argv + optind);
 }
 
+/* The agent is not there at all: no socket, or nobody listening on it. Any
+ * other failure (no permission, no answer, a bad answer) means an agent may
+ * well be running, and running the probes behind its back would hide that. */
+static bool agent_absent(int r) {
+        return r == -ENOENT || r == -ECONNREFUSED;
+}
+
+/* Prints what the agent, or a one-off run in its place, answered; returns
+ * the exit code. */
+static int show(const Response *resp, const char *fallback) {
+        ProbeStatus overall = PROBE_OK;
+        int r = 0;
+
+        if (resp->error && *resp->error)
+                return fail("the agent refused the request: %s", resp->error);
+
+        switch (arg_verb) {
+        case VERB_STATUS:
+                overall = with_fallback_floor(overall_status(resp), fallback);
+                r = arg_json ? print_json(resp, overall, fallback) : print_table(resp, overall, fallback);
+                break;
+        case VERB_CLUSTER:
+                r = arg_json ? print_cluster_json(resp) : print_cluster_table(resp);
+                break;
+        case VERB_SKEW:
+                r = print_skew(resp, fallback, &overall);
+                break;
+        case VERB_MAINTENANCE:
+                if (!resp->node_state)
+                        return fail("the agent did not say the node's new state (version mismatch?)");
+                r = print_maintenance(resp);
+                break;
+        }
+        if (r < 0)
+                return fail("failed to format the answer: %s", strerror(-r));
+        if (fflush(stdout) != 0 || ferror(stdout))
+                return fail("failed to write the answer: %m");
+
+        return status_exit_code(overall);
+}
+
+/* The configuration could not be loaded: every error of the loader, with
+ * its file:line:column, and UNKNOWN, since nothing could be checked. */
+static int fail_config(const char *agent_error, char **errors) {
+        bool denied = false;
+
+        fprintf(stderr, "%s: %s, and its configuration %s cannot be loaded to run the probes without it:\n",
+                program_invocation_short_name, agent_error, arg_config);
+        for (char **e = errors; *e; e++) {
+                fprintf(stderr, "  %s\n", *e);
+                denied = denied || strstr(*e, strerror(EACCES));
+        }
+        if (denied && geteuid() != 0)
+                fprintf(stderr, "  (the agent's configuration and secret files are readable by root only: "
+                                "run rupost-health as root)\n");
+
+        if (arg_json) {
+                _cleanup_(json_object_putp) struct json_object *root = json_object_new_object();
+                struct json_object *list = json_object_new_array();
+                _cleanup_free_ char *msg = NULL;
+
+                if (!root || !list ||
+                    asprintf(&msg, "%s, and its configuration %s cannot be loaded to run the probes without it",
+                             agent_error, arg_config) < 0) {
+                        msg = NULL; /* undefined after a failure */
+                        json_object_put(list);
+                        return EXIT_NAGIOS_UNKNOWN;
+                }
+                json_object_object_add(root, "status", json_object_new_string("unknown"));
+                json_object_object_add(root, "error", json_object_new_string(msg));
+                json_object_object_add(root, "config_errors", list);
+                for (char **e = errors; *e; e++)
+                        json_object_array_add(list, json_object_new_string(*e));
+                (void) json_print(root);
+        }
+        return EXIT_NAGIOS_UNKNOWN;
+}
+
+/* The agent is down: run every configured probe once ourselves
+ * (oneshot.h), and show that with the reason the agent could not. */
+static int fall_back(const char *agent_error, const Rupost__Control__Request *req) {
+        _cleanup_(config_freep) Config *config = NULL;
+        _cleanup_(oneshot_freep) OneShot *o = NULL;
+        _cleanup_strv_free_ char **errors = NULL;
+        unsigned left;
+        int r;
+
+        r = config_load_file(arg_config, &config, &errors);
+        if (r < 0)
+                return errors ? fail_config(agent_error, errors)
+                              : fail("%s, and loading its configuration %s failed: %s", agent_error, arg_config,
+                                     strerror(-r));
+
+        /* An agent configured with another socket is asked there before
+         * anything runs behind its back. */
+        if (!arg_socket_set && config->control_socket && !streq(config->control_socket, arg_socket)) {
+                _cleanup_(control_message_freep) ProtobufCMessage *msg = NULL;
+                char error[1024];
+
+                r = ask_agent(config->control_socket, arg_timeout, req, &msg);
+                if (r >= 0)
+                        return show((const Response *) msg, NULL);
+                if (!agent_absent(r)) {
+                        format_fetch_error(r, config->control_socket, error, sizeof error);
+                        return fail("%s", error);
+                }
+        }
+
+        r = oneshot_run(TAKE_PTR(config), &o);
+        if (r < 0)
+                return fail("%s, and the probes could not be run without it: %s", agent_error, strerror(-r));
+
+        left = oneshot_children_left(o);
+        if (left > 0)
+                fprintf(stderr,
+                        "%s: %u child process%s of the probes did not die when killed at the deadline: stuck in "
+                        "the kernel (a hung NFS mount?); %s reaped by init once the kernel lets %s go\n",
+                        program_invocation_short_name, left, left == 1 ? "" : "es", left == 1 ? "it is" : "they are",
+                        left == 1 ? "it" : "them");
+
+        return show(oneshot_response(o), agent_error);
+}
+
 int main(int argc, char *argv[]) {
         _cleanup_(control_message_freep) ProtobufCMessage *msg = NULL;
         Rupost__Control__Request req = RUPOST__CONTROL__REQUEST__INIT;
-        const Response *resp;
-        ProbeStatus overall = PROBE_OK;
         char error[1024];
         int r;
 
@@ -1246,33 +1427,10 @@ int main(int argc, char *argv[]) {
         r = ask_agent(arg_socket, arg_timeout, &req, &msg);
         if (r < 0) {
                 format_fetch_error(r, arg_socket, error, sizeof error);
+                /* The cluster view and maintenance are the agent's to give. */
+                if (agent_absent(r) && arg_fallback && (arg_verb == VERB_STATUS || arg_verb == VERB_SKEW))
+                        return fall_back(error, &req);
                 return fail("%s", error);
         }
-        resp = (const Response *) msg;
-        if (resp->error && *resp->error)
-                return fail("the agent refused the request: %s", resp->error);
-
-        switch (arg_verb) {
-        case VERB_STATUS:
-                overall = overall_status(resp);
-                r = arg_json ? print_json(resp, overall) : print_table(resp, overall);
-                break;
-        case VERB_CLUSTER:
-                r = arg_json ? print_cluster_json(resp) : print_cluster_table(resp);
-                break;
-        case VERB_SKEW:
-                r = print_skew(resp, &overall);
-                break;
-        case VERB_MAINTENANCE:
-                if (!resp->node_state)
-                        return fail("the agent did not say the node's new state (version mismatch?)");
-                r = print_maintenance(resp);
-                break;
-        }
-        if (r < 0)
-                return fail("failed to format the answer: %s", strerror(-r));
-        if (fflush(stdout) != 0 || ferror(stdout))
-                return fail("failed to write the answer: %m");
-
-        return status_exit_code(overall);
+        return show((const Response *) msg, NULL);
 }

@@ -178,7 +178,7 @@ unsigned child_abandoned_alive(const char *description) {
         unsigned n = 0;
 
         for (Child *c = abandoned_list; c; c = c->next_abandoned)
-                if (!c->exited && streq(c->description, description))
+                if (!c->exited && (!description || streq(c->description, description)))
                         n++;
         return n;
 }

@@ -41,5 +41,6 @@ Child *child_abandon(Child *c);
 pid_t child_pid(const Child *c);
 
 /* How many abandoned children with this description are not reaped yet:
- * a probe must not spawn another while its last one is stuck. */
+ * a probe must not spawn another while its last one is stuck. NULL counts
+ * them all, for a process that wants to reap them before it exits. */
 unsigned child_abandoned_alive(const char *description);

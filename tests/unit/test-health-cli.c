@@ -356,6 +356,8 @@ TEST(json_output) {
         root = json_tokener_parse(r.out);
         ASSERT_TRUE(root);
 
+        ASSERT_STREQ(json_object_get_string(get(root, "source")), "agent");
+        ASSERT_TRUE(get(root, "agent_error") == NULL);
         ASSERT_STREQ(json_object_get_string(get(root, "node")), "mail7");
         ASSERT_STREQ(json_object_get_string(get(root, "version")), PROJECT_VERSION);
         ASSERT_STREQ(json_object_get_string(get(root, "status")), "critical");
@@ -394,15 +396,17 @@ TEST(agent_not_running) {
         TestServer t;
         _cleanup_(run_done) Run r = {}, j = {};
 
+        /* The old behaviour, for scripts that want the agent's view only;
+         * the fallback has tests of its own (test-health-fallback.c). */
         test_dir_make(&t);
-        r = run_cli("--control-socket", t.path);
+        r = run_cli("--control-socket", t.path, "--no-fallback");
         ASSERT_EQ(r.exit_code, 3);
         ASSERT_STREQ(r.out, "");
         ASSERT_CONTAINS(r.err, "the agent is not running (no control socket at ");
         ASSERT_CONTAINS(r.err, t.path);
 
         /* With --json, monitoring that parses stdout learns it too. */
-        j = run_cli("--control-socket", t.path, "--json");
+        j = run_cli("--control-socket", t.path, "--json", "--no-fallback");
         ASSERT_EQ(j.exit_code, 3);
         struct json_object *root = json_tokener_parse(j.out);
         ASSERT_TRUE(root);
@@ -431,7 +435,7 @@ TEST(agent_socket_left_behind) {
         /* A socket file nobody listens on: an agent that died. */
         test_dir_make(&t);
         safe_close(listen_unix(t.path));
-        r = run_cli("--control-socket", t.path);
+        r = run_cli("--control-socket", t.path, "--no-fallback");
         ASSERT_EQ(r.exit_code, 3);
         ASSERT_CONTAINS(r.err, "the agent is not running (nothing listens on ");
         ASSERT_OK(unlink(t.path));
