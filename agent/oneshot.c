@@ -200,6 +200,10 @@ int oneshot_run(Config *config, OneShot **ret) {
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
                 return -errno;
 
+        /* A child stuck in the kernel outlives us: it must not hold the pipe
+         * our output goes to, or whoever reads it waits for it too. */
+        child_set_null_stdio(true);
+
         r = sd_event_new(&o->event);
         if (r < 0)
                 return r;

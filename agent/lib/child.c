@@ -28,6 +28,27 @@ struct Child {
 /* Abandoned children that were not reaped yet, so their number can be told
  * and so they are not leaked. There is one event loop and no threads. */
 static Child *abandoned_list = NULL;
+static bool null_stdio = false;
+
+void child_set_null_stdio(bool b) {
+        null_stdio = b;
+}
+
+static void child_stdio_to_null(void) {
+        int fd = open("/dev/null", O_RDWR | O_CLOEXEC | O_NOCTTY);
+
+        if (fd < 0) {
+                /* Closed is second best: the pipes are let go all the same. */
+                (void) close(STDOUT_FILENO);
+                (void) close(STDERR_FILENO);
+                return;
+        }
+        (void) dup2(fd, STDIN_FILENO);
+        (void) dup2(fd, STDOUT_FILENO);
+        (void) dup2(fd, STDERR_FILENO);
+        if (fd > STDERR_FILENO)
+                (void) close(fd);
+}
 
 static Child *child_free(Child *c) {
         if (!c)
@@ -136,6 +157,8 @@ int child_spawn(sd_event *e, const char *description, ChildFunc func, void *arg,
                 sigemptyset(&all);
                 (void) sigprocmask(SIG_SETMASK, &all, NULL);
                 safe_close(fds[0]);
+                if (null_stdio)
+                        child_stdio_to_null();
                 (void) fcntl(fds[1], F_SETFL, 0);
                 _exit(func(fds[1], arg) & 0x7f);
         }

@@ -40,6 +40,12 @@ Child *child_abandon(Child *c);
 
 pid_t child_pid(const Child *c);
 
+/* Children spawned from now on get /dev/null as stdin, stdout and stderr.
+ * For a short-lived parent whose output a pipe carries (rupost-health run by
+ * a monitoring system): a child stuck in the kernel outlives the parent, and
+ * holding the pipe open it would keep the reader waiting for the end. */
+void child_set_null_stdio(bool b);
+
 /* How many abandoned children with this description are not reaped yet:
  * a probe must not spawn another while its last one is stuck. NULL counts
  * them all, for a process that wants to reap them before it exits. */
