@@ -115,8 +115,12 @@ static void start_probes(OneShot *o) {
                 /* Attaching schedules the first run a little later, as the
                  * agent spreads its probes; the trigger makes it now. */
                 r = probe_attach(p, &o->manager);
-                if (r >= 0)
-                        r = probe_trigger(p);
+                if (r < 0) {
+                        /* Its setup (a bus connection, a subscription) failed. */
+                        set_unknown(o, i, "cannot set up the check: %s", strerror(-r));
+                        continue;
+                }
+                r = probe_trigger(p);
                 if (r < 0)
                         set_unknown(o, i, "cannot start the check: %s", strerror(-r));
         }
