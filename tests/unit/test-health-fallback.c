@@ -16,6 +16,7 @@
 
 #include "build-config.h"
 #include "cli-run.h"
+#include "config.h"
 #include "fuse-hang.h"
 #include "loopback.h"
 #include "oneshot.h"
@@ -26,17 +27,20 @@ typedef struct Fixture {
         char config[128];
 } Fixture;
 
-static void fixture_make(Fixture *f, const char *yaml) {
-        FILE *file;
+static void fixture_make_config(Fixture *f, const char *yaml) {
+        FILE *file = fopen(f->config, "we");
 
+        ASSERT_TRUE(file);
+        ASSERT_TRUE(fputs(yaml, file) >= 0);
+        ASSERT_OK(fclose(file));
+}
+
+static void fixture_make(Fixture *f, const char *yaml) {
         snprintf(f->dir, sizeof f->dir, "/tmp/test-health-fallback-XXXXXX");
         ASSERT_TRUE(mkdtemp(f->dir));
         snprintf(f->socket, sizeof f->socket, "%s/control.sock", f->dir);
         snprintf(f->config, sizeof f->config, "%s/agent.yaml", f->dir);
-        file = fopen(f->config, "we");
-        ASSERT_TRUE(file);
-        ASSERT_TRUE(fputs(yaml, file) >= 0);
-        ASSERT_OK(fclose(file));
+        fixture_make_config(f, yaml);
 }
 
 static void fixture_done(Fixture *f) {
@@ -295,6 +299,42 @@ TEST(agent_verbs_do_not_fall_back) {
                 ASSERT_CONTAINS(r.err, "the agent is not running (no control socket at ");
                 ASSERT_TRUE(strstr(r.err, "one-off") == NULL);
         }
+        fixture_done(&f);
+}
+
+/* An agent configured with another socket may be running there: it is
+ * asked there, and nothing runs behind its back. Here it accepts and never
+ * answers, as a busy agent would. */
+TEST(config_names_another_socket) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_(run_done) Run r = {};
+        char yaml[512], sock[128];
+        Fixture f;
+        int fd;
+
+        if (access(CONFIG_DEFAULT_CONTROL_SOCKET, F_OK) >= 0) {
+                fprintf(stderr, "skipped: an agent's socket exists at " CONFIG_DEFAULT_CONTROL_SOCKET "\n");
+                return;
+        }
+        fixture_make(&f, "");
+        snprintf(sock, sizeof sock, "%s/other.sock", f.dir);
+        snprintf(yaml, sizeof yaml, "node: mail-test\ncontrol_socket: \"%s\"\nprobes: []\n", sock);
+        fixture_make_config(&f, yaml);
+        ASSERT_TRUE(strlen(sock) < sizeof sa.sun_path);
+        memcpy(sa.sun_path, sock, strlen(sock) + 1);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof sa));
+        ASSERT_OK(listen(fd, 8));
+
+        r = run_cli("--config", f.config, "--timeout", "300ms");
+        ASSERT_EQ(r.exit_code, 3);
+        ASSERT_STREQ(r.out, "");
+        ASSERT_CONTAINS(r.err, "the agent did not answer on ");
+        ASSERT_CONTAINS(r.err, sock);
+
+        safe_close(fd);
+        ASSERT_OK(unlink(sock));
         fixture_done(&f);
 }
 
