@@ -803,9 +803,10 @@ TEST(cluster_view_from_the_registry) {
          * agent that died that long ago left it. */
         for (int step = 0; step < 2; step++) {
                 if (step == 1)
-                        cluster_fixture_sql(&f, "INSERT INTO rupost_agent.nodes (name, state, reason, lease_expires) "
-                                                "VALUES ('mail8', 'withdrawn', 'dovecot: connection refused', "
-                                                "now() - interval '3715 seconds')");
+                        cluster_fixture_sql(&f, "INSERT INTO rupost_agent.nodes (name, state, reason, lease_expires, "
+                                                "renewed_at) VALUES ('mail8', 'withdrawn', "
+                                                "'dovecot: connection refused', now() - interval '3715 seconds', "
+                                                "now() - interval '3725 seconds')");
                 for (int i = 0; i < 200; i++) {
                         run_done(&table);
                         table = run_cli("--control-socket", t.path, "cluster");
