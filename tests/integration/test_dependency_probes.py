@@ -16,6 +16,7 @@ chronyd serving time of its own 2 s ahead (critical, naming node2) or stopped
 line to add or the value expected) and NSD stopped (critical).
 """
 
+import contextlib
 import re
 
 import pytest
@@ -147,15 +148,22 @@ def test_time_peer_ahead_is_critical(cluster, probes):
     cluster.wait_status("node1", "clock", "ok", timeout=30)
 
 
+@contextlib.contextmanager
+def stopped(cluster, box, unit):
+    """UNIT stopped in BOX inside the block, started again after it."""
+    cluster.exec(box, "systemctl", "stop", unit)
+    try:
+        yield
+    finally:
+        cluster.exec(box, "systemctl", "start", unit)
+
+
 def test_time_peer_silent_is_warning(cluster, probes):
     cluster.wait_status("node1", "clock", "ok")
-    cluster.exec("node2", "systemctl", "stop", "chrony.service")
-    try:
+    with stopped(cluster, "node2", "chrony.service"):
         p = cluster.wait_status("node1", "clock", "warning", timeout=30)
         assert p["reason"] == (f"cannot compare with {NODE2}: nothing listens on its NTP port "
                                "(ICMP port unreachable)"), p
-    finally:
-        cluster.exec("node2", "systemctl", "start", "chrony.service")
     cluster.wait_status("node1", "clock", "ok", timeout=30)
 
 
@@ -206,14 +214,23 @@ def test_memcached_too_small_is_warning(cluster, probes):
     cluster.wait_status("node1", "cache", "ok", timeout=20)
 
 
-def edit_zone(cluster, edit):
-    """Rewrites the zone in infra with EDIT (text -> text), serves it."""
+def serve_zone(cluster, text):
+    cluster.exec("infra", "sh", "-c", f"cat > {ZONE}", input=text)
+    cluster.exec("infra", "systemctl", "restart", "nsd.service")
+
+
+@contextlib.contextmanager
+def edited_zone(cluster, edit):
+    """The zone in infra rewritten by EDIT (text -> text) and served inside
+    the block; the original served again after it."""
     zone = cluster.exec("infra", "cat", ZONE).stdout
     new = edit(zone)
     assert new != zone
-    cluster.exec("infra", "sh", "-c", f"cat > {ZONE}", input=new)
-    cluster.exec("infra", "systemctl", "restart", "nsd.service")
-    return zone
+    serve_zone(cluster, new)
+    try:
+        yield
+    finally:
+        serve_zone(cluster, zone)
 
 
 def test_dns_ok(cluster, probes):
@@ -230,8 +247,7 @@ def test_dns_records_missing_or_wrong(cluster, probes):
         zone = re.sub(r"^(@\s+MX\s+)10 mail$", r"\g<1>10 mx.other.test.", zone, flags=re.M)
         return re.sub(r"^mail\s+A\s+%s\n" % re.escape(NODE2), "", zone, flags=re.M)
 
-    zone = edit_zone(cluster, break_zone)
-    try:
+    with edited_zone(cluster, break_zone):
         p = cluster.wait_status("node1", "zone", "critical", timeout=20)
         for expected in ("MX of rupost.test points to mx.other.test, expected mail.rupost.test",
                          "autodiscover.rupost.test CNAME is missing (NXDOMAIN): add "
@@ -240,19 +256,13 @@ def test_dns_records_missing_or_wrong(cluster, probes):
             assert expected in p["reason"], (expected, p)
         assert cluster.metric(cluster.metrics("node1"), "rupost_dns_records_ok", probe="zone", record="mx") == 0
         assert cluster.metric(cluster.metrics("node1"), "rupost_dns_records_ok", probe="zone", record="spf") == 1
-    finally:
-        cluster.exec("infra", "sh", "-c", f"cat > {ZONE}", input=zone)
-        cluster.exec("infra", "systemctl", "restart", "nsd.service")
     cluster.wait_status("node1", "zone", "ok", timeout=20)
 
 
 def test_dns_server_down_is_critical(cluster, probes):
     cluster.wait_status("node1", "zone", "ok")
-    cluster.exec("infra", "systemctl", "stop", "nsd.service")
-    try:
+    with stopped(cluster, "infra", "nsd.service"):
         p = cluster.wait_status("node1", "zone", "critical", timeout=20)
         assert p["reason"] == ("DNS lookups for rupost.test fail: rupost.test: nothing listens on the name server's "
                                f"DNS port (ICMP port unreachable) (name server {INFRA})"), p
-    finally:
-        cluster.exec("infra", "systemctl", "start", "nsd.service")
     cluster.wait_status("node1", "zone", "ok", timeout=20)
