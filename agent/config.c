@@ -30,7 +30,7 @@
 #define CONFIG_MAX_ANCHORS 256
 #define CONFIG_MAX_ALIASES 1024
 /* Echoed user values are cut to this, so one error stays one readable line. */
-#define QUOTE_MAX 72
+#define QUOTE_MAX CONFIG_QUOTE_MAX
 
 /* Used when a probe type leaves a default unset. */
 #define FALLBACK_INTERVAL (10 * USEC_PER_SEC)
@@ -43,7 +43,7 @@ typedef struct TableRef {
 
 /* A printable, bounded copy of a user-supplied string for messages: control
  * characters are escaped so that an error can never span lines. */
-static const char *quote(char buf[static QUOTE_MAX], const char *s) {
+const char *config_quote(char buf[static QUOTE_MAX], const char *s) {
         size_t n = 0;
 
         for (; *s && n < QUOTE_MAX - 8; s++) {
@@ -65,6 +65,8 @@ static const char *quote(char buf[static QUOTE_MAX], const char *s) {
         buf[n] = '\0';
         return buf;
 }
+
+#define quote config_quote
 
 static int escape_controls(char **s) {
         size_t n = 0;
@@ -177,6 +179,15 @@ static int node_scalar(ConfigContext *c, const char *key, yaml_node_t *node, con
 
         *ret = v;
         return 0;
+}
+
+yaml_node_t *config_node(ConfigContext *c, int id) {
+        return node_get(c, id);
+}
+
+int config_node_scalar(ConfigContext *c, const char *key, yaml_node_t *node, const char *expected,
+                       const char **ret) {
+        return node_scalar(c, key, node, expected, ret);
 }
 
 /* The value node of `key` in a mapping (the first one, if repeated), or NULL. */
@@ -619,8 +630,24 @@ static int parse_socket_path(ConfigContext *c, const char *key, yaml_node_t *nod
         return config_parse_string(c, key, node, item, data);
 }
 
+/* Relative paths would depend on the directory the agent was started in. */
+static int parse_absolute_path(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item,
+                               void *data) {
+        char buf[QUOTE_MAX];
+        const char *s;
+        int r;
+
+        r = node_scalar(c, key, node, "a path", &s);
+        if (r < 0)
+                return r;
+        if (s[0] != '/')
+                return config_error(c, node, key, "'%s' is not an absolute path", quote(buf, s));
+        return config_parse_string(c, key, node, item, data);
+}
+
 static const ConfigItem web_items[] = {
         { "listen_address", config_parse_address, offsetof(Config, web_listen_address) },
+        { "config_file",    parse_absolute_path,  offsetof(Config, web_config_file)    },
         {}
 };
 
@@ -1317,7 +1344,11 @@ static int config_fill_defaults(ConfigContext *c, Config *config) {
         return 0;
 }
 
-static int config_parse_document(ConfigContext *c, Config *config, const char *data, size_t size) {
+/* Loads the single YAML document in data with the limits every file we read
+ * gets (size, nesting, anchors, aliases) and hands its root to `parse`: NULL
+ * for an empty document, else a mapping. */
+static int document_parse(ConfigContext *c, const char *data, size_t size, ConfigDocumentParser parse,
+                          void *userdata) {
         _cleanup_(parser_done) yaml_parser_t parser = {};
         _cleanup_(document_done) yaml_document_t document = {}, extra = {};
         yaml_node_t *root, *next;
@@ -1340,24 +1371,36 @@ static int config_parse_document(ConfigContext *c, Config *config, const char *d
         c->document = &document;
 
         root = yaml_document_get_root_node(&document);
-        if (!root || node_is_null(root))
-                return context_add_error(c, &(yaml_mark_t) {}, NULL, "the configuration is empty");
+        if (!root || node_is_null(root)) {
+                r = parse(c, NULL, userdata);
+                c->document = NULL;
+                return r;
+        }
 
         /* A second document would be silently ignored; say so instead. */
         if (!yaml_parser_load(&parser, &extra))
-                return yaml_error(c, &parser, data, size);
-        next = yaml_document_get_root_node(&extra);
-        if (next)
-                return context_add_error(c, &next->start_mark, NULL,
-                                         "a second YAML document; the configuration must be a single document");
+                r = yaml_error(c, &parser, data, size);
+        else if ((next = yaml_document_get_root_node(&extra)))
+                r = context_add_error(c, &next->start_mark, NULL,
+                                      "a second YAML document; the configuration must be a single document");
+        else if (root->type != YAML_MAPPING_NODE)
+                r = context_add_error(c, &root->start_mark, NULL, "the configuration must be a mapping of keys, got %s",
+                                      node_kind(root));
+        else {
+                r = check_aliases(c, root);
+                if (r >= 0)
+                        r = parse(c, root, userdata);
+        }
+        c->document = NULL;
+        return r;
+}
 
-        if (root->type != YAML_MAPPING_NODE)
-                return context_add_error(c, &root->start_mark, NULL,
-                                         "the configuration must be a mapping of keys, got %s", node_kind(root));
+static int config_parse_root(ConfigContext *c, yaml_node_t *root, void *userdata) {
+        Config *config = userdata;
+        int r;
 
-        r = check_aliases(c, root);
-        if (r < 0)
-                return r;
+        if (!root)
+                return context_add_error(c, &(yaml_mark_t) {}, NULL, "the configuration is empty");
 
         r = config_parse_table(c, NULL, root, config_items, config);
         if (r == -ENOMEM)
@@ -1367,6 +1410,38 @@ static int config_parse_document(ConfigContext *c, Config *config, const char *d
                 return k;
         int l = check_cluster(c, root, config);
         return l < 0 ? l : k < 0 ? k : r;
+}
+
+int config_parse_yaml(const char *filename, const char *data, size_t size, ConfigDocumentParser parse,
+                      void *userdata, char ***ret_errors) {
+        _cleanup_(context_done) ConfigContext c = { .filename = filename };
+        int r;
+
+        assert_return(filename, -EINVAL);
+        assert_return(data || size == 0, -EINVAL);
+        assert_return(parse, -EINVAL);
+
+        r = document_parse(&c, data ?: "", size, parse, userdata);
+        if (r == -ENOMEM)
+                return r;
+        if (c.n_errors > 0) {
+                if (ret_errors)
+                        *ret_errors = TAKE_PTR(c.errors);
+                return -EINVAL;
+        }
+        if (ret_errors)
+                *ret_errors = NULL;
+        return 0;
+}
+
+int config_add_error(ConfigContext *c, const char *key, const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = context_add_errorv(c, NULL, key, fmt, ap);
+        va_end(ap);
+        return r;
 }
 
 int config_load_string(const char *filename, const char *data, size_t size, Config **ret, char ***ret_errors) {
@@ -1387,8 +1462,7 @@ int config_load_string(const char *filename, const char *data, size_t size, Conf
         if (!config->path)
                 return -ENOMEM;
 
-        r = config_parse_document(&c, config, data ?: "", size);
-        c.document = NULL;
+        r = document_parse(&c, data ?: "", size, config_parse_root, config);
         if (r == -ENOMEM)
                 return r;
 
@@ -1426,14 +1500,15 @@ static int file_error(const char *path, int error, const char *what, char ***ret
         return -error;
 }
 
-int config_load_file(const char *path, Config **ret, char ***ret_errors) {
+int config_read_file(const char *path, char **ret_data, size_t *ret_size, char ***ret_errors) {
         _cleanup_free_ char *data = NULL;
         _cleanup_close_ int fd = -EBADF;
         struct stat st;
         size_t size = 0;
 
         assert_return(path, -EINVAL);
-        assert_return(ret, -EINVAL);
+        assert_return(ret_data, -EINVAL);
+        assert_return(ret_size, -EINVAL);
 
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
@@ -1444,7 +1519,7 @@ int config_load_file(const char *path, Config **ret, char ***ret_errors) {
                 return file_error(path, S_ISDIR(st.st_mode) ? EISDIR : EINVAL, "not a regular file", ret_errors);
 
         /* One byte more than the limit, so that an oversized file is noticed
-         * even if it grew since fstat(). */
+         * even if it grew since fstat(); the parser reports it. */
         data = malloc(CONFIG_MAX_FILE_SIZE + 1);
         if (!data)
                 return -ENOMEM;
@@ -1460,6 +1535,22 @@ int config_load_file(const char *path, Config **ret, char ***ret_errors) {
                 size += (size_t) n;
         }
 
+        *ret_data = TAKE_PTR(data);
+        *ret_size = size;
+        return 0;
+}
+
+int config_load_file(const char *path, Config **ret, char ***ret_errors) {
+        _cleanup_free_ char *data = NULL;
+        size_t size;
+        int r;
+
+        assert_return(path, -EINVAL);
+        assert_return(ret, -EINVAL);
+
+        r = config_read_file(path, &data, &size, ret_errors);
+        if (r < 0)
+                return r;
         return config_load_string(path, data, size, ret, ret_errors);
 }
 
@@ -1473,6 +1564,7 @@ Config *config_free(Config *c) {
         free(c->path);
         free(c->node);
         free(c->web_listen_address);
+        free(c->web_config_file);
         free(c->control_socket);
         strv_free(c->healing.units);
         strv_free(c->healing.member_probes);

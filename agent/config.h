@@ -68,6 +68,19 @@ int config_parse_address(ConfigContext *c, const char *key, yaml_node_t *node, c
  * value, or at the probe if the key is absent, as "probes[2].address". */
 int config_error(ConfigContext *c, yaml_node_t *node, const char *key, const char *fmt, ...) _printf_(4, 5);
 
+/* Records an error without a position (a file's contents as a whole). */
+int config_add_error(ConfigContext *c, const char *key, const char *fmt, ...) _printf_(3, 4);
+
+/* For parsers of mappings whose keys are data (user names): the node of an
+ * id in the document, and a scalar's text or an error saying what was found
+ * instead of `expected`. */
+yaml_node_t *config_node(ConfigContext *c, int id);
+int config_node_scalar(ConfigContext *c, const char *key, yaml_node_t *node, const char *expected,
+                       const char **ret);
+/* A printable, bounded copy of a user-supplied string for messages. */
+#define CONFIG_QUOTE_MAX 72
+const char *config_quote(char buf[static CONFIG_QUOTE_MAX], const char *s);
+
 /* Parses a mapping node with a table; unknown keys are errors. `prefix` is
  * used in key names of messages ("probes[2].interval"). */
 int config_parse_table(ConfigContext *c, const char *prefix, yaml_node_t *mapping, const ConfigItem *table,
@@ -124,6 +137,7 @@ typedef struct Config {
         char *path;
         char *node;
         char *web_listen_address;
+        char *web_config_file; /* web.config_file, NULL when not set */
         char *control_socket;
         Probe **probes;
         size_t n_probes;
@@ -133,6 +147,17 @@ typedef struct Config {
 
 Config *config_free(Config *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Config *, config_free);
+
+/* Parses one YAML document from memory with the limits and error style of
+ * the agent's configuration, for other files of ours (the web config):
+ * `parse` gets the root mapping, or NULL when the document is empty. Returns
+ * -EINVAL with the error lines in ret_errors when any was recorded. */
+typedef int (*ConfigDocumentParser)(ConfigContext *c, yaml_node_t *root, void *userdata);
+int config_parse_yaml(const char *filename, const char *data, size_t size, ConfigDocumentParser parse,
+                      void *userdata, char ***ret_errors);
+/* Reads a file of at most CONFIG_MAX_FILE_SIZE (+1 byte, so that the parser
+ * sees it is too large); errors as config_load_file(). */
+int config_read_file(const char *path, char **ret_data, size_t *ret_size, char ***ret_errors);
 
 /* Loads and validates. On failure returns -EINVAL and, when ret_errors is
  * not NULL, the list of error lines (caller frees with strv_free). Errors
