@@ -8,12 +8,14 @@
 
 #include "build-config.h"
 #include "config.h"
+#include "exporter/web-config.h"
 #include "lib/log.h"
 #include "manager.h"
 
 static const char *arg_config = CONFIG_DEFAULT_PATH;
 static const char *arg_web_listen_address = NULL;
 static const char *arg_control_socket = NULL;
+static const char *arg_web_config_file = NULL;
 static bool arg_check_config = false;
 
 static void help(void) {
@@ -22,6 +24,7 @@ static void help(void) {
                "  -c --config PATH               Configuration file (default %s)\n"
                "     --check-config              Validate the configuration and exit\n"
                "     --web.listen-address ADDR   Serve /metrics on HOST:PORT (overrides the config)\n"
+               "     --web.config.file FILE      TLS and basic auth of /metrics (overrides the config)\n"
                "     --control-socket PATH       Control socket path (overrides the config)\n"
                "     --log-level LEVEL           debug, info, notice, warning, err\n"
                "  -h --help                      Show this help\n"
@@ -48,6 +51,7 @@ static int parse_argv(int argc, char *argv[]) {
         enum {
                 ARG_CHECK_CONFIG = 0x100,
                 ARG_WEB_LISTEN_ADDRESS,
+                ARG_WEB_CONFIG_FILE,
                 ARG_CONTROL_SOCKET,
                 ARG_LOG_LEVEL,
                 ARG_VERSION,
@@ -56,6 +60,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "config",             required_argument, NULL, 'c'                    },
                 { "check-config",       no_argument,       NULL, ARG_CHECK_CONFIG       },
                 { "web.listen-address", required_argument, NULL, ARG_WEB_LISTEN_ADDRESS },
+                { "web.config.file",    required_argument, NULL, ARG_WEB_CONFIG_FILE    },
                 { "control-socket",     required_argument, NULL, ARG_CONTROL_SOCKET     },
                 { "log-level",          required_argument, NULL, ARG_LOG_LEVEL          },
                 { "help",               no_argument,       NULL, 'h'                    },
@@ -74,6 +79,9 @@ static int parse_argv(int argc, char *argv[]) {
                         break;
                 case ARG_WEB_LISTEN_ADDRESS:
                         arg_web_listen_address = optarg;
+                        break;
+                case ARG_WEB_CONFIG_FILE:
+                        arg_web_config_file = optarg;
                         break;
                 case ARG_CONTROL_SOCKET:
                         arg_control_socket = optarg;
@@ -113,12 +121,25 @@ int main(int argc, char *argv[]) {
 
         r = config_load_file(arg_config, &config, &errors);
         if (arg_check_config) {
+                const char *web_path = arg_web_config_file ?: config ? config->web_config_file : NULL;
+                _cleanup_(web_config_freep) WebConfig *web = NULL;
+                _cleanup_strv_free_ char **web_errors = NULL;
+                int k = 0;
+
                 /* Plain lines on stderr, one per error, for editors and CI to parse. */
                 for (char **e = errors; e && *e; e++)
                         fprintf(stderr, "%s\n", *e);
-                if (r < 0)
+                if (web_path) {
+                        k = web_config_load_file(web_path, &web, &web_errors);
+                        for (char **e = web_errors; e && *e; e++)
+                                fprintf(stderr, "%s\n", *e);
+                }
+                if (r < 0 || k < 0)
                         return EXIT_FAILURE;
                 printf("%s: OK, %zu probes\n", arg_config, config->n_probes);
+                if (web_path)
+                        printf("%s: OK, %s, %zu basic auth users\n", web_path, web->tls ? "TLS" : "no TLS",
+                               web->n_users);
                 return EXIT_SUCCESS;
         }
         if (r < 0) {
@@ -132,6 +153,7 @@ int main(int argc, char *argv[]) {
                                 .config_path = arg_config,
                                 .web_listen_address = arg_web_listen_address,
                                 .control_socket = arg_control_socket,
+                                .web_config_file = arg_web_config_file,
                         },
                         &m);
         if (r < 0)

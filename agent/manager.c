@@ -7,6 +7,7 @@
 #include "cluster.h"
 #include "control.h"
 #include "exporter/exporter.h"
+#include "exporter/web-config.h"
 #include "lib/curl-glue.h"
 #include "lib/log.h"
 #include "manager.h"
@@ -116,6 +117,7 @@ Manager *manager_free(Manager *m) {
         m->cluster = cluster_free(m->cluster);
         m->control = control_server_free(m->control);
         m->exporter = exporter_free(m->exporter);
+        m->web_config = web_config_free(m->web_config);
         m->config = config_free(m->config);
         m->curl = curl_glue_free(m->curl);
         m->watchdog = sd_event_source_disable_unref(m->watchdog);
@@ -142,6 +144,34 @@ const char *manager_control_socket(const Manager *m) {
                 return m->options.control_socket;
         return m->config && m->config->control_socket ? m->config->control_socket
                                                        : CONFIG_DEFAULT_CONTROL_SOCKET;
+}
+
+const char *manager_web_config_file(const Manager *m) {
+        if (m->options.web_config_file)
+                return m->options.web_config_file;
+        return m->config ? m->config->web_config_file : NULL;
+}
+
+/* Loads the web config file in force, if any (*ret NULL when none); logs
+ * its errors, never its secrets. */
+static int manager_load_web_config(Manager *m, WebConfig **ret) {
+        _cleanup_strv_free_ char **errors = NULL;
+        const char *path = manager_web_config_file(m);
+        int r;
+
+        *ret = NULL;
+        if (!path)
+                return 0;
+        r = web_config_load_file(path, ret, &errors);
+        if (r < 0) {
+                for (char **e = errors; e && *e; e++)
+                        log_error("%s", *e);
+                if (r == -ENOMEM)
+                        return log_oom();
+                return log_internal(LOG_ERR, r, &(LogFields) { .message_id = MESSAGE_ID_CONFIG_REJECTED },
+                                    "Web configuration %s is invalid (%zu errors).", path, strv_length(errors));
+        }
+        return 0;
 }
 
 /* One line for `systemctl status`: how many probes are in which state. */
@@ -232,18 +262,33 @@ static void manager_clear_failures_of_old_probes(Manager *m, Config *old) {
 }
 
 /* (Re)creates the listeners whose address changed. A new listener is set up
- * before the old one is dropped, so a failure keeps the old one. */
-static int manager_setup_listeners(Manager *m, const char *old_web, const char *old_control) {
+ * before the old one is dropped, so a failure keeps the old one. With
+ * *new_web_config (a new web config, or NULL to serve plain HTTP from now on)
+ * the exporter switches to it and takes it over; on failure it stays with the
+ * old one and *new_web_config is left to the caller. */
+static int manager_setup_listeners(Manager *m, const char *old_web, const char *old_control,
+                                   WebConfig **new_web_config) {
         int r;
 
         if (!m->exporter || !old_web || !streq(old_web, manager_web_listen_address(m))) {
                 _cleanup_(exporter_freep) Exporter *e = NULL;
+                const WebConfig *w = new_web_config ? *new_web_config : m->web_config;
 
-                r = exporter_new(m, manager_web_listen_address(m), &e);
+                r = exporter_new(m, manager_web_listen_address(m), w, &e);
                 if (r < 0)
                         return r;
                 exporter_free(m->exporter);
                 m->exporter = TAKE_PTR(e);
+                if (new_web_config) {
+                        web_config_free(m->web_config);
+                        m->web_config = TAKE_PTR(*new_web_config);
+                }
+        } else if (new_web_config) {
+                r = exporter_set_web_config(m->exporter, *new_web_config);
+                if (r < 0)
+                        return r;
+                web_config_free(m->web_config);
+                m->web_config = TAKE_PTR(*new_web_config);
         }
         if (!m->control || !old_control || !streq(old_control, manager_control_socket(m))) {
                 _cleanup_(control_server_freep) ControlServer *s = NULL;
@@ -308,7 +353,10 @@ int manager_start(Manager *m, Config *config) {
         int r;
 
         m->config = config;
-        r = manager_setup_listeners(m, NULL, NULL);
+        r = manager_load_web_config(m, &m->web_config);
+        if (r < 0)
+                return r;
+        r = manager_setup_listeners(m, NULL, NULL, NULL);
         if (r < 0)
                 return r;
         r = manager_attach_probes(m, NULL);
@@ -328,6 +376,7 @@ int manager_start(Manager *m, Config *config) {
 }
 
 int manager_reload(Manager *m) {
+        _cleanup_(web_config_freep) WebConfig *web_config = NULL;
         _cleanup_(config_freep) Config *config = NULL;
         _cleanup_strv_free_ char **errors = NULL;
         _cleanup_free_ char *old_web = NULL, *old_control = NULL;
@@ -369,9 +418,15 @@ int manager_reload(Manager *m) {
         if (r < 0)
                 return r;
 
-        r = manager_setup_listeners(m, old_web, old_control);
+        /* The web config is read again too (renewed certificates, changed
+         * users); a broken one keeps the one in force. */
+        bool web_ok = manager_load_web_config(m, &web_config) >= 0;
+        if (!web_ok)
+                log_warning("Keeping the web configuration in force.");
+
+        r = manager_setup_listeners(m, old_web, old_control, web_ok ? &web_config : NULL);
         if (r < 0)
-                log_warning_errno(r, "Keeping the previous listeners, the new addresses failed: %m");
+                log_warning_errno(r, "Keeping the previous listeners and web configuration, the new ones failed: %m");
 
         manager_update_status(m);
         (void) sd_notify(false, "READY=1");

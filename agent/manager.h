@@ -15,11 +15,13 @@ typedef struct Exporter Exporter;
 typedef struct ControlServer ControlServer;
 typedef struct CurlGlue CurlGlue;
 typedef struct Node Node;
+typedef struct WebConfig WebConfig;
 
 typedef struct ManagerOptions {
         const char *config_path;
         const char *web_listen_address; /* overrides the config when set */
         const char *control_socket;     /* overrides the config when set */
+        const char *web_config_file;    /* overrides the config's web.config_file when set */
 } ManagerOptions;
 
 struct Manager {
@@ -30,6 +32,7 @@ struct Manager {
         usec_t start_realtime;
 
         Exporter *exporter;
+        WebConfig *web_config; /* what the exporter serves with; NULL: plain HTTP */
         ControlServer *control;
         CurlGlue *curl; /* libcurl multi of the HTTP probes, created on first use */
         Node *node; /* the healing policy; NULL when the config has no healing section */
@@ -58,6 +61,8 @@ int manager_run(Manager *m);
 const char *manager_node_name(const Manager *m);
 const char *manager_web_listen_address(const Manager *m);
 const char *manager_control_socket(const Manager *m);
+/* The web config file in force (flag, else config), or NULL. */
+const char *manager_web_config_file(const Manager *m);
 static inline Probe **manager_probes(const Manager *m, size_t *ret_n) {
         *ret_n = m->config ? m->config->n_probes : 0;
         return m->config ? m->config->probes : NULL;

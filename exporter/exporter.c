@@ -6,19 +6,29 @@
  * A hostile or broken client must not hurt the agent: connections are
  * limited in number, in time and in memory (the request header block must fit
  * in the per-connection pool, or MHD answers 431), and requests with a body
- * are refused before the body is read. */
+ * are refused before the body is read.
+ *
+ * With a web config (web-config.h) the same server speaks TLS, checks client
+ * certificates and basic auth. A password is checked off the loop
+ * (basic-auth.h): the connection is suspended meanwhile and resumed when the
+ * answer is known. A new web config that changes the TLS setup starts a new
+ * MHD daemon on the same listening socket and stops the old one only once the
+ * new one runs, so a bad certificate keeps the old server. */
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/socket.h>
 
+#include "basic-auth.h"
 #include "exporter.h"
 #include "lib/log.h"
+#include "web-config.h"
 
 #define EXPORTER_CONNECTION_LIMIT 64U
 #define EXPORTER_CONNECTION_TIMEOUT_SEC 10U
@@ -27,6 +37,7 @@
 #define EXPORTER_CONNECTION_MEMORY (16U * 1024U)
 
 #define CONTENT_TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
+#define AUTH_REALM "Basic realm=\"rupost-agent\", charset=\"UTF-8\""
 
 static const char index_page[] =
         "<!DOCTYPE html>\n"
@@ -39,6 +50,9 @@ typedef enum StaticReply {
         REPLY_METHOD_NOT_ALLOWED,
         REPLY_BODY_NOT_ACCEPTED,
         REPLY_RENDER_FAILED,
+        REPLY_UNAUTHORIZED,
+        REPLY_CLIENT_CERT_REFUSED,
+        REPLY_AUTH_BUSY,
         _REPLY_MAX,
 } StaticReply;
 
@@ -55,12 +69,38 @@ static const struct {
                                       "Requests must not have a body.\n" },
         [REPLY_RENDER_FAILED] = { MHD_HTTP_INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8",
                                   "Failed to render the metrics; see the agent's log.\n" },
+        [REPLY_UNAUTHORIZED] = { MHD_HTTP_UNAUTHORIZED, "text/plain; charset=utf-8", "Unauthorized.\n" },
+        [REPLY_CLIENT_CERT_REFUSED] = { MHD_HTTP_FORBIDDEN, "text/plain; charset=utf-8",
+                                        "A client certificate issued by the configured CA is required.\n" },
+        [REPLY_AUTH_BUSY] = { MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8",
+                              "Too many password checks in progress; try again.\n" },
 };
+
+typedef enum AuthState {
+        AUTH_UNKNOWN,
+        AUTH_PENDING, /* a password check runs; the connection is suspended */
+        AUTH_ALLOWED,
+        AUTH_DENIED,
+        AUTH_BUSY,
+} AuthState;
+
+/* One per request, from its headers until MHD is done with it. */
+typedef struct Request {
+        Exporter *exporter;
+        struct MHD_Connection *connection;
+        BasicAuthCheck *check;
+        AuthState auth;
+        struct Request *next_pending;
+} Request;
 
 struct Exporter {
         Manager *manager;
+        int listen_fd; /* ours; each daemon gets a duplicate */
         struct MHD_Daemon *daemon;
         sd_event_source *io_source;
+        const WebConfig *web; /* the manager's; NULL for plain HTTP without auth */
+        BasicAuth *auth;
+        Request *pending; /* suspended while their password is checked */
         sd_event_source *timer_source;
         struct MHD_Response *replies[_REPLY_MAX];
         char *address; /* as bound, for messages */
@@ -226,6 +266,13 @@ static enum MHD_Result queue_static(Exporter *e, struct MHD_Connection *connecti
         return MHD_queue_response(connection, static_replies[reply].status, e->replies[reply]);
 }
 
+static int add_web_headers(const WebConfig *web, struct MHD_Response *response) {
+        for (size_t i = 0; web && i < web->n_headers; i++)
+                if (MHD_add_response_header(response, web->headers[i].name, web->headers[i].value) != MHD_YES)
+                        return -ENOMEM;
+        return 0;
+}
+
 static int exporter_render(Exporter *e, Buf *body) {
         uint64_t hash = metrics_state_hash(e->manager);
         int r;
@@ -267,7 +314,8 @@ static enum MHD_Result serve_metrics(Exporter *e, struct MHD_Connection *connect
         response = MHD_create_response_from_buffer(len, buf_steal(&body), MHD_RESPMEM_MUST_FREE);
         if (!response)
                 return MHD_NO; /* out of memory: MHD closes the connection */
-        if (MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, CONTENT_TYPE_METRICS) != MHD_YES) {
+        if (MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, CONTENT_TYPE_METRICS) != MHD_YES ||
+            add_web_headers(e->web, response) < 0) {
                 MHD_destroy_response(response);
                 return MHD_NO;
         }
@@ -285,13 +333,91 @@ static bool request_has_body(struct MHD_Connection *connection) {
         return v && !streq(v, "0");
 }
 
+/* MHD asks for the client certificate when it has a CA to trust; whether
+ * one was sent and verifies is ours to decide. */
+static bool client_cert_acceptable(const WebConfig *web, struct MHD_Connection *connection) {
+        const union MHD_ConnectionInfo *info;
+        unsigned n = 0, status = 0;
+
+        if (!web || !web->tls || web->client_auth == WEB_CLIENT_AUTH_NONE)
+                return true;
+        info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+        if (!info || !info->tls_session)
+                return false;
+        gnutls_session_t session = info->tls_session;
+        if (!gnutls_certificate_get_peers(session, &n) || n == 0)
+                return web->client_auth == WEB_CLIENT_AUTH_VERIFY_IF_GIVEN;
+        return gnutls_certificate_verify_peers2(session, &status) >= 0 && status == 0;
+}
+
+static void request_unlink_pending(Request *req) {
+        for (Request **i = &req->exporter->pending; *i; i = &(*i)->next_pending)
+                if (*i == req) {
+                        *i = req->next_pending;
+                        return;
+                }
+}
+
+static int exporter_dispatch(Exporter *e);
+
+static void on_auth_checked(bool ok, void *userdata) {
+        Request *req = userdata;
+
+        req->check = NULL;
+        req->auth = ok ? AUTH_ALLOWED : AUTH_DENIED;
+        request_unlink_pending(req);
+        MHD_resume_connection(req->connection);
+        (void) exporter_dispatch(req->exporter);
+}
+
+static void free_password(char *user, char *password) {
+        if (password) {
+                explicit_bzero(password, strlen(password));
+                MHD_free(password);
+        }
+        if (user)
+                MHD_free(user);
+}
+
+/* Decides on the request's credentials; AUTH_PENDING means a check started
+ * and the connection must be suspended. */
+static AuthState request_authorize(Request *req) {
+        Exporter *e = req->exporter;
+        const WebConfig *web = e->web;
+        char *user, *password = NULL;
+        const char *hash;
+        int r;
+
+        if (req->auth != AUTH_UNKNOWN)
+                return req->auth;
+        if (!web || web->n_users == 0)
+                return AUTH_ALLOWED;
+
+        user = MHD_basic_auth_get_username_password(req->connection, &password);
+        if (!user || !password) {
+                free_password(user, password);
+                return AUTH_DENIED;
+        }
+
+        hash = web_config_find_user(web, user);
+        r = basic_auth_check(e->auth, user, password, hash, web->users[0].hash, on_auth_checked, req, &req->check);
+        free_password(user, password);
+        if (r > 0)
+                return AUTH_ALLOWED;
+        if (r == 0)
+                return AUTH_PENDING;
+        if (r != -EBUSY)
+                log_warning_errno(r, "Failed to start a password check, refusing the request: %m");
+        return AUTH_BUSY;
+}
+
 static enum MHD_Result request_handler(void *cls, struct MHD_Connection *connection, const char *url,
                                        const char *method, const char *version, const char *upload_data,
                                        size_t *upload_data_size, void **con_cls) {
-        static int seen_headers;
         Exporter *e = cls;
+        Request *req = *con_cls;
 
-        if (!*con_cls) {
+        if (!req) {
                 /* First call, right after the headers. Requests we refuse
                  * are answered now, before any body is read: MHD then closes
                  * the connection instead of reading the body. The others are
@@ -301,17 +427,54 @@ static enum MHD_Result request_handler(void *cls, struct MHD_Connection *connect
                         return queue_static(e, connection, REPLY_METHOD_NOT_ALLOWED);
                 if (request_has_body(connection))
                         return queue_static(e, connection, REPLY_BODY_NOT_ACCEPTED);
-                *con_cls = &seen_headers;
+                req = calloc(1, sizeof *req);
+                if (!req)
+                        return MHD_NO;
+                req->exporter = e;
+                req->connection = connection;
+                *con_cls = req;
                 return MHD_YES;
         }
         if (*upload_data_size > 0)
                 return queue_static(e, connection, REPLY_BODY_NOT_ACCEPTED);
+
+        if (!client_cert_acceptable(e->web, connection))
+                return queue_static(e, connection, REPLY_CLIENT_CERT_REFUSED);
+
+        switch (request_authorize(req)) {
+        case AUTH_PENDING:
+                req->auth = AUTH_PENDING;
+                req->next_pending = e->pending;
+                e->pending = req;
+                MHD_suspend_connection(connection);
+                return MHD_YES;
+        case AUTH_DENIED:
+                return queue_static(e, connection, REPLY_UNAUTHORIZED);
+        case AUTH_BUSY:
+                return queue_static(e, connection, REPLY_AUTH_BUSY);
+        default:
+                break;
+        }
 
         if (streq(url, "/metrics"))
                 return serve_metrics(e, connection);
         if (streq(url, "/"))
                 return queue_static(e, connection, REPLY_INDEX);
         return queue_static(e, connection, REPLY_NOT_FOUND);
+}
+
+static void request_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
+                              enum MHD_RequestTerminationCode toe) {
+        Request *req = *con_cls;
+
+        if (!req)
+                return;
+        if (req->check) {
+                req->check = basic_auth_check_cancel(req->check);
+                request_unlink_pending(req);
+        }
+        free(req);
+        *con_cls = NULL;
 }
 
 _printf_(2, 0) static void mhd_logger(void *cls, const char *fmt, va_list ap) {
@@ -379,43 +542,181 @@ uint16_t exporter_port(const Exporter *e) {
         return e ? e->port : 0;
 }
 
+/* MHD must not be stopped with suspended connections: their checks are
+ * given up and they are resumed, to be closed by the stop. */
+static void exporter_stop_daemon(Exporter *e, struct MHD_Daemon *daemon) {
+        bool resumed = false;
+
+        if (!daemon)
+                return;
+        for (Request *req = e->pending, *next; req; req = next) {
+                next = req->next_pending;
+                req->check = basic_auth_check_cancel(req->check);
+                req->auth = AUTH_BUSY;
+                req->next_pending = NULL;
+                MHD_resume_connection(req->connection);
+                resumed = true;
+        }
+        e->pending = NULL;
+        if (resumed)
+                (void) MHD_run(daemon);
+        MHD_stop_daemon(daemon);
+}
+
+static void exporter_free_replies(Exporter *e) {
+        for (size_t i = 0; i < _REPLY_MAX; i++)
+                if (e->replies[i]) {
+                        MHD_destroy_response(e->replies[i]);
+                        e->replies[i] = NULL;
+                }
+}
+
 Exporter *exporter_free(Exporter *e) {
         if (!e)
                 return NULL;
 
         sd_event_source_disable_unref(e->io_source);
         sd_event_source_disable_unref(e->timer_source);
-        if (e->daemon)
-                MHD_stop_daemon(e->daemon); /* also closes the listening socket */
-        for (size_t i = 0; i < _REPLY_MAX; i++)
-                if (e->replies[i])
-                        MHD_destroy_response(e->replies[i]);
+        exporter_stop_daemon(e, e->daemon);
+        basic_auth_free(e->auth);
+        safe_close(e->listen_fd);
+        exporter_free_replies(e);
         buf_done(&e->cache);
         free(e->address);
         free(e);
         return NULL;
 }
 
-static int exporter_make_replies(Exporter *e) {
+/* Responses are shared by all requests; MHD keeps a response alive while a
+ * connection still sends it, so they can be replaced at any time. */
+static int exporter_make_replies(Exporter *e, const WebConfig *web) {
+        struct MHD_Response *replies[_REPLY_MAX] = {};
+        int r = -ENOMEM;
+
         for (size_t i = 0; i < _REPLY_MAX; i++) {
-                struct MHD_Response *r = MHD_create_response_from_buffer(
-                        strlen(static_replies[i].body), (void *) static_replies[i].body, MHD_RESPMEM_PERSISTENT);
-                if (!r)
-                        return -ENOMEM;
-                e->replies[i] = r;
-                if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, static_replies[i].content_type) != MHD_YES)
-                        return -ENOMEM;
+                replies[i] = MHD_create_response_from_buffer(strlen(static_replies[i].body),
+                                                             (void *) static_replies[i].body, MHD_RESPMEM_PERSISTENT);
+                if (!replies[i] ||
+                    MHD_add_response_header(replies[i], MHD_HTTP_HEADER_CONTENT_TYPE, static_replies[i].content_type) != MHD_YES ||
+                    add_web_headers(web, replies[i]) < 0)
+                        goto fail;
         }
-        if (MHD_add_response_header(e->replies[REPLY_METHOD_NOT_ALLOWED], MHD_HTTP_HEADER_ALLOW, "GET, HEAD") != MHD_YES)
-                return -ENOMEM;
+        if (MHD_add_response_header(replies[REPLY_METHOD_NOT_ALLOWED], MHD_HTTP_HEADER_ALLOW, "GET, HEAD") != MHD_YES ||
+            MHD_add_response_header(replies[REPLY_UNAUTHORIZED], MHD_HTTP_HEADER_WWW_AUTHENTICATE, AUTH_REALM) != MHD_YES ||
+            MHD_add_response_header(replies[REPLY_AUTH_BUSY], MHD_HTTP_HEADER_RETRY_AFTER, "1") != MHD_YES)
+                goto fail;
+
+        exporter_free_replies(e);
+        memcpy(e->replies, replies, sizeof replies);
+        return 0;
+
+fail:
+        for (size_t i = 0; i < _REPLY_MAX; i++)
+                if (replies[i])
+                        MHD_destroy_response(replies[i]);
+        return r;
+}
+
+/* Starts an MHD daemon on a duplicate of the listening socket, with the TLS
+ * setup of `web`, and an io source for its epoll fd. Logs. */
+static int exporter_start_daemon(Exporter *e, const WebConfig *web, struct MHD_Daemon **ret_daemon,
+                                 sd_event_source **ret_io) {
+        _cleanup_(sd_event_source_disable_unrefp) sd_event_source *io = NULL;
+        unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
+        const union MHD_DaemonInfo *info;
+        struct MHD_Daemon *daemon;
+        bool tls = web && web->tls;
+        int fd, r;
+
+        /* The daemon closes its socket when stopped; ours stays for the next one. */
+        fd = fcntl(e->listen_fd, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+                return log_error_errno(errno, "Failed to duplicate the metrics socket: %m");
+
+        if (tls)
+                flags |= MHD_USE_TLS;
+        daemon = MHD_start_daemon(
+                flags, 0, NULL, NULL, request_handler, e,
+                MHD_OPTION_LISTEN_SOCKET, fd,
+                MHD_OPTION_CONNECTION_LIMIT, EXPORTER_CONNECTION_LIMIT,
+                MHD_OPTION_CONNECTION_TIMEOUT, EXPORTER_CONNECTION_TIMEOUT_SEC,
+                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) EXPORTER_CONNECTION_MEMORY,
+                /* e.g. HTTP/1.1 without Host is a 400 */
+                MHD_OPTION_STRICT_FOR_CLIENT, 1,
+                MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, e,
+                MHD_OPTION_NOTIFY_COMPLETED, request_completed, e,
+                /* The TLS options last: MHD_OPTION_END ends the list early without TLS. */
+                tls ? MHD_OPTION_HTTPS_PRIORITIES : MHD_OPTION_END, tls ? web_tls_priorities(web->min_version) : NULL,
+                MHD_OPTION_HTTPS_MEM_KEY, tls ? web->key_pem : NULL,
+                MHD_OPTION_HTTPS_MEM_CERT, tls ? web->cert_pem : NULL,
+                tls && web->client_ca_pem && web->client_auth != WEB_CLIENT_AUTH_NONE ? MHD_OPTION_HTTPS_MEM_TRUST
+                                                                                         : MHD_OPTION_END,
+                tls ? web->client_ca_pem : NULL,
+                MHD_OPTION_END);
+        if (!daemon) {
+                /* Whether MHD closed the socket on failure depends on where it
+                 * failed; we are single-threaded, so the number is still ours
+                 * if it is open. */
+                if (fcntl(fd, F_GETFD) >= 0)
+                        safe_close(fd);
+                return log_error_errno(SYNTHETIC_ERRNO(EIO), "Failed to start the HTTP%s server on %s%s.",
+                                       tls ? "S" : "", e->address,
+                                       tls ? " (GnuTLS refused the certificate, key or CA)" : "");
+        }
+
+        info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_EPOLL_FD);
+        if (!info) {
+                MHD_stop_daemon(daemon);
+                return log_error_errno(SYNTHETIC_ERRNO(EIO), "Failed to get the epoll fd of the HTTP server.");
+        }
+        r = sd_event_add_io(e->manager->event, &io, info->epoll_fd, EPOLLIN, on_epoll_io, e);
+        if (r < 0) {
+                MHD_stop_daemon(daemon);
+                return log_error_errno(r, "Failed to watch the HTTP server: %m");
+        }
+        (void) sd_event_source_set_description(io, "exporter-io");
+
+        *ret_daemon = daemon;
+        *ret_io = TAKE_PTR(io);
         return 0;
 }
 
-int exporter_new(Manager *m, const char *listen_address, Exporter **ret) {
+int exporter_set_web_config(Exporter *e, const WebConfig *web) {
+        int r;
+
+        assert_return(e, -EINVAL);
+
+        r = exporter_make_replies(e, web);
+        if (r < 0)
+                return log_oom();
+
+        if (!web_config_tls_equal(e->web, web)) {
+                struct MHD_Daemon *daemon;
+                sd_event_source *io;
+
+                r = exporter_start_daemon(e, web, &daemon, &io);
+                if (r < 0) {
+                        (void) exporter_make_replies(e, e->web);
+                        return r;
+                }
+                sd_event_source_disable_unref(e->io_source);
+                exporter_stop_daemon(e, e->daemon);
+                e->daemon = daemon;
+                e->io_source = io;
+                log_info("Metrics are served over %s on %s.", web && web->tls ? "HTTPS" : "HTTP", e->address);
+        }
+
+        /* Users, their hashes or the headers may have changed. */
+        basic_auth_flush(e->auth);
+        e->web = web;
+        (void) exporter_dispatch(e);
+        return 0;
+}
+
+int exporter_new(Manager *m, const char *listen_address, const WebConfig *web, Exporter **ret) {
         _cleanup_(exporter_freep) Exporter *e = NULL;
         struct sockaddr_storage bound;
-        const union MHD_DaemonInfo *info;
-        int fd = -EBADF, r;
+        int r;
 
         assert_return(m, -EINVAL);
         assert_return(m->event, -EINVAL);
@@ -426,49 +727,29 @@ int exporter_new(Manager *m, const char *listen_address, Exporter **ret) {
         if (!e)
                 return log_oom();
         e->manager = m;
+        e->listen_fd = -EBADF;
         e->cache = BUF_INIT(EXPORTER_MAX_BODY);
+        e->web = web;
 
-        r = exporter_make_replies(e);
+        r = exporter_make_replies(e, web);
+        if (r < 0)
+                return log_oom();
+        r = basic_auth_new(m->event, &e->auth);
         if (r < 0)
                 return log_oom();
 
-        r = bind_listen_address(listen_address, &bound, &fd);
+        r = bind_listen_address(listen_address, &bound, &e->listen_fd);
         if (r < 0)
                 return r;
         r = format_sockaddr(&bound, &e->address);
-        if (r < 0) {
-                safe_close(fd);
+        if (r < 0)
                 return log_oom();
-        }
         e->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &bound)->sin6_port
                                                     : ((struct sockaddr_in *) &bound)->sin_port);
 
-        e->daemon = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, request_handler, e,
-                                     MHD_OPTION_LISTEN_SOCKET, fd,
-                                     MHD_OPTION_CONNECTION_LIMIT, EXPORTER_CONNECTION_LIMIT,
-                                     MHD_OPTION_CONNECTION_TIMEOUT, EXPORTER_CONNECTION_TIMEOUT_SEC,
-                                     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) EXPORTER_CONNECTION_MEMORY,
-                                     /* e.g. HTTP/1.1 without Host is a 400 */
-                                     MHD_OPTION_STRICT_FOR_CLIENT, 1,
-                                     MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, e,
-                                     MHD_OPTION_END);
-        if (!e->daemon) {
-                /* Whether MHD closed the socket on failure depends on where it
-                 * failed; we are single-threaded, so the number is still ours
-                 * if it is open. */
-                if (fcntl(fd, F_GETFD) >= 0)
-                        safe_close(fd);
-                return log_error_errno(SYNTHETIC_ERRNO(EIO), "Failed to start the HTTP server on %s.", e->address);
-        }
-
-        info = MHD_get_daemon_info(e->daemon, MHD_DAEMON_INFO_EPOLL_FD);
-        if (!info)
-                return log_error_errno(SYNTHETIC_ERRNO(EIO), "Failed to get the epoll fd of the HTTP server.");
-
-        r = sd_event_add_io(m->event, &e->io_source, info->epoll_fd, EPOLLIN, on_epoll_io, e);
+        r = exporter_start_daemon(e, web, &e->daemon, &e->io_source);
         if (r < 0)
-                return log_error_errno(r, "Failed to watch the HTTP server: %m");
-        (void) sd_event_source_set_description(e->io_source, "exporter-io");
+                return r;
 
         /* MHD asks for a timeout of 0 when it has buffered work (pipelined
          * requests): sd-event's default slack of 250ms would stall those. */
@@ -480,7 +761,7 @@ int exporter_new(Manager *m, const char *listen_address, Exporter **ret) {
         if (r < 0)
                 return log_error_errno(r, "Failed to arm the HTTP connection timer: %m");
 
-        log_debug("Serving metrics on http://%s/metrics", e->address);
+        log_debug("Serving metrics on %s://%s/metrics", web && web->tls ? "https" : "http", e->address);
         *ret = TAKE_PTR(e);
         return 0;
 }

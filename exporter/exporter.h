@@ -12,9 +12,16 @@
 
 #define EXPORTER_MAX_BODY (16U * 1024U * 1024U)
 
+typedef struct WebConfig WebConfig;
+
 /* Binds listen_address ("host:port", "[v6]:port", ":port") and serves on the
- * manager's event loop. */
-int exporter_new(Manager *m, const char *listen_address, Exporter **ret);
+ * manager's event loop. web (TLS, users, headers; NULL for plain HTTP) is
+ * borrowed and must outlive its use by the exporter. */
+int exporter_new(Manager *m, const char *listen_address, const WebConfig *web, Exporter **ret);
+/* Switches to another web config (borrowed likewise). When the TLS setup
+ * changes a new server is started first: on failure the old one goes on with
+ * the old config, which the caller must then keep. Logs. */
+int exporter_set_web_config(Exporter *e, const WebConfig *web);
 Exporter *exporter_free(Exporter *e);
 /* The port actually bound, also when listen_address asked for port 0. */
 uint16_t exporter_port(const Exporter *e);

@@ -51,7 +51,7 @@ static FuzzServer *server_get(void) {
         s.probes[0] = p;
         s.config = (Config) { .node = (char *) "fuzz", .probes = s.probes, .n_probes = 1 };
         s.manager = (Manager) { .event = s.event, .config = &s.config };
-        if (exporter_new(&s.manager, "127.0.0.1:0", &s.exporter) < 0)
+        if (exporter_new(&s.manager, "127.0.0.1:0", NULL, &s.exporter) < 0)
                 abort();
         initialized = true;
         return &s;

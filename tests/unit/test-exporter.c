@@ -30,7 +30,7 @@ static void server_start(Server *s) {
         s->probes[0]->status = PROBE_OK;
         s->config = (Config) { .node = (char *) "mx1", .probes = s->probes, .n_probes = 1 };
         s->manager = (Manager) { .event = s->event, .config = &s->config };
-        ASSERT_OK(exporter_new(&s->manager, "127.0.0.1:0", &s->exporter));
+        ASSERT_OK(exporter_new(&s->manager, "127.0.0.1:0", NULL, &s->exporter));
         s->port = exporter_port(s->exporter);
         ASSERT_TRUE(s->port > 0);
 }
@@ -358,8 +358,8 @@ TEST(address_in_use) {
 
         server_start(&s);
         ASSERT_TRUE(asprintf(&address, "127.0.0.1:%u", s.port) > 0);
-        ASSERT_ERROR(exporter_new(&s.manager, address, &second), EADDRINUSE);
-        ASSERT_ERROR(exporter_new(&s.manager, "localhost:1", &second), EINVAL);
+        ASSERT_ERROR(exporter_new(&s.manager, address, NULL, &second), EADDRINUSE);
+        ASSERT_ERROR(exporter_new(&s.manager, "localhost:1", NULL, &second), EINVAL);
         ASSERT_TRUE(!second);
         assert_normal_scrape(&s);
         server_stop(&s);
