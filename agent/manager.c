@@ -4,6 +4,7 @@
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
+#include "agent-check.h"
 #include "cluster.h"
 #include "control.h"
 #include "exporter/exporter.h"
@@ -113,6 +114,7 @@ int manager_get_bus(Manager *m, sd_bus **ret) {
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
+        m->agent_check = agent_check_free(m->agent_check);
         m->node = node_free(m->node);
         m->cluster = cluster_free(m->cluster);
         m->control = control_server_free(m->control);
@@ -304,18 +306,53 @@ static int manager_setup_listeners(Manager *m, const char *old_web, const char *
 
 /* Healing follows the config: created when a section appears, kept (with
  * its state) across reloads, dropped when the section goes away. */
+static const char *manager_agent_check_reply(void *userdata, char *buf, size_t len) {
+        Manager *m = userdata;
+
+        if (m->node)
+                return node_state_agent_check_reply(node_get_state(m->node), buf, len);
+        /* Not healing: no veto, HAProxy's own checks decide. */
+        snprintf(buf, len, "up ready\n");
+        return buf;
+}
+
+/* The agent-check port on the healing section's address, or on the default
+ * one without healing. Moved only when the address changes. Without healing
+ * a port that cannot be had is not an error: nothing may be asking. */
+static int manager_setup_agent_check(Manager *m) {
+        const char *address = m->config->healing.enabled ? m->config->healing.agent_check_address
+                                                         : HEALING_DEFAULT_AGENT_CHECK_ADDRESS;
+        int r;
+
+        const char *current = agent_check_address(m->agent_check);
+
+        if (m->observe_only || (current && streq(current, address)))
+                return 0;
+        m->agent_check = agent_check_free(m->agent_check);
+        r = agent_check_new(m->event, address, manager_agent_check_reply, m, &m->agent_check);
+        if (r < 0 && !m->config->healing.enabled) {
+                log_notice("Not answering HAProxy's agent-check on %s: healing is not configured.", address);
+                return 0;
+        }
+        return r;
+}
+
 static int manager_setup_node(Manager *m) {
+        int r;
+
         if (!m->config->healing.enabled) {
                 if (m->node)
-                        log_notice("Healing is no longer configured: only watching from now on.");
+                        log_notice("Healing is no longer configured: only watching from now on; HAProxy's "
+                                   "agent-check is answered \"up ready\".");
                 m->node = node_free(m->node);
-                return 0;
-        }
-        if (m->node) {
+        } else if (m->node)
                 node_reconfigure(m->node, &m->config->healing);
-                return 0;
+        else {
+                r = node_new(m, &m->config->healing, &m->node);
+                if (r < 0)
+                        return r;
         }
-        return node_new(m, &m->config->healing, &m->node);
+        return manager_setup_agent_check(m);
 }
 
 static void on_fence(Cluster *c, bool fenced, const char *reason, void *userdata) {

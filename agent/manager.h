@@ -36,6 +36,7 @@ struct Manager {
         ControlServer *control;
         CurlGlue *curl; /* libcurl multi of the HTTP probes, created on first use */
         Node *node; /* the healing policy; NULL when the config has no healing section */
+        struct AgentCheck *agent_check; /* HAProxy's agent-check port, answered for the node or "up ready" */
         struct Cluster *cluster; /* cluster state in the shared DB; NULL without a cluster section */
 
         /* A one-off run of the probes by rupost-health (oneshot.h): results

@@ -2,13 +2,11 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "cluster.h"
 #include "healers/mail-group.h"
 #include "lib/log.h"
-#include "lib/sockaddr.h"
 #include "manager.h"
 #include "node.h"
 
@@ -31,8 +29,6 @@ struct Node {
         sd_event_source *recovery_deadline;
         bool fencing; /* the stop in flight is a self-fence: kill, do not wait */
         bool restarted; /* starting since the agent started, with the group as the last run left it */
-        int agent_check_fd;
-        sd_event_source *agent_check_source;
 };
 
 static void node_apply(Node *n, NodeEventId event, const char *reason);
@@ -127,52 +123,6 @@ static void node_load_persisted(Node *n) {
 }
 
 /* ---- HAProxy agent-check: every HAProxy asks each node how it is ---- */
-
-static int on_agent_check(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        Node *n = userdata;
-        char reply[300];
-
-        /* Answer and close at once; HAProxy reads one line. A client that does
-         * not read gets what fits in the socket buffer and nothing more. */
-        for (int i = 0; i < 16; i++) {
-                _cleanup_close_ int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                if (c < 0)
-                        break;
-                node_state_agent_check_reply(&n->state, reply, sizeof reply);
-                (void) send(c, reply, strlen(reply), MSG_DONTWAIT | MSG_NOSIGNAL);
-        }
-        return 0;
-}
-
-static int node_listen_agent_check(Node *n) {
-        union sockaddr_union sa;
-        socklen_t len;
-        int one = 1, r;
-
-        r = sockaddr_parse(n->config->agent_check_address, &sa, &len);
-        if (r < 0)
-                return log_error_errno(r, "Bad agent-check address '%s'.", n->config->agent_check_address);
-
-        _cleanup_close_ int fd = socket(sa.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return log_error_errno(errno, "Failed to create the agent-check socket: %m");
-        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (sa.sa.sa_family == AF_INET6) {
-                int zero = 0;
-                (void) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-        }
-        if (bind(fd, &sa.sa, len) < 0)
-                return log_error_errno(errno, "Failed to bind the agent-check port %s: %m",
-                                       n->config->agent_check_address);
-        if (listen(fd, 64) < 0)
-                return log_error_errno(errno, "Failed to listen on %s: %m", n->config->agent_check_address);
-
-        r = sd_event_add_io(n->manager->event, &n->agent_check_source, fd, EPOLLIN, on_agent_check, n);
-        if (r < 0)
-                return log_error_errno(r, "Failed to watch the agent-check socket: %m");
-        n->agent_check_fd = TAKE_FD(fd);
-        return 0;
-}
 
 /* ---- timers ---- */
 
@@ -477,7 +427,6 @@ int node_new(Manager *m, const HealingConfig *config, Node **ret) {
                 return log_oom();
         n->manager = m;
         n->config = config;
-        n->agent_check_fd = -EBADF;
         n->policy = policy_from_config(config);
         node_state_init(&n->state);
         n->since = n->group_started = now(CLOCK_REALTIME);
@@ -492,10 +441,6 @@ int node_new(Manager *m, const HealingConfig *config, Node **ret) {
         r = mail_group_new(bus, m->event, config->units, config->stop_timeout, config->start_timeout, &n->group);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the mail group: %m");
-
-        r = node_listen_agent_check(n);
-        if (r < 0)
-                return r;
 
         r = sd_event_add_time_relative(m->event, &n->round_timer, CLOCK_MONOTONIC, config->round_interval,
                                        10 * USEC_PER_MSEC, on_round, n);
@@ -513,7 +458,6 @@ int node_new_for_test(Manager *m, const HealingConfig *config, const NodeState *
                 return -ENOMEM;
         n->manager = m;
         n->config = config;
-        n->agent_check_fd = -EBADF;
         n->policy = policy_from_config(config);
         n->state = *state;
         n->restarted = state->id == NODE_STARTING;
@@ -530,8 +474,6 @@ Node *node_free(Node *n) {
         sd_event_source_disable_unref(n->stable_timer);
         sd_event_source_disable_unref(n->round_timer);
         sd_event_source_disable_unref(n->recovery_deadline);
-        sd_event_source_disable_unref(n->agent_check_source);
-        safe_close(n->agent_check_fd);
         free(n);
         return NULL;
 }

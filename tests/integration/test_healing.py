@@ -132,3 +132,28 @@ def test_agent_killed_while_stopping_the_group_leaves_it_consistent(healing):
     # Settled: the whole group runs and stays running.
     time.sleep(3)
     assert group_all(cluster, "active"), unit_states(cluster)
+
+
+def test_healing_switched_off_lifts_the_veto(healing):
+    """HAProxy keeps the last verdict its agent check read. A node withdrawn
+    when healing is switched off must not stay out for good: without healing
+    the agent answers "up ready", and HAProxy's own checks decide."""
+    cluster = healing
+    cluster.exec("node1", "systemctl", "kill", "-s", "KILL", "dovecot.service")
+    cluster.wait_for("node1 withdrawn, as node2's HAProxy heard it", lambda: cluster.haproxy_server_stat(
+        "node2", "smtp", "node1", "last_agt").startswith("via agent : down (withdrawn: "), timeout=20)
+    config = cluster.exec("node1", "cat", "/etc/rupost/agent.yaml").stdout
+    watching = config.split("\nhealing:\n")[0] + "\n"
+    assert "healing" not in watching, watching
+    cluster.exec("node1", "sh", "-c", "cat > /etc/rupost/agent.yaml", input=watching)
+    try:
+        cluster.exec("node1", "systemctl", "reload", "rupost-agent.service")
+        assert cluster.wait_for("node1's agent check without healing", lambda: agent_check(cluster) == "up ready")
+        # Nobody heals now: the operator starts the group.
+        cluster.exec("node1", "sh", "-c", "systemctl reset-failed; systemctl start " + " ".join(GROUP))
+        cluster.wait_for("node1 back in node2's HAProxy, on the agent's word too", lambda: (
+            cluster.haproxy_server_status("node2", "smtp", "node1") == "UP"
+            and cluster.haproxy_server_stat("node2", "smtp", "node1", "last_agt") == "via agent : up"), timeout=30)
+    finally:
+        cluster.exec("node1", "sh", "-c", "cat > /etc/rupost/agent.yaml", input=config)
+        cluster.exec("node1", "systemctl", "reload", "rupost-agent.service")
