@@ -27,7 +27,9 @@
 
 #include "basic-auth.h"
 #include "exporter.h"
+#include "gzip-body.h"
 #include "lib/log.h"
+#include "negotiate.h"
 #include "web-config.h"
 
 #define EXPORTER_CONNECTION_LIMIT 64U
@@ -36,7 +38,9 @@
  * is ample for a scraper, and 64 connections then pin at most 1 MiB. */
 #define EXPORTER_CONNECTION_MEMORY (16U * 1024U)
 
-#define CONTENT_TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
+/* The body of /metrics depends on both; a cache must not serve OpenMetrics
+ * or gzip to a client that asked for neither. */
+#define VARY_METRICS "Accept, Accept-Encoding"
 #define AUTH_REALM "Basic realm=\"rupost-agent\", charset=\"UTF-8\""
 
 static const char index_page[] =
@@ -93,6 +97,18 @@ typedef struct Request {
         struct Request *next_pending;
 } Request;
 
+/* The probe part of the body in one format, rendered again only when a probe
+ * reported or the config changed (see metrics_state_hash()), and deflated
+ * once for all the scrapes that accept gzip until then: a scrape storm costs
+ * one compression of the process part per scrape, not of the whole body. */
+typedef struct RenderCache {
+        Buf body;
+        GzipHead gzip;
+        uint64_t hash;
+        bool valid;
+        bool gzip_valid;
+} RenderCache;
+
 struct Exporter {
         Manager *manager;
         int listen_fd; /* ours; each daemon gets a duplicate */
@@ -104,13 +120,12 @@ struct Exporter {
         sd_event_source *timer_source;
         struct MHD_Response *replies[_REPLY_MAX];
         char *address; /* as bound, for messages */
-        /* The probe part of the body, rendered again only when a probe
-         * reported or the config changed; see metrics_state_hash(). */
-        Buf cache;
-        uint64_t cache_hash;
-        bool cache_valid;
+        RenderCache cache[_METRICS_FORMAT_MAX];
+        GzipWriter *gzip; /* deflates the process part, reused scrape after scrape */
+        uint64_t n_compressions;
         uint16_t port;
         int last_render_error; /* to log a failing render once, not on every scrape */
+        int last_gzip_error;   /* likewise */
 };
 
 int exporter_parse_listen_address(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len) {
@@ -273,33 +288,88 @@ static int add_web_headers(const WebConfig *web, struct MHD_Response *response) 
         return 0;
 }
 
-static int exporter_render(Exporter *e, Buf *body) {
+/* The cached probe part in fmt, rendered again if the state changed. */
+static int exporter_cache_get(Exporter *e, MetricsFormat fmt, RenderCache **ret) {
+        RenderCache *c = &e->cache[fmt];
         uint64_t hash = metrics_state_hash(e->manager);
         int r;
 
-        if (!e->cache_valid || hash != e->cache_hash) {
-                e->cache_valid = false;
-                buf_reset(&e->cache);
-                r = metrics_render_state(e->manager, &e->cache);
+        if (!c->valid || hash != c->hash) {
+                c->valid = c->gzip_valid = false;
+                buf_reset(&c->body);
+                r = metrics_render_state(e->manager, fmt, &c->body);
                 if (r < 0)
                         return r;
-                e->cache_hash = hash;
-                e->cache_valid = true;
+                c->hash = hash;
+                c->valid = true;
         }
+        *ret = c;
+        return 0;
+}
 
-        r = buf_append(body, e->cache.data, e->cache.len);
+static int exporter_gzip(Exporter *e, RenderCache *c, const Buf *tail, Buf *out) {
+        int r;
+
+        if (!c->gzip_valid) {
+                r = gzip_head_set(&c->gzip, c->body.data, c->body.len);
+                if (r < 0)
+                        return r;
+                c->gzip_valid = true;
+                e->n_compressions++;
+        }
+        return gzip_writer_finish(e->gzip, &c->gzip, tail->data, tail->len, out);
+}
+
+/* The body in fmt, gzipped if asked and possible; *ret_gzipped says which. */
+static int exporter_render(Exporter *e, MetricsFormat fmt, bool gzip, Buf *body, bool *ret_gzipped) {
+        _cleanup_(buf_done) Buf tail = BUF_INIT(EXPORTER_MAX_BODY);
+        RenderCache *c;
+        int r;
+
+        r = exporter_cache_get(e, fmt, &c);
         if (r < 0)
                 return r;
-        return metrics_render_process(body);
+        r = metrics_render_process(fmt, &tail);
+        if (r < 0)
+                return r;
+
+        if (gzip) {
+                r = exporter_gzip(e, c, &tail, body);
+                if (r >= 0) {
+                        e->last_gzip_error = 0;
+                        *ret_gzipped = true;
+                        return 0;
+                }
+                /* Compression is a courtesy: without it the body still goes out. */
+                if (r != e->last_gzip_error)
+                        log_warning_errno(r, "Failed to compress the metrics, sending them uncompressed: %m");
+                e->last_gzip_error = r;
+                buf_reset(body);
+        }
+
+        *ret_gzipped = false;
+        r = buf_append(body, c->body.data ?: "", c->body.len);
+        if (r < 0)
+                return r;
+        r = buf_append(body, tail.data ?: "", tail.len);
+        if (r < 0)
+                return r;
+        return buf_status(body);
 }
 
 static enum MHD_Result serve_metrics(Exporter *e, struct MHD_Connection *connection) {
+        Exposition x = negotiate_exposition(
+                MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT));
+        bool gzip = negotiate_gzip(
+                MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT_ENCODING));
+        MetricsFormat fmt = exposition_is_openmetrics(x) ? METRICS_FORMAT_OPENMETRICS : METRICS_FORMAT_TEXT;
         struct MHD_Response *response;
         Buf body = BUF_INIT(EXPORTER_MAX_BODY);
         enum MHD_Result ret;
+        bool gzipped;
         int r;
 
-        r = exporter_render(e, &body);
+        r = exporter_render(e, fmt, gzip, &body, &gzipped);
         if (r < 0) {
                 buf_done(&body);
                 if (r != e->last_render_error)
@@ -314,7 +384,9 @@ static enum MHD_Result serve_metrics(Exporter *e, struct MHD_Connection *connect
         response = MHD_create_response_from_buffer(len, buf_steal(&body), MHD_RESPMEM_MUST_FREE);
         if (!response)
                 return MHD_NO; /* out of memory: MHD closes the connection */
-        if (MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, CONTENT_TYPE_METRICS) != MHD_YES ||
+        if (MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, exposition_content_type(x)) != MHD_YES ||
+            MHD_add_response_header(response, MHD_HTTP_HEADER_VARY, VARY_METRICS) != MHD_YES ||
+            (gzipped && MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip") != MHD_YES) ||
             add_web_headers(e->web, response) < 0) {
                 MHD_destroy_response(response);
                 return MHD_NO;
@@ -511,6 +583,10 @@ unsigned exporter_n_connections(const Exporter *e) {
         return info ? info->num_connections : 0;
 }
 
+uint64_t exporter_n_compressions(const Exporter *e) {
+        return e ? e->n_compressions : 0;
+}
+
 static int exporter_dispatch(Exporter *e) {
         bool at_limit = exporter_n_connections(e) >= EXPORTER_CONNECTION_LIMIT;
         int r;
@@ -581,7 +657,11 @@ Exporter *exporter_free(Exporter *e) {
         basic_auth_free(e->auth);
         safe_close(e->listen_fd);
         exporter_free_replies(e);
-        buf_done(&e->cache);
+        for (MetricsFormat f = 0; f < _METRICS_FORMAT_MAX; f++) {
+                buf_done(&e->cache[f].body);
+                gzip_head_done(&e->cache[f].gzip);
+        }
+        gzip_writer_free(e->gzip);
         free(e->address);
         free(e);
         return NULL;
@@ -728,7 +808,11 @@ int exporter_new(Manager *m, const char *listen_address, const WebConfig *web, E
                 return log_oom();
         e->manager = m;
         e->listen_fd = -EBADF;
-        e->cache = BUF_INIT(EXPORTER_MAX_BODY);
+        for (MetricsFormat f = 0; f < _METRICS_FORMAT_MAX; f++)
+                e->cache[f] = (RenderCache) {
+                        .body = BUF_INIT(EXPORTER_MAX_BODY),
+                        .gzip.deflated = BUF_INIT(EXPORTER_MAX_BODY),
+                };
         e->web = web;
 
         r = exporter_make_replies(e, web);
@@ -737,6 +821,9 @@ int exporter_new(Manager *m, const char *listen_address, const WebConfig *web, E
         r = basic_auth_new(m->event, &e->auth);
         if (r < 0)
                 return log_oom();
+        r = gzip_writer_new(&e->gzip);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up gzip compression: %m");
 
         r = bind_listen_address(listen_address, &bound, &e->listen_fd);
         if (r < 0)

@@ -27,6 +27,9 @@ Exporter *exporter_free(Exporter *e);
 uint16_t exporter_port(const Exporter *e);
 /* Open client connections, for tests. */
 unsigned exporter_n_connections(const Exporter *e);
+/* How often the cached probe part was deflated, for tests: once per state
+ * and format, however many gzip scrapes it served. */
+uint64_t exporter_n_compressions(const Exporter *e);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Exporter *, exporter_free);
 
 /* Parses a listen address without name resolution: "192.0.2.1:9469",
@@ -34,17 +37,24 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Exporter *, exporter_free);
  * -EINVAL for a malformed address. */
 int exporter_parse_listen_address(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len);
 
-/* Renders the text exposition format 0.0.4 of everything the manager knows.
+typedef enum MetricsFormat {
+        METRICS_FORMAT_TEXT,        /* the text exposition format 0.0.4 */
+        METRICS_FORMAT_OPENMETRICS, /* OpenMetrics 1.0.0 text, ending in "# EOF" */
+        _METRICS_FORMAT_MAX,
+} MetricsFormat;
+
+/* Renders everything the manager knows in the given format.
  * Fails with -ENOBUFS when out's limit is reached (out then holds a truncated
  * body that must not be served) and -ENOTUNIQ when probe families clash.
  * Probes without a result yet report success 0 and status "unknown", and have
  * no duration and last-run samples. */
-int metrics_render(const Manager *m, Buf *out);
+int metrics_render(const Manager *m, MetricsFormat fmt, Buf *out);
 /* The two parts of metrics_render(): what the probes and the config say, which
  * only changes when a probe finishes, and the process_* figures, which
- * change on every call. */
-int metrics_render_state(const Manager *m, Buf *out);
-int metrics_render_process(Buf *out);
+ * change on every call; the latter ends the exposition ("# EOF" in
+ * OpenMetrics), so it comes last. */
+int metrics_render_state(const Manager *m, MetricsFormat fmt, Buf *out);
+int metrics_render_process(MetricsFormat fmt, Buf *out);
 /* A hash of everything metrics_render_state() reads: while it is unchanged,
  * a body rendered earlier is still exact. */
 uint64_t metrics_state_hash(const Manager *m);

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* The text exposition format 0.0.4, rendered from the cached probe results.
+/* The text exposition format 0.0.4, and OpenMetrics 1.0.0 text for the
+ * scrapers that ask for it, rendered from the cached probe results. The two
+ * differ only in the metadata lines and the closing "# EOF": the samples are
+ * the same bytes.
  *
  * Rendering runs on every scrape, on the event loop, so it avoids printf:
  * lines are assembled with memcpy and numbers are formatted by hand. Every
@@ -90,7 +93,8 @@ static const char *const reserved_names[] = {
         "process_start_time_seconds",
 };
 
-#define PUT_LITERAL(b, s) buf_append((b), (s), sizeof(s) - 1)
+#define STRLEN(s) (sizeof(s) - 1)
+#define PUT_LITERAL(b, s) buf_append((b), (s), STRLEN(s))
 
 static int put_str(Buf *b, const char *s) {
         return buf_append(b, s, strlen(s));
@@ -190,7 +194,13 @@ static int put_double(Buf *b, double v) {
         return buf_append(b, buf, (size_t) n);
 }
 
-static int put_header(Buf *b, const MetricFamily *f) {
+static bool has_suffix(const char *s, size_t n, const char *suffix, size_t suffix_len) {
+        return n > suffix_len && memcmp(s + n - suffix_len, suffix, suffix_len) == 0;
+}
+
+#define HAS_SUFFIX(s, n, literal) has_suffix((s), (n), (literal), sizeof(literal) - 1)
+
+static int put_header_text(Buf *b, const MetricFamily *f) {
         (void) PUT_LITERAL(b, "# HELP ");
         (void) put_str(b, f->name);
         (void) PUT_LITERAL(b, " ");
@@ -200,6 +210,54 @@ static int put_header(Buf *b, const MetricFamily *f) {
         if (f->type == METRIC_COUNTER)
                 return PUT_LITERAL(b, " counter\n");
         return PUT_LITERAL(b, " gauge\n");
+}
+
+/* OpenMetrics names a counter family without the _total its samples carry.
+ * A counter whose name lacks _total would need its samples renamed, which
+ * breaks queries (the same series under two names depending on the format):
+ * it is declared unknown instead, samples as they are. The unit is the base
+ * unit the name ends with, as the format requires of a UNIT line. */
+static int put_header_openmetrics(Buf *b, const MetricFamily *f) {
+        size_t n = strlen(f->name);
+        const char *type = "gauge", *unit = NULL;
+
+        if (f->type == METRIC_COUNTER) {
+                if (HAS_SUFFIX(f->name, n, "_total")) {
+                        n -= STRLEN("_total");
+                        type = "counter";
+                } else
+                        type = "unknown";
+        }
+        if (HAS_SUFFIX(f->name, n, "_seconds"))
+                unit = "seconds";
+        else if (HAS_SUFFIX(f->name, n, "_bytes"))
+                unit = "bytes";
+
+        if (f->help && f->help[0]) {
+                (void) PUT_LITERAL(b, "# HELP ");
+                (void) buf_append(b, f->name, n);
+                (void) PUT_LITERAL(b, " ");
+                /* Escaped as a label value is: quotes too, unlike in text 0.0.4. */
+                (void) put_label_value(b, f->help);
+                (void) PUT_LITERAL(b, "\n");
+        }
+        (void) PUT_LITERAL(b, "# TYPE ");
+        (void) buf_append(b, f->name, n);
+        (void) PUT_LITERAL(b, " ");
+        (void) put_str(b, type);
+        (void) PUT_LITERAL(b, "\n");
+        if (unit) {
+                (void) PUT_LITERAL(b, "# UNIT ");
+                (void) buf_append(b, f->name, n);
+                (void) PUT_LITERAL(b, " ");
+                (void) put_str(b, unit);
+                (void) PUT_LITERAL(b, "\n");
+        }
+        return buf_status(b);
+}
+
+static int put_header(Buf *b, MetricsFormat fmt, const MetricFamily *f) {
+        return fmt == METRICS_FORMAT_OPENMETRICS ? put_header_openmetrics(b, f) : put_header_text(b, f);
 }
 
 /* "name{probe="x",type="y"" without the closing brace, so callers can add labels. */
@@ -218,12 +276,12 @@ static ProbeStatus probe_reported_status(const Probe *p) {
         return p->status;
 }
 
-static int render_probe_family(Buf *b, ProbeFamilyId id, Probe *const *probes, size_t n_probes) {
+static int render_probe_family(Buf *b, MetricsFormat fmt, ProbeFamilyId id, Probe *const *probes, size_t n_probes) {
         const MetricFamily *f = &probe_families[id];
 
         if (n_probes == 0)
                 return 0;
-        (void) put_header(b, f);
+        (void) put_header(b, fmt, f);
 
         for (size_t i = 0; i < n_probes; i++) {
                 const Probe *p = probes[i];
@@ -323,7 +381,7 @@ static bool family_name_reserved(const char *name) {
 }
 
 /* The samples the probes reported themselves, grouped by family name. */
-static int render_probe_samples(Buf *b, Probe *const *probes, size_t n_probes) {
+static int render_probe_samples(Buf *b, MetricsFormat fmt, Probe *const *probes, size_t n_probes) {
         _cleanup_free_ SampleRef *refs = NULL;
         size_t n = 0, k = 0;
 
@@ -361,7 +419,7 @@ static int render_probe_samples(Buf *b, Probe *const *probes, size_t n_probes) {
                                           f->name, refs[i].probe->name);
                                 return -ENOTUNIQ;
                         }
-                        (void) put_header(b, f);
+                        (void) put_header(b, fmt, f);
                 } else if (f->type != refs[i - 1].sample->family->type) {
                         log_debug("Metric family '%s' is reported both as %s and as %s.", f->name,
                                   metric_type_to_string(refs[i - 1].sample->family->type),
@@ -381,7 +439,7 @@ static int render_probe_samples(Buf *b, Probe *const *probes, size_t n_probes) {
         return buf_status(b);
 }
 
-static int render_info(Buf *b, const Manager *m) {
+static int render_info(Buf *b, MetricsFormat fmt, const Manager *m) {
         static const MetricFamily build_info = {
                 "rupost_build_info", METRIC_GAUGE,
                 "Version and revision rupost-agent was built from; always 1."
@@ -390,14 +448,14 @@ static int render_info(Buf *b, const Manager *m) {
                 "rupost_node_info", METRIC_GAUGE, "Name of the node this agent watches; always 1."
         };
 
-        (void) put_header(b, &build_info);
+        (void) put_header(b, fmt, &build_info);
         (void) PUT_LITERAL(b, "rupost_build_info{version=\"");
         (void) put_label_value(b, PROJECT_VERSION);
         (void) PUT_LITERAL(b, "\",revision=\"");
         (void) put_label_value(b, PROJECT_REVISION);
         (void) PUT_LITERAL(b, "\"} 1\n");
 
-        (void) put_header(b, &node_info);
+        (void) put_header(b, fmt, &node_info);
         (void) PUT_LITERAL(b, "rupost_node_info{node=\"");
         (void) put_label_value(b, manager_node_name(m));
         return PUT_LITERAL(b, "\"} 1\n");
@@ -405,14 +463,14 @@ static int render_info(Buf *b, const Manager *m) {
 
 /* Without a healing section the agent only watches: no node families at all,
  * rather than a state that would claim it heals. */
-static int render_node(Buf *b, const Manager *m) {
+static int render_node(Buf *b, MetricsFormat fmt, const Manager *m) {
         const NodeState *st;
 
         if (!m->node)
                 return 0;
         st = node_get_state(m->node);
 
-        (void) put_header(b, &node_state_family);
+        (void) put_header(b, fmt, &node_state_family);
         for (NodeStateId id = 0; id < _NODE_STATE_MAX; id++) {
                 (void) PUT_LITERAL(b, "rupost_node_state{state=\"");
                 (void) put_str(b, node_state_to_string(id));
@@ -420,15 +478,15 @@ static int render_node(Buf *b, const Manager *m) {
                 (void) put_u64(b, st->id == id);
                 (void) PUT_LITERAL(b, "\n");
         }
-        (void) put_header(b, &node_state_change_family);
+        (void) put_header(b, fmt, &node_state_change_family);
         (void) PUT_LITERAL(b, "rupost_node_state_change_timestamp_seconds ");
         (void) put_usec_as_seconds(b, node_state_since(m->node));
         (void) PUT_LITERAL(b, "\n");
-        (void) put_header(b, &node_attempts_family);
+        (void) put_header(b, fmt, &node_attempts_family);
         (void) PUT_LITERAL(b, "rupost_node_recovery_attempts ");
         (void) put_u64(b, st->attempts);
         (void) PUT_LITERAL(b, "\n");
-        (void) put_header(b, &node_maintenance_family);
+        (void) put_header(b, fmt, &node_maintenance_family);
         (void) PUT_LITERAL(b, "rupost_node_maintenance ");
         (void) put_u64(b, st->id == NODE_MAINTENANCE);
         return PUT_LITERAL(b, "\n");
@@ -478,7 +536,7 @@ static const char *cluster_slot_name(unsigned slot) {
                                       : "lease_expired";
 }
 
-static int render_cluster(Buf *b, const Manager *m) {
+static int render_cluster(Buf *b, MetricsFormat fmt, const Manager *m) {
         uint64_t counts[_SLOT_MAX];
         ClusterVerdict denial;
         usec_t renewed;
@@ -487,7 +545,7 @@ static int render_cluster(Buf *b, const Manager *m) {
                 return 0;
         cluster_count_states(m->cluster, counts);
 
-        (void) put_header(b, &cluster_nodes_family);
+        (void) put_header(b, fmt, &cluster_nodes_family);
         for (unsigned slot = 0; slot < _SLOT_MAX; slot++) {
                 (void) PUT_LITERAL(b, "rupost_cluster_nodes{state=\"");
                 (void) put_str(b, cluster_slot_name(slot));
@@ -498,18 +556,18 @@ static int render_cluster(Buf *b, const Manager *m) {
 
         renewed = cluster_last_renew(m->cluster);
         if (renewed > 0) {
-                (void) put_header(b, &cluster_renew_family);
+                (void) put_header(b, fmt, &cluster_renew_family);
                 (void) PUT_LITERAL(b, "rupost_cluster_lease_renew_timestamp_seconds ");
                 (void) put_usec_as_seconds(b, renewed);
                 (void) PUT_LITERAL(b, "\n");
         }
 
-        (void) put_header(b, &cluster_db_up_family);
+        (void) put_header(b, fmt, &cluster_db_up_family);
         (void) PUT_LITERAL(b, "rupost_cluster_db_up ");
         (void) put_u64(b, cluster_db_ok(m->cluster));
         (void) PUT_LITERAL(b, "\n");
 
-        (void) put_header(b, &cluster_fenced_family);
+        (void) put_header(b, fmt, &cluster_fenced_family);
         (void) PUT_LITERAL(b, "rupost_cluster_self_fenced ");
         (void) put_u64(b, cluster_self_fenced(m->cluster));
         (void) PUT_LITERAL(b, "\n");
@@ -517,7 +575,7 @@ static int render_cluster(Buf *b, const Manager *m) {
         /* Every reason always, so that a query over the family sees 0s
          * rather than nothing while all is well. */
         denial = cluster_last_denial(m->cluster);
-        (void) put_header(b, &cluster_denied_family);
+        (void) put_header(b, fmt, &cluster_denied_family);
         for (ClusterVerdict v = CLUSTER_ALLOW + 1; v < _CLUSTER_VERDICT_MAX; v++) {
                 (void) PUT_LITERAL(b, "rupost_cluster_withdrawal_denied{reason=\"");
                 (void) put_str(b, cluster_verdict_to_string(v));
@@ -537,10 +595,10 @@ static const MetricFamily failure_peers_family = {
 
 /* Per probe, whatever its own status: an alert on this node's failure can
  * then tell "mine alone" from "everyone's" by a join on probe. */
-static int render_failure_peers(Buf *b, const Manager *m, Probe *const *probes, size_t n_probes) {
+static int render_failure_peers(Buf *b, MetricsFormat fmt, const Manager *m, Probe *const *probes, size_t n_probes) {
         if (!m->cluster || n_probes == 0)
                 return 0;
-        (void) put_header(b, &failure_peers_family);
+        (void) put_header(b, fmt, &failure_peers_family);
         for (size_t i = 0; i < n_probes; i++) {
                 (void) put_probe_series(b, failure_peers_family.name, probes[i]);
                 (void) PUT_LITERAL(b, "} ");
@@ -628,7 +686,7 @@ uint64_t metrics_state_hash(const Manager *m) {
         return h;
 }
 
-int metrics_render_state(const Manager *m, Buf *out) {
+int metrics_render_state(const Manager *m, MetricsFormat fmt, Buf *out) {
         Probe **probes;
         size_t n_probes;
         int r;
@@ -638,71 +696,81 @@ int metrics_render_state(const Manager *m, Buf *out) {
 
         probes = manager_probes(m, &n_probes);
 
-        (void) render_info(out, m);
-        (void) render_node(out, m);
-        (void) render_cluster(out, m);
+        (void) render_info(out, fmt, m);
+        (void) render_node(out, fmt, m);
+        (void) render_cluster(out, fmt, m);
         for (ProbeFamilyId id = 0; id < _PF_MAX; id++)
-                (void) render_probe_family(out, id, probes, n_probes);
-        (void) render_failure_peers(out, m, probes, n_probes);
-        r = render_probe_samples(out, probes, n_probes);
+                (void) render_probe_family(out, fmt, id, probes, n_probes);
+        (void) render_failure_peers(out, fmt, m, probes, n_probes);
+        r = render_probe_samples(out, fmt, probes, n_probes);
         if (r < 0)
                 return r;
         return buf_status(out);
 }
 
-int metrics_render_process(Buf *out) {
-        static const MetricFamily
-                cpu = { "process_cpu_seconds_total", METRIC_COUNTER, "Total user and system CPU time spent in seconds." },
-                open_fds = { "process_open_fds", METRIC_GAUGE, "Number of open file descriptors." },
-                max_fds = { "process_max_fds", METRIC_GAUGE, "Maximum number of open file descriptors." },
-                vsz = { "process_virtual_memory_bytes", METRIC_GAUGE, "Virtual memory size in bytes." },
-                rss = { "process_resident_memory_bytes", METRIC_GAUGE, "Resident memory size in bytes." },
-                start = { "process_start_time_seconds", METRIC_GAUGE,
-                          "Start time of the process since unix epoch in seconds." };
-        ProcessMetrics pm;
-        int r;
+static const MetricFamily
+        process_cpu_family = { "process_cpu_seconds_total", METRIC_COUNTER,
+                               "Total user and system CPU time spent in seconds." },
+        process_open_fds_family = { "process_open_fds", METRIC_GAUGE, "Number of open file descriptors." },
+        process_max_fds_family = { "process_max_fds", METRIC_GAUGE, "Maximum number of open file descriptors." },
+        process_vsz_family = { "process_virtual_memory_bytes", METRIC_GAUGE, "Virtual memory size in bytes." },
+        process_rss_family = { "process_resident_memory_bytes", METRIC_GAUGE, "Resident memory size in bytes." },
+        process_start_family = { "process_start_time_seconds", METRIC_GAUGE,
+                                 "Start time of the process since unix epoch in seconds." };
 
-        r = process_metrics_read(&pm);
-        if (r < 0) {
-                /* Without /proc the other metrics are still worth serving. */
-                log_debug_errno(r, "Failed to read the process metrics, leaving them out: %m");
-                return 0;
-        }
-
-        (void) put_header(out, &cpu);
+static int render_process(Buf *out, MetricsFormat fmt, const ProcessMetrics *pm) {
+        (void) put_header(out, fmt, &process_cpu_family);
         (void) PUT_LITERAL(out, "process_cpu_seconds_total ");
-        (void) put_usec_as_seconds(out, pm.cpu_usec);
+        (void) put_usec_as_seconds(out, pm->cpu_usec);
         (void) PUT_LITERAL(out, "\n");
-        (void) put_header(out, &open_fds);
+        (void) put_header(out, fmt, &process_open_fds_family);
         (void) PUT_LITERAL(out, "process_open_fds ");
-        (void) put_u64(out, pm.open_fds);
+        (void) put_u64(out, pm->open_fds);
         (void) PUT_LITERAL(out, "\n");
-        (void) put_header(out, &max_fds);
+        (void) put_header(out, fmt, &process_max_fds_family);
         (void) PUT_LITERAL(out, "process_max_fds ");
-        if (pm.max_fds == UINT64_MAX)
+        if (pm->max_fds == UINT64_MAX)
                 (void) PUT_LITERAL(out, "+Inf");
         else
-                (void) put_u64(out, pm.max_fds);
+                (void) put_u64(out, pm->max_fds);
         (void) PUT_LITERAL(out, "\n");
-        (void) put_header(out, &vsz);
+        (void) put_header(out, fmt, &process_vsz_family);
         (void) PUT_LITERAL(out, "process_virtual_memory_bytes ");
-        (void) put_u64(out, pm.virtual_bytes);
+        (void) put_u64(out, pm->virtual_bytes);
         (void) PUT_LITERAL(out, "\n");
-        (void) put_header(out, &rss);
+        (void) put_header(out, fmt, &process_rss_family);
         (void) PUT_LITERAL(out, "process_resident_memory_bytes ");
-        (void) put_u64(out, pm.resident_bytes);
+        (void) put_u64(out, pm->resident_bytes);
         (void) PUT_LITERAL(out, "\n");
-        (void) put_header(out, &start);
+        (void) put_header(out, fmt, &process_start_family);
         (void) PUT_LITERAL(out, "process_start_time_seconds ");
-        (void) put_usec_as_seconds(out, pm.start_time_usec);
+        (void) put_usec_as_seconds(out, pm->start_time_usec);
         return PUT_LITERAL(out, "\n");
 }
 
-int metrics_render(const Manager *m, Buf *out) {
+int metrics_render_process(MetricsFormat fmt, Buf *out) {
+        ProcessMetrics pm;
         int r;
 
-        r = metrics_render_state(m, out);
+        assert_return(out, -EINVAL);
+
+        r = process_metrics_read(&pm);
+        if (r < 0)
+                /* Without /proc the other metrics are still worth serving. */
+                log_debug_errno(r, "Failed to read the process metrics, leaving them out: %m");
+        else
+                (void) render_process(out, fmt, &pm);
+        /* The process part comes last, so it ends the exposition. */
+        if (fmt == METRICS_FORMAT_OPENMETRICS)
+                (void) PUT_LITERAL(out, "# EOF\n");
+        return buf_status(out);
+}
+
+int metrics_render(const Manager *m, MetricsFormat fmt, Buf *out) {
+        int r;
+
+        r = metrics_render_state(m, fmt, out);
         if (r < 0)
                 return r;
-        return metrics_render_process(out);
+        return metrics_render_process(fmt, out);
 }

@@ -10,7 +10,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "exporter/exporter.h"
+#include "openmetrics-check.h"
 #include "tests.h"
 
 typedef struct Server {
@@ -62,8 +65,9 @@ static int connect_to(uint16_t port) {
 }
 
 /* Sends `request` on a new connection and collects everything the server
- * sends until it closes the connection. */
-static char *exchange(Server *s, const char *request, size_t len) {
+ * sends until it closes the connection; *ret_size (if not NULL) tells how
+ * much, for bodies with NUL bytes. */
+static char *exchange_sized(Server *s, const char *request, size_t len, size_t *ret_size) {
         _cleanup_close_ int fd = connect_to(s->port);
         Buf response = BUF_INIT(64U * 1024U * 1024U);
         size_t written = 0;
@@ -83,14 +87,21 @@ static char *exchange(Server *s, const char *request, size_t len) {
                 ASSERT_OK(sd_event_run(s->event, 10 * USEC_PER_MSEC));
 
                 n = recv(fd, buf, sizeof buf, 0);
-                if (n == 0 || (n < 0 && errno == ECONNRESET))
+                if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+                        if (ret_size)
+                                *ret_size = response.len;
                         return buf_steal(&response);
+                }
                 if (n > 0)
                         ASSERT_OK(buf_append(&response, buf, (size_t) n));
                 else
                         ASSERT_TRUE(errno == EAGAIN);
         }
         ASSERT_FAIL("%s", "the server did not close the connection");
+}
+
+static char *exchange(Server *s, const char *request, size_t len) {
+        return exchange_sized(s, request, len, NULL);
 }
 
 #define EXCHANGE(s, literal) exchange((s), (literal), sizeof(literal) - 1)
@@ -299,6 +310,240 @@ TEST(many_connections) {
         for (unsigned i = 0; i < 200; i++)
                 ASSERT_OK(sd_event_run(s.event, 0));
         assert_normal_scrape(&s);
+        server_stop(&s);
+}
+
+/* The header block of a response, without the blank line. */
+static char *headers_of(const char *response) {
+        const char *p = strstr(response, "\r\n\r\n");
+        ASSERT_TRUE(p);
+        return strndup(response, (size_t) (p - response + 2));
+}
+
+static size_t content_length(const char *headers) {
+        const char *p = strstr(headers, "\r\nContent-Length: ");
+        ASSERT_TRUE(p);
+        return strtoul(p + strlen("\r\nContent-Length: "), NULL, 10);
+}
+
+/* GET /metrics with extra header lines; returns the response, its headers
+ * and its body (NUL-terminated, *ret_body_size bytes). */
+static char *get_metrics(Server *s, const char *extra, char **ret_headers, char **ret_body, size_t *ret_body_size) {
+        _cleanup_free_ char *req = NULL;
+        size_t size;
+        char *r, *body;
+
+        ASSERT_TRUE(asprintf(&req, "GET /metrics HTTP/1.1\r\nHost: x\r\n%sConnection: close\r\n\r\n", extra) > 0);
+        r = exchange_sized(s, req, strlen(req), &size);
+        ASSERT_TRUE(strncmp(r, "HTTP/1.1 200 ", 13) == 0);
+        *ret_headers = headers_of(r);
+        body = strstr(r, "\r\n\r\n") + 4;
+        *ret_body_size = size - (size_t) (body - r);
+        ASSERT_EQ(content_length(*ret_headers), *ret_body_size);
+        *ret_body = body;
+        return r;
+}
+
+static const char prometheus_2_accept[] =
+        "Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+        "text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n";
+
+TEST(openmetrics_negotiated) {
+        char *r, *headers, *error, *body;
+        size_t size;
+        Server s;
+
+        server_start(&s);
+        r = get_metrics(&s, prometheus_2_accept, &headers, &body, &size);
+        ASSERT_CONTAINS(headers, "\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n");
+        ASSERT_CONTAINS(headers, "\r\nVary: Accept, Accept-Encoding\r\n");
+        ASSERT_NOT_CONTAINS(headers, "Content-Encoding");
+        ASSERT_EQ(strlen(body), size);
+        error = om_check(body);
+        if (error)
+                fprintf(stderr, "%s\n---\n%s", error, body);
+        ASSERT_TRUE(!error);
+        ASSERT_TRUE(size > 6 && streq(body + size - 6, "# EOF\n"));
+        ASSERT_CONTAINS(body, "\n# TYPE rupost_probe_runs counter\nrupost_probe_runs_total{probe=\"smtp\",type=\"tcp\"} 0\n");
+        ASSERT_CONTAINS(body, "\nrupost_probe_success{probe=\"smtp\",type=\"tcp\"} 1\n");
+        free(r);
+        free(headers);
+
+        /* The draft version, for the Prometheus versions that ask for it. */
+        r = get_metrics(&s, "Accept: application/openmetrics-text; version=0.0.1,text/plain;version=0.0.4;q=0.5\r\n",
+                        &headers, &body, &size);
+        ASSERT_CONTAINS(headers, "\r\nContent-Type: application/openmetrics-text; version=0.0.1; charset=utf-8\r\n");
+        ASSERT_TRUE(streq(body + size - 6, "# EOF\n"));
+        free(r);
+        free(headers);
+
+        /* Not asked, not given: the text format, without a trace of OpenMetrics. */
+        static const char *const others[] = { "", "Accept: */*\r\n", "Accept: text/plain\r\n",
+                                              "Accept: application/openmetrics-text;q=0\r\n",
+                                              "Accept: \x7f\x7f;;,,\r\n" };
+        for (size_t i = 0; i < ELEMENTSOF(others); i++) {
+                r = get_metrics(&s, others[i], &headers, &body, &size);
+                ASSERT_CONTAINS(headers, "\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n");
+                ASSERT_CONTAINS(headers, "\r\nVary: Accept, Accept-Encoding\r\n");
+                ASSERT_NOT_CONTAINS(body, "# EOF");
+                ASSERT_CONTAINS(body, "\n# TYPE rupost_probe_runs_total counter\n");
+                free(r);
+                free(headers);
+        }
+
+        /* HEAD negotiates the same. */
+        r = EXCHANGE(&s, "HEAD /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text\r\n"
+                         "Connection: close\r\n\r\n");
+        ASSERT_CONTAINS(r, "\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n");
+        ASSERT_STREQ(body_of(r), "");
+        free(r);
+        server_stop(&s);
+}
+
+static char *gunzip(const char *data, size_t size) {
+        z_stream z = {};
+        Buf out = BUF_INIT(0);
+        unsigned char chunk[4096];
+        int r;
+
+        ASSERT_EQ(inflateInit2(&z, 16 + MAX_WBITS), Z_OK);
+        z.next_in = (Bytef *) data;
+        z.avail_in = (uInt) size;
+        do {
+                z.next_out = chunk;
+                z.avail_out = sizeof chunk;
+                r = inflate(&z, Z_NO_FLUSH);
+                ASSERT_TRUE(r == Z_OK || r == Z_STREAM_END);
+                ASSERT_OK(buf_append(&out, chunk, sizeof chunk - z.avail_out));
+        } while (r != Z_STREAM_END);
+        ASSERT_EQ(z.avail_in, 0);
+        (void) inflateEnd(&z);
+        return buf_steal(&out);
+}
+
+/* The body with the process_* values blanked: they change between scrapes. */
+static char *mask_process_values(const char *body) {
+        Buf b = BUF_INIT(0);
+
+        for (const char *p = body; *p;) {
+                const char *nl = strchr(p, '\n');
+                ASSERT_TRUE(nl);
+                if (strncmp(p, "process_", 8) == 0) {
+                        const char *space = memrchr(p, ' ', (size_t) (nl - p));
+                        ASSERT_TRUE(space);
+                        ASSERT_OK(buf_append(&b, p, (size_t) (space - p)));
+                        ASSERT_OK(buf_puts(&b, " X\n"));
+                } else
+                        ASSERT_OK(buf_append(&b, p, (size_t) (nl - p + 1)));
+                p = nl + 1;
+        }
+        return buf_steal(&b);
+}
+
+static void assert_gzip_matches_plain(Server *s, const char *accept) {
+        _cleanup_free_ char *req = NULL, *r = NULL, *headers = NULL, *plain_r = NULL, *plain_headers = NULL,
+                            *unzipped = NULL, *a = NULL, *b = NULL;
+        char *body, *plain;
+        size_t size, plain_size;
+
+        ASSERT_TRUE(asprintf(&req, "%sAccept-Encoding: gzip\r\n", accept) > 0);
+        r = get_metrics(s, req, &headers, &body, &size);
+        ASSERT_CONTAINS(headers, "\r\nContent-Encoding: gzip\r\n");
+        ASSERT_CONTAINS(headers, "\r\nVary: Accept, Accept-Encoding\r\n");
+        ASSERT_TRUE(size > 18 && (unsigned char) body[0] == 0x1f && (unsigned char) body[1] == 0x8b);
+        unzipped = gunzip(body, size);
+
+        plain_r = get_metrics(s, accept, &plain_headers, &plain, &plain_size);
+        ASSERT_NOT_CONTAINS(plain_headers, "Content-Encoding");
+        /* Same Content-Type either way. */
+        const char *ct = strstr(headers, "\r\nContent-Type: "), *plain_ct = strstr(plain_headers, "\r\nContent-Type: ");
+        ASSERT_TRUE(ct && plain_ct);
+        ASSERT_EQ(strcspn(ct + 2, "\r"), strcspn(plain_ct + 2, "\r"));
+        ASSERT_TRUE(strncmp(ct, plain_ct, strcspn(ct + 2, "\r")) == 0);
+        a = mask_process_values(unzipped);
+        b = mask_process_values(plain);
+        ASSERT_STREQ(a, b);
+        ASSERT_TRUE(size < plain_size / 2);
+}
+
+TEST(gzip) {
+        Server s;
+
+        server_start(&s);
+        assert_gzip_matches_plain(&s, "");
+        assert_gzip_matches_plain(&s, prometheus_2_accept);
+
+        /* No gzip for a client that did not allow it. */
+        static const char *const refusing[] = { "", "Accept-Encoding: gzip;q=0\r\n", "Accept-Encoding: identity\r\n",
+                                                "Accept-Encoding: deflate, br\r\n",
+                                                "Accept-Encoding: *;q=0\r\n" };
+        for (size_t i = 0; i < ELEMENTSOF(refusing); i++) {
+                _cleanup_free_ char *r = NULL, *headers = NULL;
+                char *body;
+                size_t size;
+
+                r = get_metrics(&s, refusing[i], &headers, &body, &size);
+                ASSERT_NOT_CONTAINS(headers, "Content-Encoding");
+                ASSERT_CONTAINS(headers, "\r\nVary: Accept, Accept-Encoding\r\n");
+                ASSERT_EQ(strlen(body), size);
+                ASSERT_CONTAINS(body, "\nrupost_probe_success{probe=\"smtp\",type=\"tcp\"} 1\n");
+        }
+
+        /* HEAD: the headers of the compressed body, without it. */
+        _cleanup_free_ char *r = EXCHANGE(&s, "HEAD /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n"
+                                              "Connection: close\r\n\r\n");
+        ASSERT_CONTAINS(r, "\r\nContent-Encoding: gzip\r\n");
+        ASSERT_STREQ(body_of(r), "");
+        server_stop(&s);
+}
+
+static char *gzip_scrape(Server *s, const char *accept) {
+        _cleanup_free_ char *req = NULL, *r = NULL, *headers = NULL;
+        char *body;
+        size_t size;
+
+        ASSERT_TRUE(asprintf(&req, "%sAccept-Encoding: gzip\r\n", accept) > 0);
+        r = get_metrics(s, req, &headers, &body, &size);
+        ASSERT_CONTAINS(headers, "\r\nContent-Encoding: gzip\r\n");
+        return gunzip(body, size);
+}
+
+TEST(gzip_cache) {
+        Server s;
+
+        server_start(&s);
+        ASSERT_EQ(exporter_n_compressions(s.exporter), 0);
+
+        /* A scrape storm on one state compresses the probe part once. */
+        for (unsigned i = 0; i < 5; i++) {
+                _cleanup_free_ char *body = gzip_scrape(&s, "");
+                ASSERT_CONTAINS(body, "\nrupost_probe_runs_total{probe=\"smtp\",type=\"tcp\"} 0\n");
+        }
+        ASSERT_EQ(exporter_n_compressions(s.exporter), 1);
+        /* Plain scrapes do not touch it. */
+        assert_normal_scrape(&s);
+        ASSERT_EQ(exporter_n_compressions(s.exporter), 1);
+
+        /* A probe reported: compressed anew, with what it reported. */
+        s.probes[0]->n_runs = 1;
+        s.probes[0]->status = PROBE_CRITICAL;
+        for (unsigned i = 0; i < 3; i++) {
+                _cleanup_free_ char *body = gzip_scrape(&s, "");
+                ASSERT_CONTAINS(body, "\nrupost_probe_runs_total{probe=\"smtp\",type=\"tcp\"} 1\n");
+                ASSERT_CONTAINS(body, "\nrupost_probe_success{probe=\"smtp\",type=\"tcp\"} 0\n");
+        }
+        ASSERT_EQ(exporter_n_compressions(s.exporter), 2);
+
+        /* OpenMetrics has its own cached body, and the text one stays. */
+        for (unsigned i = 0; i < 3; i++) {
+                _cleanup_free_ char *body = gzip_scrape(&s, prometheus_2_accept), *error = om_check(body);
+                ASSERT_TRUE(!error);
+                ASSERT_CONTAINS(body, "\nrupost_probe_runs_total{probe=\"smtp\",type=\"tcp\"} 1\n");
+        }
+        ASSERT_EQ(exporter_n_compressions(s.exporter), 3);
+        _cleanup_free_ char *text = gzip_scrape(&s, "");
+        ASSERT_NOT_CONTAINS(text, "# EOF");
+        ASSERT_EQ(exporter_n_compressions(s.exporter), 3);
         server_stop(&s);
 }
 

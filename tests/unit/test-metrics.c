@@ -12,6 +12,7 @@
 #include "exporter/exporter.h"
 #include "exporter/process-metrics.h"
 #include "node.h"
+#include "openmetrics-check.h"
 #include "run-until.h"
 #include "tests.h"
 
@@ -140,7 +141,7 @@ static bool db_lost(const Cluster *c) {
 static char *render(const Manager *m) {
         Buf b = BUF_INIT(EXPORTER_MAX_BODY);
 
-        ASSERT_OK(metrics_render(m, &b));
+        ASSERT_OK(metrics_render(m, METRICS_FORMAT_TEXT, &b));
         return buf_steal(&b);
 }
 
@@ -254,13 +255,13 @@ TEST(family_conflicts) {
 
         fixture_init(&f);
         add_sample(f.probes[1], &queue_messages_counter, "queue=\"x\"", 1);
-        ASSERT_ERROR(metrics_render(&f.manager, &b), ENOTUNIQ);
+        ASSERT_ERROR(metrics_render(&f.manager, METRICS_FORMAT_TEXT, &b), ENOTUNIQ);
         buf_done(&b);
         fixture_done(&f);
 
         fixture_init(&f);
         add_sample(f.probes[0], &clash, NULL, 1);
-        ASSERT_ERROR(metrics_render(&f.manager, &b), ENOTUNIQ);
+        ASSERT_ERROR(metrics_render(&f.manager, METRICS_FORMAT_TEXT, &b), ENOTUNIQ);
         buf_done(&b);
         fixture_done(&f);
 }
@@ -482,7 +483,7 @@ TEST(node_family_names_reserved) {
 
         fixture_init(&f);
         add_sample(f.probes[0], &fake, NULL, 1);
-        ASSERT_ERROR(metrics_render(&f.manager, &b), ENOTUNIQ);
+        ASSERT_ERROR(metrics_render(&f.manager, METRICS_FORMAT_TEXT, &b), ENOTUNIQ);
         buf_done(&b);
         fixture_done(&f);
 }
@@ -511,7 +512,7 @@ TEST(overflow_is_an_error) {
         Buf b = BUF_INIT(1024);
 
         fixture_init(&f);
-        ASSERT_ERROR(metrics_render(&f.manager, &b), ENOBUFS);
+        ASSERT_ERROR(metrics_render(&f.manager, METRICS_FORMAT_TEXT, &b), ENOBUFS);
         buf_done(&b);
         fixture_done(&f);
 }
@@ -616,33 +617,19 @@ static char *find_promtool(void) {
         return NULL;
 }
 
-TEST(promtool_check_metrics) {
-        _cleanup_free_ char *promtool = find_promtool(), *text = NULL, *output = NULL;
+/* Runs promtool with args (NULL-terminated) and text on stdin; returns its
+ * exit status and everything it printed. */
+static int run_promtool(const char *promtool, const char *text, char **ret_output, const char *const *args) {
         char in_path[] = "/tmp/test-metrics-in.XXXXXX", out_path[] = "/tmp/test-metrics-out.XXXXXX";
         _cleanup_close_ int in_fd = -EBADF, out_fd = -EBADF;
-        size_t output_size = 0;
-        ClusterFixture cf;
-        sd_event *e = NULL;
-        Fixture f;
+        char *argv[16] = { (char *) "promtool" };
+        char *output;
         int status;
 
-        if (!promtool) {
-                fprintf(stderr, "promtool not found, skipping\n");
-                exit(77);
+        for (size_t i = 0; args[i]; i++) {
+                ASSERT_TRUE(i + 2 < ELEMENTSOF(argv));
+                argv[i + 1] = (char *) args[i];
         }
-
-        ASSERT_OK(sd_event_new(&e));
-        cluster_fixture_unreachable(&cf);
-        fixture_init(&f);
-        fixture_add_node(&f);
-        fixture_add_cluster(&f, &cf, e);
-        ASSERT_EQ(cluster_check_withdraw(f.manager.cluster, "imaps", NULL, 0), CLUSTER_DENY_DB_UNREACHABLE);
-        /* promtool rejects NaN nowhere, but keep the sample set realistic. */
-        text = render(&f.manager);
-        ASSERT_CONTAINS(text, "rupost_cluster_withdrawal_denied{reason=\"db-unreachable\"} 1\n");
-        ASSERT_CONTAINS(text, "# TYPE rupost_probe_failure_peers gauge\n");
-        fixture_done(&f);
-        sd_event_unref(e);
 
         in_fd = mkstemp(in_path);
         out_fd = mkstemp(out_path);
@@ -656,7 +643,7 @@ TEST(promtool_check_metrics) {
                 if (dup2(in_fd, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 ||
                     dup2(out_fd, STDERR_FILENO) < 0)
                         _exit(127);
-                execl(promtool, "promtool", "check", "metrics", (char *) NULL);
+                execv(promtool, argv);
                 _exit(127);
         }
         ASSERT_EQ(waitpid(pid, &status, 0), pid);
@@ -665,15 +652,262 @@ TEST(promtool_check_metrics) {
         ASSERT_TRUE(out);
         output = calloc(1, 65536);
         ASSERT_TRUE(output);
-        output_size = fread(output, 1, 65535, out);
+        (void) fread(output, 1, 65535, out);
         (void) unlink(in_path);
         (void) unlink(out_path);
-
-        if (output_size > 0)
-                fprintf(stderr, "promtool says:\n%s\n---\n%s", output, text);
-        ASSERT_EQ(output_size, 0);
+        *ret_output = output;
         ASSERT_TRUE(WIFEXITED(status));
-        ASSERT_EQ(WEXITSTATUS(status), 0);
+        return WEXITSTATUS(status);
+}
+
+/* Everything the renderer can show: probes, node, cluster (unreachable, so a
+ * guard denial is on record). */
+static char *render_everything(MetricsFormat fmt) {
+        ClusterFixture cf;
+        sd_event *e = NULL;
+        Buf b = BUF_INIT(EXPORTER_MAX_BODY);
+        Fixture f;
+
+        ASSERT_OK(sd_event_new(&e));
+        cluster_fixture_unreachable(&cf);
+        fixture_init(&f);
+        fixture_add_node(&f);
+        fixture_add_cluster(&f, &cf, e);
+        ASSERT_EQ(cluster_check_withdraw(f.manager.cluster, "imaps", NULL, 0), CLUSTER_DENY_DB_UNREACHABLE);
+        ASSERT_OK(metrics_render(&f.manager, fmt, &b));
+        fixture_done(&f);
+        sd_event_unref(e);
+        return buf_steal(&b);
+}
+
+TEST(promtool_check_metrics) {
+        _cleanup_free_ char *promtool = find_promtool(), *text = NULL, *output = NULL;
+
+        if (!promtool) {
+                fprintf(stderr, "promtool not found, skipping\n");
+                exit(77);
+        }
+
+        text = render_everything(METRICS_FORMAT_TEXT);
+        ASSERT_CONTAINS(text, "rupost_cluster_withdrawal_denied{reason=\"db-unreachable\"} 1\n");
+        ASSERT_CONTAINS(text, "# TYPE rupost_probe_failure_peers gauge\n");
+
+        int status = run_promtool(promtool, text, &output, (const char *const[]) { "check", "metrics", NULL });
+        if (output[0])
+                fprintf(stderr, "promtool says:\n%s\n---\n%s", output, text);
+        ASSERT_STREQ(output, "");
+        ASSERT_EQ(status, 0);
+}
+
+/* promtool check metrics reads text 0.0.4 only (it takes OpenMetrics counter
+ * metadata for families without samples), but its backfill command parses
+ * OpenMetrics with Prometheus' own parser, which wants a timestamp on every
+ * sample: give it one, and make it write the block. */
+TEST(promtool_parses_openmetrics) {
+        _cleanup_free_ char *promtool = find_promtool(), *text = NULL, *output = NULL;
+        char dir[] = "/tmp/test-metrics-om.XXXXXX", in_path[96], out_path[96];
+        Buf stamped = BUF_INIT(0);
+
+        if (!promtool) {
+                fprintf(stderr, "promtool not found, skipping\n");
+                exit(77);
+        }
+        text = render_everything(METRICS_FORMAT_OPENMETRICS);
+
+        for (const char *p = text; *p;) {
+                const char *nl = strchr(p, '\n');
+                ASSERT_TRUE(nl);
+                ASSERT_OK(buf_append(&stamped, p, (size_t) (nl - p)));
+                ASSERT_OK(buf_puts(&stamped, p[0] == '#' ? "\n" : " 1700000000\n"));
+                p = nl + 1;
+        }
+        ASSERT_TRUE(mkdtemp(dir));
+        snprintf(in_path, sizeof in_path, "%s/in.om", dir);
+        snprintf(out_path, sizeof out_path, "%s/blocks", dir);
+        _cleanup_fclose_ FILE *in = fopen(in_path, "we");
+        ASSERT_TRUE(in);
+        ASSERT_EQ(fwrite(stamped.data, 1, stamped.len, in), stamped.len);
+        ASSERT_EQ(fflush(in), 0);
+
+        int status = run_promtool(promtool, "", &output,
+                                  (const char *const[]) { "tsdb", "create-blocks-from", "openmetrics", in_path,
+                                                          out_path, NULL });
+        if (status != 0)
+                fprintf(stderr, "promtool says:\n%s\n---\n%s", output, stamped.data);
+        ASSERT_EQ(status, 0);
+        /* It read every sample. */
+        char expected[64];
+        size_t n_samples = 0;
+        for (const char *p = text; (p = strchr(p, '\n')); p++)
+                n_samples += p[1] && p[1] != '#';
+        snprintf(expected, sizeof expected, " %zu ", n_samples);
+        ASSERT_CONTAINS(output, expected);
+
+        buf_done(&stamped);
+        _cleanup_free_ char *rm = NULL;
+        ASSERT_TRUE(asprintf(&rm, "rm -rf '%s'", dir) > 0);
+        ASSERT_EQ(system(rm), 0);
+}
+
+static const MetricFamily quoted_help = {
+        .name = "rupost_test_quoted", .type = METRIC_GAUGE, .help = "Says \"hi\" \\ and\nmore."
+};
+static const MetricFamily bytes_counter = {
+        .name = "rupost_test_sent_bytes_total", .type = METRIC_COUNTER, .help = "Bytes sent."
+};
+static const MetricFamily counter_without_total = {
+        .name = "rupost_test_restarts", .type = METRIC_COUNTER, .help = "A counter named against the rules."
+};
+static const MetricFamily no_help = { .name = "rupost_test_silent", .type = METRIC_GAUGE, .help = "" };
+
+/* The non-comment lines of an exposition. */
+static char *samples_of(const char *text) {
+        Buf b = BUF_INIT(0);
+
+        for (const char *p = text; *p;) {
+                const char *nl = strchr(p, '\n');
+                ASSERT_TRUE(nl);
+                if (p[0] != '#')
+                        ASSERT_OK(buf_append(&b, p, (size_t) (nl - p + 1)));
+                p = nl + 1;
+        }
+        return buf_steal(&b);
+}
+
+TEST(openmetrics) {
+        _cleanup_free_ char *om = render_everything(METRICS_FORMAT_OPENMETRICS), *error = om_check(om);
+
+        if (error)
+                fprintf(stderr, "%s\n---\n%s", error, om);
+        ASSERT_TRUE(!error);
+
+        /* One "# EOF", at the very end. */
+        ASSERT_TRUE(strlen(om) > 7 && streq(om + strlen(om) - 7, "\n# EOF\n"));
+        ASSERT_EQ(count_occurrences(om, "# EOF"), 1);
+
+        /* Counter metadata is named without _total, samples keep it. */
+        ASSERT_LINE(om, "# HELP rupost_probe_runs Runs of the probe that finished, including timeouts.\n"
+                        "# TYPE rupost_probe_runs counter\n"
+                        "rupost_probe_runs_total{probe=\"smtp\",type=\"tcp\"} 42");
+        ASSERT_LINE(om, "# TYPE rupost_probe_timeouts counter");
+        ASSERT_LINE(om, "# TYPE process_cpu_seconds counter\n# UNIT process_cpu_seconds seconds");
+        ASSERT_CONTAINS(om, "\nprocess_cpu_seconds_total ");
+        ASSERT_NOT_CONTAINS(om, "# TYPE rupost_probe_runs_total");
+        ASSERT_NOT_CONTAINS(om, "_total counter\n");
+
+        /* Units where the name ends in one, nowhere else. */
+        ASSERT_LINE(om, "# TYPE rupost_probe_duration_seconds gauge\n# UNIT rupost_probe_duration_seconds seconds");
+        ASSERT_LINE(om, "# UNIT process_resident_memory_bytes bytes");
+        ASSERT_LINE(om, "# TYPE rupost_probe_success gauge\nrupost_probe_success{probe=\"smtp\",type=\"tcp\"} 1");
+
+        /* State sets stay gauges with a label, as in text. */
+        ASSERT_LINE(om, "# TYPE rupost_node_state gauge");
+        ASSERT_LINE(om, "# TYPE rupost_probe_status gauge");
+
+        /* HELP escapes as text does for these. */
+        ASSERT_LINE(om, "# HELP rupost_test_latency_seconds A latency\\nwith \\\\ in its help.");
+}
+
+TEST(openmetrics_samples_match_text) {
+        Buf text = BUF_INIT(EXPORTER_MAX_BODY), om = BUF_INIT(EXPORTER_MAX_BODY);
+        _cleanup_free_ char *a = NULL, *b = NULL;
+        Fixture f;
+
+        fixture_init(&f);
+        fixture_add_node(&f);
+        /* The probe part: the process part changes from one call to the next. */
+        ASSERT_OK(metrics_render_state(&f.manager, METRICS_FORMAT_TEXT, &text));
+        ASSERT_OK(metrics_render_state(&f.manager, METRICS_FORMAT_OPENMETRICS, &om));
+        a = samples_of(text.data);
+        b = samples_of(om.data);
+        ASSERT_TRUE(strlen(a) > 1000);
+        ASSERT_STREQ(a, b);
+        /* And the text format has none of the OpenMetrics additions. */
+        ASSERT_NOT_CONTAINS(text.data, "# UNIT");
+        ASSERT_NOT_CONTAINS(text.data, "# EOF");
+        buf_done(&text);
+        buf_done(&om);
+
+        Buf process = BUF_INIT(EXPORTER_MAX_BODY);
+        ASSERT_OK(metrics_render_process(METRICS_FORMAT_TEXT, &process));
+        ASSERT_LINE(process.data, "# TYPE process_cpu_seconds_total counter");
+        ASSERT_NOT_CONTAINS(process.data, "# EOF");
+        buf_done(&process);
+        fixture_done(&f);
+}
+
+TEST(openmetrics_odd_families) {
+        Buf b = BUF_INIT(EXPORTER_MAX_BODY);
+        Fixture f;
+
+        fixture_init(&f);
+        add_sample(f.probes[0], &quoted_help, NULL, 1);
+        add_sample(f.probes[0], &bytes_counter, NULL, 2048);
+        add_sample(f.probes[0], &counter_without_total, NULL, 3);
+        add_sample(f.probes[1], &no_help, NULL, 4);
+        ASSERT_OK(metrics_render(&f.manager, METRICS_FORMAT_OPENMETRICS, &b));
+
+        /* A double quote is escaped in OpenMetrics HELP, not in text 0.0.4. */
+        ASSERT_LINE(b.data, "# HELP rupost_test_quoted Says \\\"hi\\\" \\\\ and\\nmore.");
+        ASSERT_LINE(b.data, "# HELP rupost_test_sent_bytes Bytes sent.\n"
+                            "# TYPE rupost_test_sent_bytes counter\n"
+                            "# UNIT rupost_test_sent_bytes bytes\n"
+                            "rupost_test_sent_bytes_total{probe=\"smtp\",type=\"tcp\"} 2048");
+        /* Renaming the samples would change the series: unknown, names as they are. */
+        ASSERT_LINE(b.data, "# TYPE rupost_test_restarts unknown\n"
+                            "rupost_test_restarts{probe=\"smtp\",type=\"tcp\"} 3");
+        /* An empty HELP is left out rather than written empty. */
+        ASSERT_NOT_CONTAINS(b.data, "# HELP rupost_test_silent");
+        ASSERT_LINE(b.data, "# TYPE rupost_test_silent gauge");
+        buf_done(&b);
+
+        ASSERT_OK(metrics_render(&f.manager, METRICS_FORMAT_TEXT, &b));
+        ASSERT_LINE(b.data, "# HELP rupost_test_quoted Says \"hi\" \\\\ and\\nmore.");
+        ASSERT_LINE(b.data, "# TYPE rupost_test_sent_bytes_total counter");
+        buf_done(&b);
+        fixture_done(&f);
+}
+
+/* The checker above must be able to fail. */
+TEST(openmetrics_checker) {
+        static const struct {
+                const char *text;
+                const char *error; /* NULL: valid */
+        } cases[] = {
+                /* text 0.0.4 counter metadata */
+                { "# HELP a_total x\n# TYPE a_total counter\na_total 1\n# EOF\n", "not named for family" },
+                { "# HELP a x\n# TYPE a counter\na_total 1\n# EOF\n", NULL },
+                { "# HELP a x\n# TYPE a counter\na 1\n# EOF\n", "not named for family" },
+                { "# HELP a x\n# TYPE a counter\na_total -1\n# EOF\n", "negative or NaN counter" },
+                { "# HELP a x\n# TYPE a gauge\na 1\n", "no # EOF" },
+                { "# HELP a x\n# TYPE a gauge\na 1\n# EOF", "no newline" },
+                { "# HELP a x\n# TYPE a gauge\na 1\n# EOF\n\n", "data after # EOF" },
+                { "# HELP a say \"x\"\n# TYPE a gauge\na 1\n# EOF\n", "badly escaped HELP" },
+                { "# HELP a x\n# TYPE a gauge\na{l=\"x\\t\"} 1\n# EOF\n", "badly escaped label value" },
+                { "# HELP a x\n# TYPE a gauge\n# a comment\na 1\n# EOF\n", "a comment other than" },
+                { "# HELP a_seconds x\n# TYPE a_seconds gauge\n# UNIT a_seconds bytes\na_seconds 1\n# EOF\n",
+                  "not the name's suffix" },
+                { "# HELP a x\n# TYPE a gauge\na 1\n# HELP b x\n# TYPE b gauge\nb 1\n# TYPE a gauge\n# EOF\n",
+                  "appears twice" },
+                { "# HELP a x\n# TYPE a gauge\na 1\n# HELP a y\n# EOF\n", "metadata after samples" },
+                { "# HELP a x\n# TYPE a gauge\na 1 1700000000\n# EOF\n", "bad value" },
+                { "# HELP a x\n# TYPE a gauge\na one\n# EOF\n", "bad value" },
+                { "# TYPE a gauge\na 1\n# EOF\n", "sample without HELP" },
+                { "# HELP a x\n# TYPE a gauge\na{l=\"v\",m=\"\\\"\"} +Inf\n# EOF\n", NULL },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *error = om_check(cases[i].text);
+                if (!cases[i].error) {
+                        if (error)
+                                fprintf(stderr, "case %zu: %s\n", i, error);
+                        ASSERT_TRUE(!error);
+                } else {
+                        if (!error)
+                                fprintf(stderr, "case %zu passed: %s", i, cases[i].text);
+                        ASSERT_CONTAINS(error, cases[i].error);
+                }
+        }
 }
 
 DEFINE_TEST_MAIN();
