@@ -119,8 +119,10 @@ static inline char *om_check(const char *text) {
                 char *line;
 
                 line_no++;
-                if (!nl)
-                        return om_error(line_no, p, "no newline at the end");
+                if (!nl) {
+                        error = om_error(line_no, p, "no newline at the end");
+                        break;
+                }
                 line = strndup(p, (size_t) (nl - p));
                 if (!line)
                         abort();
