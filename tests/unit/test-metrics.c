@@ -652,7 +652,9 @@ static int run_promtool(const char *promtool, const char *text, char **ret_outpu
         ASSERT_TRUE(out);
         output = calloc(1, 65536);
         ASSERT_TRUE(output);
-        (void) fread(output, 1, 65535, out);
+        /* What promtool said, if anything: the caller reads it on failure. */
+        size_t got = fread(output, 1, 65535, out);
+        output[got] = 0;
         (void) unlink(in_path);
         (void) unlink(out_path);
         *ret_output = output;
