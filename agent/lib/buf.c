@@ -9,8 +9,8 @@
 static int buf_reserve(Buf *b, size_t extra) {
         size_t need;
 
-        if (b->overflow)
-                return -ENOBUFS;
+        if (b->out_of_memory || b->overflow)
+                return buf_status(b);
         /* One byte more for the terminating NUL, kept at all times. */
         if (__builtin_add_overflow(b->len, extra + 1, &need) || (b->limit > 0 && need > b->limit + 1)) {
                 b->overflow = true;
@@ -21,8 +21,10 @@ static int buf_reserve(Buf *b, size_t extra) {
 
         size_t a = MAX(need, MAX(b->allocated * 2, (size_t) 256));
         char *p = realloc(b->data, a);
-        if (!p)
+        if (!p) {
+                b->out_of_memory = true;
                 return -ENOMEM;
+        }
         b->data = p;
         b->allocated = a;
         return 0;
@@ -73,6 +75,7 @@ int buf_printf(Buf *b, const char *fmt, ...) {
 void buf_reset(Buf *b) {
         b->len = 0;
         b->overflow = false;
+        b->out_of_memory = false;
         if (b->data)
                 b->data[0] = 0;
 }

@@ -8,14 +8,17 @@
 #include "macro.h"
 
 /* A growable byte buffer with a hard limit. Appending past the limit fails
- * with -ENOBUFS and leaves the buffer marked as overflowed, so callers can
- * append freely and check once at the end. */
+ * with -ENOBUFS and leaves the buffer marked as overflowed; running out of
+ * memory fails with -ENOMEM and marks it too. Either way later appends fail
+ * as well (no hole in the middle), so callers can append freely and check
+ * once at the end. */
 typedef struct Buf {
         char *data;
         size_t len;
         size_t allocated;
         size_t limit;
         bool overflow;
+        bool out_of_memory;
 } Buf;
 
 #define BUF_INIT(max) ((Buf) { .limit = (max) })
@@ -30,5 +33,5 @@ void buf_done(Buf *b);
 char *buf_steal(Buf *b);
 
 static inline int buf_status(const Buf *b) {
-        return b->overflow ? -ENOBUFS : 0;
+        return b->out_of_memory ? -ENOMEM : b->overflow ? -ENOBUFS : 0;
 }

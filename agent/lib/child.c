@@ -78,7 +78,7 @@ static void child_maybe_complete(Child *c) {
                 child_free(c);
                 return;
         }
-        int status = c->output.overflow ? -E2BIG : c->status;
+        int status = c->output.overflow ? -E2BIG : c->output.out_of_memory ? -ENOMEM : c->status;
         /* The callback usually frees us through child_abandon(): nothing after it. */
         c->done(c, status, c->output.data ?: "", c->output.len, c->userdata);
 }

@@ -26,8 +26,9 @@ typedef struct Child Child;
 typedef int (*ChildFunc)(int out_fd, void *arg);
 
 /* In the parent, once the child exited and its output was read. status is
- * the exit status, or -EINTR when a signal killed it, or -E2BIG when it wrote
- * more than max_output (the output is then not passed). */
+ * the exit status, or -EINTR when a signal killed it, -E2BIG when it wrote
+ * more than max_output, or -ENOMEM when its output could not be kept (the
+ * output is then incomplete and must not be used). */
 typedef void (*ChildDone)(Child *c, int status, const char *output, size_t size, void *userdata);
 
 /* SIGCHLD must be blocked in the calling thread (the manager does so). */
