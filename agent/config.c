@@ -190,6 +190,33 @@ int config_node_scalar(ConfigContext *c, const char *key, yaml_node_t *node, con
         return node_scalar(c, key, node, expected, ret);
 }
 
+int config_node_lookup(ConfigContext *c, const char *key, yaml_node_t *node, const char *expected,
+                       const char *const *names, size_t n, const char **ret_value) {
+        const char *s;
+        int r;
+
+        r = node_scalar(c, key, node, expected, &s);
+        if (r < 0)
+                return r;
+        *ret_value = s;
+        for (size_t i = 0; i < n; i++)
+                if (names[i] && streq(s, names[i]))
+                        return (int) i;
+        return -ENOENT;
+}
+
+int config_error_not_one_of(ConfigContext *c, const char *key, yaml_node_t *node, const char *value,
+                            const char *const *names, size_t n) {
+        char buf[QUOTE_MAX], list[256] = "";
+        size_t len = 0;
+
+        for (size_t i = 0; i < n && len < sizeof list; i++)
+                if (names[i])
+                        len += (size_t) snprintf(list + len, sizeof list - len, "%s%s", len > 0 ? ", " : "",
+                                                 names[i]);
+        return config_error(c, node, key, "'%s' is not one of %s", quote(buf, value), list);
+}
+
 /* The value node of `key` in a mapping (the first one, if repeated), or NULL. */
 static yaml_node_t *mapping_find(ConfigContext *c, yaml_node_t *mapping, const char *key) {
         if (!mapping || mapping->type != YAML_MAPPING_NODE)

@@ -81,6 +81,16 @@ int config_node_scalar(ConfigContext *c, const char *key, yaml_node_t *node, con
 #define CONFIG_QUOTE_MAX 72
 const char *config_quote(char buf[static CONFIG_QUOTE_MAX], const char *s);
 
+/* A scalar that names one of names[0..n): returns its index. A name not in
+ * the table is -ENOENT with the text in *ret_value and no error recorded, so
+ * the caller can explain a value it knows but refuses, then fall back to
+ * config_error_not_one_of(). */
+int config_node_lookup(ConfigContext *c, const char *key, yaml_node_t *node, const char *expected,
+                       const char *const *names, size_t n, const char **ret_value);
+/* "'value' is not one of A, B, C", at node. */
+int config_error_not_one_of(ConfigContext *c, const char *key, yaml_node_t *node, const char *value,
+                            const char *const *names, size_t n);
+
 /* Parses a mapping node with a table; unknown keys are errors. `prefix` is
  * used in key names of messages ("probes[2].interval"). */
 int config_parse_table(ConfigContext *c, const char *prefix, yaml_node_t *mapping, const ConfigItem *table,

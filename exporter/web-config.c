@@ -83,44 +83,39 @@ static int parse_unsupported(ConfigContext *c, const char *key, yaml_node_t *nod
 
 static int parse_client_auth(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item,
                              void *data) {
-        char buf[CONFIG_QUOTE_MAX];
         const char *s;
         int r;
 
-        r = config_node_scalar(c, key, node, "a client auth type", &s);
-        if (r < 0)
+        r = config_node_lookup(c, key, node, "a client auth type", client_auth_names, _WEB_CLIENT_AUTH_MAX, &s);
+        if (r >= 0) {
+                *(WebClientAuth *) data = r;
+                return 0;
+        }
+        if (r != -ENOENT)
                 return r;
-        for (WebClientAuth a = 0; a < _WEB_CLIENT_AUTH_MAX; a++)
-                if (streq(s, client_auth_names[a])) {
-                        *(WebClientAuth *) data = a;
-                        return 0;
-                }
         if (streq(s, "RequestClientCert") || streq(s, "RequireAnyClientCert"))
                 return config_error(c, node, key,
                                     "%s is not supported: certificates that are not verified prove nothing; "
                                     "use VerifyClientCertIfGiven or RequireAndVerifyClientCert",
                                     s);
-        return config_error(c, node, key, "'%s' is not one of NoClientCert, VerifyClientCertIfGiven, "
-                            "RequireAndVerifyClientCert", config_quote(buf, s));
+        return config_error_not_one_of(c, key, node, s, client_auth_names, _WEB_CLIENT_AUTH_MAX);
 }
 
 static int parse_tls_version(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item,
                              void *data) {
-        char buf[CONFIG_QUOTE_MAX];
         const char *s;
         int r;
 
-        r = config_node_scalar(c, key, node, "a TLS version", &s);
-        if (r < 0)
+        r = config_node_lookup(c, key, node, "a TLS version", tls_version_names, _WEB_TLS_MAX, &s);
+        if (r >= 0) {
+                *(WebTlsVersion *) data = r;
+                return 0;
+        }
+        if (r != -ENOENT)
                 return r;
-        for (WebTlsVersion v = 0; v < _WEB_TLS_MAX; v++)
-                if (streq(s, tls_version_names[v])) {
-                        *(WebTlsVersion *) data = v;
-                        return 0;
-                }
         if (streq(s, "TLS10") || streq(s, "TLS11"))
                 return config_error(c, node, key, "%s is not supported: the server offers TLS 1.2 and 1.3 only", s);
-        return config_error(c, node, key, "'%s' is not one of TLS12, TLS13", config_quote(buf, s));
+        return config_error_not_one_of(c, key, node, s, tls_version_names, _WEB_TLS_MAX);
 }
 
 static const ConfigItem tls_items[] = {
