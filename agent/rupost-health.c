@@ -879,7 +879,8 @@ typedef struct SkewRow {
  * second: an offset of -1 s is what a healthy one shows. Only what is beyond
  * that resolution counts against it. */
 static double source_resolution(const ProbeState *p) {
-        return streq(p->type, "memcached") ? 1.0 : 0.0;
+        /* memcached's `time` and LDAP's GeneralizedTime: whole seconds. */
+        return streq(p->type, "memcached") || streq(p->type, "ldap") ? 1.0 : 0.0;
 }
 
 static ProbeStatus skew_verdict(double offset, double resolution) {

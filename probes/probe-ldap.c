@@ -32,6 +32,7 @@
  * names are allowed (TLS certificates usually name the host). */
 
 #include <ldap.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <fcntl.h>
@@ -41,6 +42,7 @@
 #include "config.h"
 #include "lib/child.h"
 #include "lib/secret-file.h"
+#include "ldap-time.h"
 #include "probes.h"
 
 #define CONTROLLERS_MAX 16
@@ -110,6 +112,11 @@ typedef struct LdapReport {
         unsigned n_proxy_addresses;
         bool has_mail;
         int schema; /* -1 not checked, 0 class missing, 1 present */
+        /* The server's clock, where it publishes it (whole seconds): */
+        bool have_time;
+        int64_t server_time;  /* seconds since the epoch */
+        uint64_t time_read_at; /* our CLOCK_REALTIME when the answer arrived */
+        char time_source[48];  /* which attribute said it */
 } LdapReport;
 
 typedef struct LdapProbe LdapProbe;
@@ -144,6 +151,7 @@ struct LdapProbe {
         char *ca_file;
         int tls_verify; /* 0 unset (yes), 1 yes, -1 no */
         usec_t controller_timeout;
+        usec_t skew_warning; /* a controller's clock this far off ours is a warning (whole seconds) */
 
         LdapFlavor flavor;
         char *password;
@@ -201,6 +209,8 @@ static const ConfigItem ldap_config_items[] = {
         { "tls_verify",         config_parse_tristate,  offsetof(LdapProbe, tls_verify)                      },
         { "controller_timeout", config_parse_duration,  offsetof(LdapProbe, controller_timeout),
           100 * USEC_PER_MSEC, USEC_PER_HOUR },
+        { "skew_warning",       config_parse_duration,  offsetof(LdapProbe, skew_warning),
+          USEC_PER_SEC, USEC_PER_HOUR },
         {}
 };
 
@@ -210,6 +220,8 @@ static int ldap_verify(Probe *p, ConfigContext *c) {
 
         if (!l->domain && !(l->domain = strdup(p->name)))
                 return -ENOMEM;
+        /* Whole seconds on the server's side: 1 s apart may be no skew at all. */
+        l->skew_warning = l->skew_warning ?: 2 * USEC_PER_SEC;
 
         l->flavor = LDAP_FLAVOR_OPENLDAP;
         if (l->flavor_name) {
@@ -482,9 +494,51 @@ static int child_search(ChildState *s, const char *base, int scope, const char *
         return rc;
 }
 
+/* Takes the server's time from attribute attr of entry e, if it is there. */
+static bool child_take_time(ChildState *s, LDAPMessage *e, const char *attr, const char *source) {
+        struct berval **v = e ? ldap_get_values_len(s->ld, e, attr) : NULL;
+        int64_t t;
+        bool ok = v && v[0] && ldap_generalized_time_parse(v[0]->bv_val, v[0]->bv_len, &t) >= 0;
+
+        if (ok) {
+                s->rep->have_time = true;
+                s->rep->server_time = t;
+                snprintf(s->rep->time_source, sizeof s->rep->time_source, "%s", source);
+        }
+        ldap_value_free_len(v);
+        return ok;
+}
+
+/* Where the rootDSE does not say the time (Active Directory's does), the
+ * monitor entries of 389 Directory Server (FreeIPA, ALD Pro) and OpenLDAP
+ * may, when the account may read them. Optional: nothing here fails the
+ * check, and each read costs one round trip within the deadline. */
+static void child_read_time(ChildState *s) {
+        static const struct {
+                const char *base;
+                const char *attr;
+                const char *source;
+        } places[] = {
+                { "cn=monitor", "currentTime", "cn=monitor currentTime" },
+                { "cn=Current,cn=Time,cn=Monitor", "monitorTimestamp", "cn=Monitor monitorTimestamp" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(places) && !s->rep->have_time; i++) {
+                char *attrs[] = { (char *) places[i].attr, NULL };
+                LDAPMessage *res = NULL;
+                uint64_t sent = now(CLOCK_REALTIME);
+
+                if (child_search(s, places[i].base, LDAP_SCOPE_BASE, "(objectClass=*)", attrs, 0, &res) ==
+                    LDAP_SUCCESS && child_take_time(s, ldap_first_entry(s->ld, res), places[i].attr, places[i].source))
+                        s->rep->time_read_at = (sent + now(CLOCK_REALTIME)) / 2;
+                ldap_msgfree(res);
+        }
+}
+
 static int child_rootdse(ChildState *s, char *subschema, size_t len) {
         char *attrs[] = { (char *) "namingContexts", (char *) "supportedLDAPVersion",
-                          (char *) "subschemaSubentry", NULL };
+                          (char *) "subschemaSubentry", (char *) "currentTime", NULL };
+        uint64_t sent = now(CLOCK_REALTIME);
         LDAPMessage *res = NULL;
         usec_t t = now(CLOCK_MONOTONIC);
         int rc;
@@ -500,6 +554,8 @@ static int child_rootdse(ChildState *s, char *subschema, size_t len) {
 
         LDAPMessage *e = ldap_first_entry(s->ld, res);
         struct berval **v;
+        if (child_take_time(s, e, "currentTime", "rootDSE currentTime"))
+                s->rep->time_read_at = (sent + now(CLOCK_REALTIME)) / 2;
         if (e && (v = ldap_get_values_len(s->ld, e, "namingContexts"))) {
                 s->rep->n_naming_contexts = (unsigned) ldap_count_values_len(v);
                 if (v[0])
@@ -619,8 +675,10 @@ static int ldap_child(int fd, void *arg) {
             child_bind(&s) == LDAP_SUCCESS && child_rootdse(&s, subschema, sizeof subschema) == LDAP_SUCCESS &&
             (!s.l->search_filter || child_find_entry(&s) == LDAP_SUCCESS) &&
             ((s.l->flavor != LDAP_FLAVOR_FREEIPA && s.l->flavor != LDAP_FLAVOR_ALDPRO) ||
-             child_schema(&s, subschema) == LDAP_SUCCESS))
+             child_schema(&s, subschema) == LDAP_SUCCESS)) {
                 rep.stage = STAGE_DONE;
+                child_read_time(&s);
+        }
 
         /* The report first: a server that hangs in the unbind must not lose it. */
         const char *b = (const char *) &rep;
@@ -704,9 +762,25 @@ static void append(char **s, const char *fmt, ...) {
         }
 }
 
+/* The controller's clock against ours, where it publishes it: a sample of
+ * rupost_time_offset_seconds, and a line for the reason when it is off. */
+static void controller_time(Probe *p, LdapController *ctl, char **skews) {
+        LdapProbe *l = probe_get_userdata(p);
+        const LdapReport *rep = &ctl->report;
+
+        if (!ctl->have_report || !rep->have_time)
+                return;
+        /* Whole seconds: compare with ours truncated the same way. */
+        double skew = (double) rep->server_time - (double) (rep->time_read_at / USEC_PER_SEC);
+        (void) probe_add_sample(p, &family_time_offset_seconds, skew, "source", ctl->url, NULL);
+        if (fabs(skew) >= usec_to_seconds(l->skew_warning))
+                append(skews, "%s's clock is %.0f s %s of ours (%s): the cluster tolerates 1 s; check the time sync "
+                       "of that controller", ctl->url, fabs(skew), skew > 0 ? "ahead" : "behind", rep->time_source);
+}
+
 static int ldap_finish(Probe *p) {
         LdapProbe *l = probe_get_userdata(p);
-        _cleanup_free_ char *failures = NULL, *schema = NULL;
+        _cleanup_free_ char *failures = NULL, *schema = NULL, *skews = NULL;
         unsigned n_serving = 0;
         usec_t bind_max = 0, search_max = 0;
         const LdapReport *found = NULL;
@@ -731,6 +805,7 @@ static int ldap_finish(Probe *p) {
                         search_max = MAX(search_max, u);
                 }
 
+                controller_time(p, ctl, &skews);
                 if (ctl->serving) {
                         n_serving++;
                         if (!found)
@@ -752,8 +827,11 @@ static int ldap_finish(Probe *p) {
                 return probe_finish(p, PROBE_CRITICAL, "domain %s: no controller serves: %s", l->domain,
                                     failures ?: "no controller checked");
         if (failures)
-                return probe_finish(p, PROBE_WARNING, "domain %s: %u of %zu controllers serve; failing: %s",
-                                    l->domain, n_serving, l->n_ctls, failures);
+                return probe_finish(p, PROBE_WARNING, "domain %s: %u of %zu controllers serve; failing: %s%s%s",
+                                    l->domain, n_serving, l->n_ctls, failures, skews ? "; " : "", skews ?: "");
+        if (skews)
+                return probe_finish(p, PROBE_WARNING, "domain %s: all %zu controllers serve; %s", l->domain,
+                                    l->n_ctls, skews);
 
         _cleanup_free_ char *entry = NULL;
         if (l->search_filter && found &&

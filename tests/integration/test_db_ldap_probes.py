@@ -5,9 +5,11 @@ controllers (ldap1 = 10.231.0.10, ldap2 = 10.231.0.9) of dc=rupost,dc=test
 with the RuPost schema. The probes are appended to node1's agent
 configuration for this module and removed afterwards.
 
-Faults are real: PostgreSQL stopped in infra (critical), and packets to one
+Faults are real: PostgreSQL stopped in infra (critical), packets to one
 controller dropped with nft inside node1 (warning, the other controller
-serves, the run costs the controller's budget and not the probe's timeout).
+serves, the run costs the controller's budget and not the probe's timeout),
+and ldap1's clock 3 s ahead under libfaketime (warning naming it: the
+controllers publish their time in OpenLDAP's monitor backend).
 """
 
 import re
@@ -19,6 +21,7 @@ LDAP2 = "10.231.0.9"
 PG_PASSWORD_FILE = "/etc/rupost/test-postgres.password"
 LDAP_PASSWORD_FILE = "/etc/rupost/test-ldap.password"
 NFT_TABLE = "rupost_test_ldap"
+FAKETIME_DROPIN = "/etc/systemd/system/slapd.service.d/rupost-test-faketime.conf"
 
 PROBES = f"""
   - name: shared-db
@@ -59,6 +62,10 @@ def probes(cluster):
     finally:
         cluster.exec("node1", "nft", "delete", "table", "inet", NFT_TABLE, check=False)
         cluster.exec("infra", "systemctl", "start", "postgresql.service", check=False)
+        if cluster.exec("infra", "test", "-e", FAKETIME_DROPIN, check=False).returncode == 0:
+            cluster.exec("infra", "rm", "-f", FAKETIME_DROPIN, check=False)
+            cluster.exec("infra", "systemctl", "daemon-reload", check=False)
+            cluster.exec("infra", "systemctl", "restart", "slapd.service", check=False)
         cluster.exec("node1", "rm", "-f", PG_PASSWORD_FILE, LDAP_PASSWORD_FILE, check=False)
 
 
@@ -76,6 +83,37 @@ def test_ldap_ok(cluster, probes):
     assert "domain rupost.test: all 2 controllers serve" in p["reason"], p
     assert "found as " in p["reason"], p
     assert "rupost-svc-secret" not in p["reason"]
+    # Both controllers publish their time; one clock for all boxes, read in
+    # whole seconds.
+    metrics = cluster.metrics("node1")
+    for controller in (INFRA, LDAP2):
+        offset = cluster.metric(metrics, "rupost_time_offset_seconds", probe="directory",
+                                source=f"ldap://{controller}:389")
+        assert -1 <= offset <= 1, (controller, offset)
+
+
+def test_ldap_controller_clock_ahead_is_warning(cluster, probes):
+    cluster.wait_status("node1", "directory", "ok")
+    cluster.exec("infra", "mkdir", "-p", FAKETIME_DROPIN.rsplit("/", 1)[0])
+    cluster.exec("infra", "sh", "-c", f"cat > {FAKETIME_DROPIN}", input=(
+        "[Service]\n"
+        "Environment=LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 "
+        "FAKETIME=+3 FAKETIME_DONT_FAKE_MONOTONIC=1\n"))
+    cluster.exec("infra", "systemctl", "daemon-reload")
+    cluster.exec("infra", "systemctl", "restart", "slapd.service")
+    try:
+        p = cluster.wait_status("node1", "directory", "warning", timeout=30)
+        assert re.search(r"^domain rupost\.test: all 2 controllers serve; ldap://%s:389's clock is [2-4] s ahead of "
+                         r"ours \(cn=Monitor monitorTimestamp\): the cluster tolerates 1 s; check the time sync of "
+                         r"that controller$" % re.escape(INFRA), p["reason"]), p
+        offset = cluster.metric(cluster.metrics("node1"), "rupost_time_offset_seconds", probe="directory",
+                                source=f"ldap://{INFRA}:389")
+        assert 2 <= offset <= 4, offset
+    finally:
+        cluster.exec("infra", "rm", "-f", FAKETIME_DROPIN)
+        cluster.exec("infra", "systemctl", "daemon-reload")
+        cluster.exec("infra", "systemctl", "restart", "slapd.service")
+    cluster.wait_status("node1", "directory", "ok", timeout=30)
 
 
 def test_postgres_stopped_is_critical(cluster, probes):

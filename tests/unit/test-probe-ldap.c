@@ -134,10 +134,16 @@ static void slapd_start(Slapd *s, bool rupost_schema, bool tls) {
                  "suffix \"dc=rupost,dc=test\"\n"
                  "rootdn \"cn=admin,dc=rupost,dc=test\"\n"
                  "rootpw admin-pw\n"
-                 "directory %s/db\n",
+                 "directory %s/db\n"
+                 "%s",
                  rupost_schema ? "include " : "", rupost_schema ? s->dir : "", rupost_schema ? "/rupost.schema\n" : "",
                  s->dir, tls ? "TLSCertificateFile " : "", tls ? cert_file : "", tls ? "\nTLSCertificateKeyFile " : "",
-                 tls ? s->dir : "", tls ? "/key.pem\n" : "", s->dir);
+                 tls ? s->dir : "", tls ? "/key.pem\n" : "", s->dir,
+                 /* The first server publishes its time to the service
+                  * account (cn=Monitor), the second does not. */
+                 rupost_schema ? "database monitor\n"
+                                 "access to dn.subtree=\"cn=Monitor\" by dn.exact=\"" SVC_DN "\" read by * none\n"
+                               : "");
         snprintf(path, sizeof path, "%s/slapd.conf", s->dir);
         write_file(path, conf);
 
@@ -313,6 +319,14 @@ TEST(healthy_controllers) {
         double search = probe_sample_value(p, "rupost_ldap_search_duration_seconds", label);
         ASSERT_TRUE(bind > 0 && bind < 1);
         ASSERT_TRUE(search > 0 && search < 1);
+
+        /* The clock of the controller that publishes it (OpenLDAP's monitor
+         * backend), within the second it resolves; none for the other. */
+        snprintf(label, sizeof label, "source=\"ldap://127.0.0.1:%u\"", with_schema.port);
+        double offset = probe_sample_value(p, "rupost_time_offset_seconds", label);
+        ASSERT_TRUE(offset >= -1 && offset <= 1);
+        snprintf(label, sizeof label, "source=\"ldap://127.0.0.1:%u\"", without_schema.port);
+        ASSERT_TRUE(probe_sample(p, "rupost_time_offset_seconds", label) == NULL);
         run_done(&run);
 }
 
