@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "exporter/exporter.h"
+#include "gunzip.h"
 #include "openmetrics-check.h"
 #include "tests.h"
 
@@ -400,27 +401,6 @@ TEST(openmetrics_negotiated) {
         server_stop(&s);
 }
 
-static char *gunzip(const char *data, size_t size) {
-        z_stream z = {};
-        Buf out = BUF_INIT(0);
-        unsigned char chunk[4096];
-        int r;
-
-        ASSERT_EQ(inflateInit2(&z, 16 + MAX_WBITS), Z_OK);
-        z.next_in = (Bytef *) data;
-        z.avail_in = (uInt) size;
-        do {
-                z.next_out = chunk;
-                z.avail_out = sizeof chunk;
-                r = inflate(&z, Z_NO_FLUSH);
-                ASSERT_TRUE(r == Z_OK || r == Z_STREAM_END);
-                ASSERT_OK(buf_append(&out, chunk, sizeof chunk - z.avail_out));
-        } while (r != Z_STREAM_END);
-        ASSERT_EQ(z.avail_in, 0);
-        (void) inflateEnd(&z);
-        return buf_steal(&out);
-}
-
 /* The body with the process_* values blanked: they change between scrapes. */
 static char *mask_process_values(const char *body) {
         Buf b = BUF_INIT(0);
@@ -451,7 +431,7 @@ static void assert_gzip_matches_plain(Server *s, const char *accept) {
         ASSERT_CONTAINS(headers, "\r\nContent-Encoding: gzip\r\n");
         ASSERT_CONTAINS(headers, "\r\nVary: Accept, Accept-Encoding\r\n");
         ASSERT_TRUE(size > 18 && (unsigned char) body[0] == 0x1f && (unsigned char) body[1] == 0x8b);
-        unzipped = gunzip(body, size);
+        unzipped = test_gunzip(body, size, NULL);
 
         plain_r = get_metrics(s, accept, &plain_headers, &plain, &plain_size);
         ASSERT_NOT_CONTAINS(plain_headers, "Content-Encoding");
@@ -505,7 +485,7 @@ static char *gzip_scrape(Server *s, const char *accept) {
         ASSERT_TRUE(asprintf(&req, "%sAccept-Encoding: gzip\r\n", accept) > 0);
         r = get_metrics(s, req, &headers, &body, &size);
         ASSERT_CONTAINS(headers, "\r\nContent-Encoding: gzip\r\n");
-        return gunzip(body, size);
+        return test_gunzip(body, size, NULL);
 }
 
 TEST(gzip_cache) {
