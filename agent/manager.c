@@ -304,8 +304,6 @@ static int manager_setup_listeners(Manager *m, const char *old_web, const char *
         return 0;
 }
 
-/* Healing follows the config: created when a section appears, kept (with
- * its state) across reloads, dropped when the section goes away. */
 static const char *manager_agent_check_reply(void *userdata, char *buf, size_t len) {
         Manager *m = userdata;
 
@@ -337,6 +335,8 @@ static int manager_setup_agent_check(Manager *m) {
         return r;
 }
 
+/* Healing follows the config: created when a section appears, kept (with
+ * its state) across reloads, dropped when the section goes away. */
 static int manager_setup_node(Manager *m) {
         int r;
 
