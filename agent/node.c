@@ -122,8 +122,6 @@ static void node_load_persisted(Node *n) {
         }
 }
 
-/* ---- HAProxy agent-check: every HAProxy asks each node how it is ---- */
-
 /* ---- timers ---- */
 
 static void arm_timer(Node *n, sd_event_source **s, usec_t delay, sd_event_time_handler_t handler);
