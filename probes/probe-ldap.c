@@ -395,7 +395,11 @@ _printf_(3, 4) static int fail(ChildState *s, int rc, const char *fmt, ...) {
         if (s->ld)
                 (void) ldap_get_option(s->ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &diag);
         s->rep->result = rc;
-        s->rep->timed_out = rc == LDAP_TIMEOUT || (rc == LDAP_SERVER_DOWN && remaining(s) <= 1);
+        /* libldap's own network timeout is the rest of the budget, and poll()
+         * counts in whole milliseconds: it may give up a little before the
+         * budget ends. "Can't contact" at the end of the budget is that
+         * timeout; a refused connection comes back at once. */
+        s->rep->timed_out = rc == LDAP_TIMEOUT || (rc == LDAP_SERVER_DOWN && remaining(s) <= 50 * USEC_PER_MSEC);
         const char *err = rc != LDAP_SUCCESS ? ldap_err2string(rc) : "";
         /* libldap built with GnuTLS says only this; no news to anyone. */
         if (diag && streq(diag, "(unknown error code)"))
