@@ -313,8 +313,11 @@ static void probe_run(Probe *p) {
         p->run_started_monotonic = now(CLOCK_MONOTONIC);
         p->pending = (ProbeResult) { .started_realtime = now(CLOCK_REALTIME) };
 
-        r = sd_event_add_time_relative(p->manager->event, &p->deadline, CLOCK_MONOTONIC, p->timeout,
-                                       1 * USEC_PER_MSEC, on_deadline, p);
+        /* From the run's own start, not from the loop's cached "now" (which
+         * a relative timer would use, and which may be older): a run is
+         * never reported as cut off before its timeout. */
+        r = sd_event_add_time(p->manager->event, &p->deadline, CLOCK_MONOTONIC,
+                              p->run_started_monotonic + p->timeout, 1 * USEC_PER_MSEC, on_deadline, p);
         if (r < 0) {
                 (void) probe_finish_errno(p, r, "cannot arm the deadline");
                 return;
