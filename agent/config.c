@@ -640,23 +640,6 @@ static int parse_node_name(ConfigContext *c, const char *key, yaml_node_t *node,
         return config_parse_string(c, key, node, item, data);
 }
 
-static int parse_socket_path(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item,
-                             void *data) {
-        char buf[QUOTE_MAX];
-        const char *s;
-        int r;
-
-        r = node_scalar(c, key, node, "a path", &s);
-        if (r < 0)
-                return r;
-        if (s[0] != '/')
-                return config_error(c, node, key, "'%s' is not an absolute path", quote(buf, s));
-        if (strlen(s) >= sizeof(((struct sockaddr_un *) NULL)->sun_path))
-                return config_error(c, node, key, "is longer than %zu bytes, the limit for a socket path",
-                                    sizeof(((struct sockaddr_un *) NULL)->sun_path) - 1);
-        return config_parse_string(c, key, node, item, data);
-}
-
 /* Relative paths would depend on the directory the agent was started in. */
 static int parse_absolute_path(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item,
                                void *data) {
@@ -670,6 +653,20 @@ static int parse_absolute_path(ConfigContext *c, const char *key, yaml_node_t *n
         if (s[0] != '/')
                 return config_error(c, node, key, "'%s' is not an absolute path", quote(buf, s));
         return config_parse_string(c, key, node, item, data);
+}
+
+/* An absolute path that fits in sun_path. */
+static int parse_socket_path(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item,
+                             void *data) {
+        int r;
+
+        r = parse_absolute_path(c, key, node, item, data);
+        if (r < 0)
+                return r;
+        if (strlen(*(char **) data) >= sizeof(((struct sockaddr_un *) NULL)->sun_path))
+                return config_error(c, node, key, "is longer than %zu bytes, the limit for a socket path",
+                                    sizeof(((struct sockaddr_un *) NULL)->sun_path) - 1);
+        return 0;
 }
 
 static const ConfigItem web_items[] = {

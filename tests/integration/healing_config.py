@@ -73,8 +73,14 @@ def healing_config(node, backoff="20s", backoff_max="30s", stable_period="10m", 
     text = _PROBES_AND_HEALING.format(node=node, backoff=backoff, backoff_max=backoff_max,
                                       stable_period=stable_period, max_attempts=max_attempts)
     if infra:
-        text += _CLUSTER.format(infra=infra)
+        text += cluster_section(infra)
     return text
+
+
+def cluster_section(infra):
+    """The `cluster:` section every suite runs the nodes with (INFRA: the
+    database's address)."""
+    return _CLUSTER.format(infra=infra)
 
 
 def unit_states(cluster, box):

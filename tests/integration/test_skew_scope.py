@@ -19,20 +19,12 @@ import re
 
 import pytest
 
+from healing_config import cluster_section
+
 NODES = ["node1", "node2"]
 INFRA = "10.231.0.10"
 NFT_TABLE = "rupost_test_scope"
 
-# Short enough that a failure reaches the registry within seconds.
-CLUSTER = """\
-cluster:
-  conninfo: "hostaddr={infra} port=5432 user=rupost dbname=rupost sslmode=disable"
-  password_file: /etc/rupost/postgres.password
-  lease_ttl: 10s
-  renew_interval: 1s
-  self_fence_after: 4s
-  shared_failure_window: 2s
-"""
 
 def faster_memcached(config):
     """The standard memcached probe, every second and without hysteresis."""
@@ -69,7 +61,7 @@ def scoped(cluster):
     if not cluster.agent_expected():
         pytest.skip("no rupost-agent .deb was given to nodebox up, so there is no agent to test")
     configs = {n: faster_memcached(cluster.exec(n, "cat", "/etc/rupost/agent.yaml").stdout).rstrip("\n")
-               + "\n" + CLUSTER.format(infra=INFRA) for n in NODES}
+               + "\n" + cluster_section(INFRA) for n in NODES}
     try:
         with cluster.agent_configs(configs, action="reload-or-restart"):
             # Both registered with live leases, as each other sees them.
