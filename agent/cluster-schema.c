@@ -52,6 +52,12 @@ static const char *const migrations[] = {
         " RETURN NEW; END $f$;"
         "CREATE TRIGGER nodes_renewed BEFORE UPDATE ON " CLUSTER_SCHEMA ".nodes FOR EACH ROW"
         " EXECUTE FUNCTION " CLUSTER_SCHEMA ".note_renewal();",
+
+        /* 3: each node's renew interval, so that whoever counts live nodes
+         * (the withdrawal transaction, every view) knows when a node's
+         * silence means it is gone: two intervals without a renewal. Agents
+         * of schema 2 do not write it and keep the default of theirs. */
+        "ALTER TABLE " CLUSTER_SCHEMA ".nodes ADD COLUMN renew_every interval NOT NULL DEFAULT interval '3 seconds';",
 };
 
 unsigned cluster_schema_version(void) {

@@ -2,63 +2,72 @@
 /* The cluster state in PostgreSQL, driven from the event loop.
  *
  * One session connection (LISTEN needs one) runs one query at a time:
- * after connecting, the migration script, then LISTEN, then "sync" rounds.
- * A sync is one round trip: upsert this node's row with a lease computed by
- * the server (now() + ttl), record the probes it sees failing, and
- * read back the whole registry for the in-memory view. A sync runs every
- * renew_interval, when the node's state changes, and when a NOTIFY arrives.
- * Between queries the socket is watched for notifications.
+ * after connecting, the migration script, then LISTEN, then "sync" rounds
+ * and, when node.c asks, withdrawal transactions. A sync is one round trip:
+ * upsert this node's row with a lease computed by the server (now() + ttl),
+ * record the probes it sees failing, and read back the whole registry for
+ * the in-memory view. A sync runs every renew_interval, when the node's
+ * state changes, and when a NOTIFY arrives. Between queries the socket is
+ * watched for notifications.
+ *
+ * A withdrawal is two round trips in one transaction: the first takes the
+ * withdrawal lock and counts, the second writes the new state and commits,
+ * or rolls back. The server aborts the transaction (and frees the lock for
+ * the others) if this agent goes silent in between
+ * (idle_in_transaction_session_timeout).
  *
  * Any failure drops the connection and reconnects with backoff; the lease
  * is then no longer renewed and the self-fence deadline runs. */
 
-#include <arpa/inet.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <systemd/sd-id128.h>
-#include <unistd.h>
 
 #include "build-config.h"
+#include "cluster-peers.h"
 #include "cluster-schema.h"
 #include "cluster.h"
 #include "lib/log.h"
 #include "lib/pq-glue.h"
-#include "lib/sockaddr.h"
 
 #define MESSAGE_ID_CLUSTER_SELF_FENCED  "5c1f7e2a9b3d4e8fa0c6b2d8e4f1a3c5"
 #define MESSAGE_ID_CLUSTER_SHARED_OUTAGE "d8b4a2c6e0f94b7d9e3a5c1f7b2d4e6a"
-#define PEER_GREETING "rupost-agent-peer 1 "
-#define PEER_LINE_MAX 256
 #define RECONNECT_MIN (100 * USEC_PER_MSEC)
+/* "rupost" and 2 in the key's bytes: serialises withdrawals. */
+#define WITHDRAW_LOCK "8247621916579594242"
 
 typedef enum Job {
         JOB_NONE,
         JOB_MIGRATE,
         JOB_LISTEN,
         JOB_SYNC,
+        JOB_WITHDRAW_COUNT,
+        JOB_WITHDRAW_FINISH,
 } Job;
 
 typedef struct ProbeReport {
         char *probe;
         char *reason;
         bool failing;
+        bool forget;      /* the probe is gone: delete its row */
         bool dirty;
         uint64_t changed; /* Cluster.report_seq when it last changed */
 } ProbeReport;
 
-typedef struct PeerQuery {
-        Cluster *cluster;
-        int fd;
-        sd_event_source *io;
-        char line[PEER_LINE_MAX];
-        size_t n;
-        bool connected;
-        bool done;
-} PeerQuery;
+typedef struct Withdrawal {
+        bool pending;     /* asked, not answered */
+        bool started;     /* the transaction is open */
+        char *probe;
+        char *reason;
+        NodeStateId target;
+        ClusterVerdict verdict;
+        char why[256];
+        ClusterWithdrawalDone done;
+        void *userdata;
+        sd_event_source *answer; /* delivers an answer that needs no query */
+} Withdrawal;
 
 /* Keys the instance id to this program: other programs get other ids from
  * the same machine id, and ours does not reveal the machine id. */
@@ -98,53 +107,37 @@ struct Cluster {
          * those up to sync_seq are written once the sync is done. */
         uint64_t report_seq;
         uint64_t sync_seq;
+        Withdrawal withdrawal;
 
         bool db_ok;
         bool have_view;
         usec_t started_mono;
         usec_t last_renew_mono;     /* when the last successful renewal was sent */
         usec_t last_renew_realtime;
+        usec_t renewing_since_mono; /* renewing without a gap since, 0 while not */
         unsigned schema_version;
         char error[512];
 
         ClusterNode *nodes;
         size_t n_nodes;
-        unsigned live_peers; /* peers whose lease was live at the last renewal */
+        unsigned live_peers; /* peers live at the last renewal */
 
+        /* Fencing (cluster-rules.h). */
         bool fenced;
-        bool outage_alerted;
-        usec_t peer_back_mono;   /* in a shared outage: when a peer first renewed again */
-        usec_t renewing_since;   /* CLOCK_REALTIME: renewing without a gap since */
+        bool in_outage;
+        usec_t peer_ok_since;
+        PeerPollResult last_poll;
         ClusterFenceCallback fence_callback;
         void *fence_userdata;
         ClusterVerdict last_denial;
 
-        int peer_fd;
-        sd_event_source *peer_source;
-        PeerQuery *queries;
-        size_t n_queries;
-        sd_event_source *poll_timer;
-        bool polling;
-        usec_t poll_done_mono;
-        unsigned poll_known, poll_reached, poll_db_ok;
+        PeerListener *peer_listener;
+        PeerPoll *poll;
 };
-
-static const char *const verdict_table[_CLUSTER_VERDICT_MAX] = {
-        [CLUSTER_ALLOW] = "allow",
-        [CLUSTER_DENY_LAST_IN_SERVICE] = "last-in-service",
-        [CLUSTER_DENY_MAX_WITHDRAWN] = "max-withdrawn",
-        [CLUSTER_DENY_SHARED_FAILURE] = "shared-failure",
-        [CLUSTER_DENY_DB_UNREACHABLE] = "db-unreachable",
-};
-
-const char *cluster_verdict_to_string(ClusterVerdict v) {
-        return v >= 0 && v < _CLUSTER_VERDICT_MAX ? verdict_table[v] : NULL;
-}
 
 static void cluster_connect(Cluster *c);
 static void cluster_run_next(Cluster *c);
-static void cluster_decide_fence(Cluster *c);
-static void cluster_poll_peers(Cluster *c);
+static void cluster_fence_tick(Cluster *c);
 
 static void set_error(Cluster *c, const char *fmt, ...) _printf_(2, 3);
 static void set_error(Cluster *c, const char *fmt, ...) {
@@ -208,9 +201,13 @@ static char *field_dup(PGresult *r, int row, int col) {
         return PQgetisnull(r, row, col) ? NULL : strdup(PQgetvalue(r, row, col));
 }
 
+static int64_t elapsed_since(usec_t mono) {
+        return (int64_t) now(CLOCK_MONOTONIC) - (int64_t) mono;
+}
+
 /* Columns of the view query, in order. */
 enum { COL_NAME, COL_STATE, COL_REASON, COL_VERSION, COL_PEER, COL_INSTANCE, COL_LEASE_LEFT, COL_RENEWED_AGO,
-       COL_UPDATED, COL_FAILING, COL_FAILING_NOW, _COL_MAX };
+       COL_LIVE_LEFT, COL_UPDATED, COL_FAILING, COL_FAILING_NOW, _COL_MAX };
 
 /* Replaces the view with the rows of a sync; returns whether our own row is
  * ours (another agent with our name may hold it) with a live lease. */
@@ -228,7 +225,6 @@ static int cluster_load_view(Cluster *c, PGresult *r, usec_t received, bool *ret
 
         for (int i = 0; i < rows; i++) {
                 ClusterNode *n = &nodes[i];
-                int64_t left = field_int(r, i, COL_LEASE_LEFT), deadline = (int64_t) received + left;
 
                 n->name = field_dup(r, i, COL_NAME);
                 n->state_string = field_dup(r, i, COL_STATE);
@@ -244,12 +240,14 @@ static int cluster_load_view(Cluster *c, PGresult *r, usec_t received, bool *ret
                 }
                 n->state = node_state_from_string(n->state_string);
                 n->updated_at = (usec_t) MAX(field_int(r, i, COL_UPDATED), 0);
-                n->lease_deadline = (usec_t) MAX(deadline, 1);
-                n->renewed = (usec_t) MAX((int64_t) received - MAX(field_int(r, i, COL_RENEWED_AGO), 0), 1);
+                n->lease_left = field_int(r, i, COL_LEASE_LEFT);
+                n->renewed_ago = MAX(field_int(r, i, COL_RENEWED_AGO), 0);
+                n->live_left = field_int(r, i, COL_LIVE_LEFT);
+                n->read_at = received;
                 n->self = streq(n->name, c->node_name);
                 if (n->self)
-                        renewed = streq(PQgetvalue(r, i, COL_INSTANCE), c->instance) && left > 0;
-                else if (left > 0)
+                        renewed = streq(PQgetvalue(r, i, COL_INSTANCE), c->instance) && n->lease_left > 0;
+                else if (n->live_left > 0)
                         live++;
         }
 
@@ -264,17 +262,6 @@ static int cluster_load_view(Cluster *c, PGresult *r, usec_t received, bool *ret
 }
 
 /* ---- the connection ---- */
-
-static int on_fence_deadline(sd_event_source *s, uint64_t usec, void *userdata);
-
-static void cluster_arm_fence_timer(Cluster *c, usec_t deadline) {
-        int r;
-
-        c->fence_timer = sd_event_source_disable_unref(c->fence_timer);
-        r = sd_event_add_time(c->event, &c->fence_timer, CLOCK_MONOTONIC, deadline, 1, on_fence_deadline, c);
-        if (r < 0)
-                log_error_errno(r, "Failed to arm the self-fence timer: %m");
-}
 
 static void cluster_set_fenced(Cluster *c, bool fenced, const char *reason) {
         if (c->fenced == fenced)
@@ -292,6 +279,8 @@ static int on_reconnect(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+static void withdrawal_answer(Cluster *c, ClusterVerdict v, const char *why);
+
 /* Drops the connection; reconnects after the backoff. */
 static void cluster_disconnect(Cluster *c, bool retry) {
         bool was_ok = c->db_ok;
@@ -302,15 +291,25 @@ static void cluster_disconnect(Cluster *c, bool retry) {
         c->ready = false;
         c->job = JOB_NONE;
         c->db_ok = false;
+        c->renewing_since_mono = 0;
         if (was_ok)
                 log_warning("Lost the cluster database: %s", c->error);
+        /* A transaction that may not have committed: no grant. If it did
+         * commit, the next sync writes the state this node really has. */
+        if (c->withdrawal.pending) {
+                char why[300];
+                snprintf(why, sizeof why, "the cluster database is unreachable (%.200s), the guards cannot be consulted",
+                         c->error);
+                withdrawal_answer(c, CLUSTER_DENY_DB_UNREACHABLE, why);
+                c->sync_due = true;
+        }
         if (!retry)
                 return;
 
         c->backoff = c->backoff == 0 ? RECONNECT_MIN : MIN(c->backoff * 2, c->config->renew_interval);
         c->reconnect_timer = sd_event_source_disable_unref(c->reconnect_timer);
-        r = sd_event_add_time_relative(c->event, &c->reconnect_timer, CLOCK_MONOTONIC, c->backoff, USEC_PER_MSEC, on_reconnect,
-                                       c);
+        r = sd_event_add_time_relative(c->event, &c->reconnect_timer, CLOCK_MONOTONIC, c->backoff, USEC_PER_MSEC,
+                                       on_reconnect, c);
         if (r < 0)
                 log_error_errno(r, "Failed to arm the cluster reconnect timer: %m");
 }
@@ -321,6 +320,7 @@ static void cluster_fail(Cluster *c, const char *what, int error) {
         const char *m = c->conn ? pq_conn_error_message(c->conn) : "";
 
         set_error(c, "%s: %s", what, m[0] ? m : error < 0 ? strerror(-error) : "failed");
+        c->error[strcspn(c->error, "\n")] = 0;
         log_debug("Cluster database: %s", c->error);
         cluster_disconnect(c, true);
 }
@@ -400,19 +400,12 @@ static char *cluster_sync_sql(Cluster *c) {
         PGconn *pg = pq_conn_get(c->conn);
         _cleanup_pqfree_ char *name = literal(pg, c->node_name), *state = literal(pg, node_state_to_string(c->state)),
                               *reason = literal(pg, c->reason), *version = literal(pg, PROJECT_VERSION),
-                              *instance = literal(pg, c->instance), *peer = NULL;
+                              *instance = literal(pg, c->instance), *peer = literal(pg, c->peer_address);
         _cleanup_free_ char *s = NULL;
-        const char *port;
         size_t len = 0;
         FILE *f;
 
-        if (!name || !state || !reason || !version || !instance)
-                return NULL;
-
-        /* The address peers reach us on: the configured host, or the one the
-         * DB server sees us connect from. */
-        port = strrchr(c->peer_address, ':');
-        if (c->peer_address[0] != ':' && !(peer = literal(pg, c->peer_address)))
+        if (!name || !state || !reason || !version || !instance || !peer)
                 return NULL;
 
         f = open_memstream(&s, &len);
@@ -420,48 +413,43 @@ static char *cluster_sync_sql(Cluster *c) {
                 return NULL;
         fprintf(f,
                 "INSERT INTO " CLUSTER_SCHEMA ".nodes AS n"
-                " (name, state, reason, lease_expires, agent_version, instance, peer_address)"
-                " VALUES (%s, %s, %s, now() + interval '%" PRIu64 " microseconds', %s, %s, ",
-                name, state, reason, c->config->lease_ttl, version, instance);
-        if (peer)
-                fputs(peer, f);
-        else
-                fprintf(f,
-                        "CASE WHEN family(inet_client_addr()) = 6"
-                        " THEN '[' || host(inet_client_addr()) || ']%s'"
-                        " ELSE host(inet_client_addr()) || '%s' END",
-                        port, port);
+                " (name, state, reason, lease_expires, agent_version, instance, peer_address, renew_every)"
+                " VALUES (%s, %s, %s, now() + interval '%" PRIu64 " microseconds', %s, %s, %s,"
+                " interval '%" PRIu64 " microseconds')",
+                name, state, reason, c->config->lease_ttl, version, instance, peer, c->config->renew_interval);
         /* Another live agent with our name keeps its row: the view shows it
          * and we do not count as renewed. */
-        fputs(") ON CONFLICT (name) DO UPDATE SET"
+        fputs(" ON CONFLICT (name) DO UPDATE SET"
               " state = EXCLUDED.state, reason = EXCLUDED.reason, lease_expires = EXCLUDED.lease_expires,"
               " updated_at = CASE WHEN n.state IS DISTINCT FROM EXCLUDED.state"
               " OR n.reason IS DISTINCT FROM EXCLUDED.reason THEN now() ELSE n.updated_at END,"
               " agent_version = EXCLUDED.agent_version, instance = EXCLUDED.instance,"
-              " peer_address = EXCLUDED.peer_address"
+              " peer_address = EXCLUDED.peer_address, renew_every = EXCLUDED.renew_every"
               " WHERE n.instance = EXCLUDED.instance OR n.lease_expires < now();",
               f);
         if (!c->cleared_old_failures)
-                /* What an earlier run of the agent reported is stale now. */
-                fprintf(f,
-                        "UPDATE " CLUSTER_SCHEMA ".probe_failures SET cleared_at = now()"
-                        " WHERE node = %s AND cleared_at IS NULL;",
-                        name);
+                /* What an earlier run of the agent reported is stale now, and
+                 * must not count even within the window: this run reports
+                 * anew what fails now. */
+                fprintf(f, "DELETE FROM " CLUSTER_SCHEMA ".probe_failures WHERE node = %s;", name);
         for (size_t i = 0; i < c->n_reports; i++) {
                 ProbeReport *p = &c->reports[i];
                 _cleanup_pqfree_ char *probe = NULL, *why = NULL;
 
                 if (!p->dirty && c->cleared_old_failures)
                         continue;
-                if (!p->failing && c->cleared_old_failures) {
-                        if (!(probe = literal(pg, p->probe)))
-                                goto oom;
+                if (!(probe = literal(pg, p->probe)))
+                        goto oom;
+                if (p->forget)
+                        fprintf(f, "DELETE FROM " CLUSTER_SCHEMA ".probe_failures WHERE node = %s AND probe = %s;",
+                                name, probe);
+                else if (!p->failing && c->cleared_old_failures)
                         fprintf(f,
                                 "UPDATE " CLUSTER_SCHEMA ".probe_failures SET cleared_at = now()"
                                 " WHERE node = %s AND probe = %s AND cleared_at IS NULL;",
                                 name, probe);
-                } else if (p->failing) {
-                        if (!(probe = literal(pg, p->probe)) || !(why = literal(pg, p->reason)))
+                else if (p->failing) {
+                        if (!(why = literal(pg, p->reason)))
                                 goto oom;
                         fprintf(f,
                                 "INSERT INTO " CLUSTER_SCHEMA ".probe_failures AS f (node, probe, reason)"
@@ -476,6 +464,7 @@ static char *cluster_sync_sql(Cluster *c) {
                 "SELECT name, state, reason, agent_version, peer_address, instance,"
                 " (extract(epoch FROM lease_expires - now()) * 1000000)::bigint,"
                 " (extract(epoch FROM now() - renewed_at) * 1000000)::bigint,"
+                " (extract(epoch FROM renewed_at + 2 * renew_every - now()) * 1000000)::bigint,"
                 " (extract(epoch FROM updated_at) * 1000000)::bigint,"
                 " coalesce((SELECT string_agg(probe, ' ' ORDER BY probe) FROM " CLUSTER_SCHEMA ".probe_failures p"
                 " WHERE p.node = n.name AND (p.cleared_at IS NULL"
@@ -493,28 +482,206 @@ oom:
         return NULL;
 }
 
+/* ---- withdrawal ---- */
+
+static int on_withdrawal_answer(sd_event_source *s, void *userdata) {
+        Cluster *c = userdata;
+        Withdrawal *w = &c->withdrawal;
+        ClusterWithdrawalDone done = w->done;
+        void *data = w->userdata;
+        char why[sizeof w->why];
+
+        w->answer = sd_event_source_disable_unref(w->answer);
+        snprintf(why, sizeof why, "%s", w->why);
+        w->done = NULL;
+        if (done)
+                done(c, w->verdict, why, data);
+        return 0;
+}
+
+/* Ends the request and delivers its answer from the loop: the caller may be
+ * deep in a query callback or in node.c's own request. */
+static void withdrawal_answer(Cluster *c, ClusterVerdict v, const char *why) {
+        Withdrawal *w = &c->withdrawal;
+        int r;
+
+        if (!w->pending)
+                return;
+        w->pending = w->started = false;
+        w->verdict = v;
+        snprintf(w->why, sizeof w->why, "%s", why ?: "");
+        c->last_denial = v;
+        w->probe = mfree(w->probe);
+        w->reason = mfree(w->reason);
+        r = sd_event_add_defer(c->event, &w->answer, on_withdrawal_answer, c);
+        if (r < 0) {
+                log_error_errno(r, "Failed to deliver the withdrawal verdict: %m");
+                w->done = NULL;
+        }
+}
+
+int cluster_request_withdrawal(Cluster *c, const char *probe, NodeStateId target, const char *reason,
+                               ClusterWithdrawalDone done, void *userdata) {
+        Withdrawal *w = &c->withdrawal;
+
+        assert_return(target == NODE_WITHDRAWN || target == NODE_FAILED, -EINVAL);
+        if (w->pending || w->answer)
+                return -EBUSY;
+        *w = (Withdrawal) { .pending = true, .target = target, .done = done, .userdata = userdata,
+                            .probe = strdup(probe ?: ""), .reason = strdup(reason ?: "") };
+        if (!w->probe || !w->reason) {
+                w->probe = mfree(w->probe);
+                w->reason = mfree(w->reason);
+                w->pending = false;
+                return -ENOMEM;
+        }
+        if (!c->conn || !c->db_ok) {
+                char why[300];
+                snprintf(why, sizeof why, "the cluster database is unreachable (%.200s), the guards cannot be consulted",
+                         c->error[0] ? c->error : "not connected yet");
+                withdrawal_answer(c, CLUSTER_DENY_DB_UNREACHABLE, why);
+                return 0;
+        }
+        cluster_run_next(c);
+        return 0;
+}
+
+bool cluster_withdrawal_pending(const Cluster *c) {
+        return c && (c->withdrawal.pending || c->withdrawal.answer);
+}
+
+/* The first half of the transaction: the lock, then the counts of the other
+ * nodes on the server's clock. A node is live when it renewed within two of
+ * its renew intervals; only nodes in service say something about a shared
+ * failure (a withdrawn node's members fail because its group is stopped). */
+static char *withdraw_count_sql(Cluster *c) {
+        PGconn *pg = pq_conn_get(c->conn);
+        Withdrawal *w = &c->withdrawal;
+        _cleanup_pqfree_ char *name = literal(pg, c->node_name), *instance = literal(pg, c->instance),
+                              *probe = literal(pg, w->probe);
+        /* Long enough for the second round trip of a slow DB, short enough
+         * that a vanished agent does not hold up the others for long. */
+        uint64_t idle_ms = MAX(c->config->renew_interval / USEC_PER_MSEC, 100);
+        char *s;
+
+        if (!name || !instance || !probe)
+                return NULL;
+        if (asprintf(&s,
+                     "BEGIN;"
+                     "SET LOCAL idle_in_transaction_session_timeout = %" PRIu64 ";"
+                     "SET LOCAL lock_timeout = %" PRIu64 ";"
+                     "SELECT pg_advisory_xact_lock(" WITHDRAW_LOCK ");"
+                     "SELECT count(*) FILTER (WHERE name <> %s),"
+                     " count(*) FILTER (WHERE name <> %s AND live),"
+                     " count(*) FILTER (WHERE name <> %s AND live AND state = 'in_service'),"
+                     " count(*) FILTER (WHERE name <> %s AND live AND state = 'in_service' AND EXISTS ("
+                     "  SELECT 1 FROM " CLUSTER_SCHEMA ".probe_failures p WHERE p.node = n.name AND p.probe = %s"
+                     "  AND (p.cleared_at IS NULL OR p.cleared_at > now() - interval '%" PRIu64 " microseconds'))),"
+                     " coalesce(bool_or(name = %s AND instance = %s), false)"
+                     " FROM (SELECT *, renewed_at > now() - 2 * renew_every AS live FROM " CLUSTER_SCHEMA ".nodes) n",
+                     idle_ms, idle_ms, name, name, name, name, probe, c->config->shared_failure_window, name,
+                     instance) < 0)
+                return NULL;
+        return s;
+}
+
+static char *withdraw_finish_sql(Cluster *c, bool grant) {
+        PGconn *pg = pq_conn_get(c->conn);
+        Withdrawal *w = &c->withdrawal;
+        _cleanup_pqfree_ char *name = literal(pg, c->node_name), *instance = literal(pg, c->instance),
+                              *state = literal(pg, node_state_to_string(w->target)), *reason = literal(pg, w->reason);
+        char *s;
+
+        if (!grant)
+                return strdup("ROLLBACK");
+        if (!name || !instance || !state || !reason)
+                return NULL;
+        if (asprintf(&s,
+                     "UPDATE " CLUSTER_SCHEMA ".nodes SET state = %s, reason = %s, updated_at = now()"
+                     " WHERE name = %s AND instance = %s;"
+                     "COMMIT",
+                     state, reason, name, instance) < 0)
+                return NULL;
+        return s;
+}
+
+static void withdraw_counted(Cluster *c, PGresult *res) {
+        Withdrawal *w = &c->withdrawal;
+        _cleanup_free_ char *sql = NULL;
+        GuardCounts g;
+        bool mine;
+
+        if (PQntuples(res) != 1 || PQnfields(res) != 5) {
+                set_error(c, "unexpected answer to the withdrawal count");
+                return cluster_disconnect(c, true);
+        }
+        g = (GuardCounts) {
+                .others = (unsigned) field_int(res, 0, 0),
+                .live = (unsigned) field_int(res, 0, 1),
+                .in_service = (unsigned) field_int(res, 0, 2),
+                .same_failure = (unsigned) field_int(res, 0, 3),
+        };
+        mine = streq(PQgetvalue(res, 0, 4), "t");
+        if (!mine) {
+                w->verdict = CLUSTER_DENY_NOT_REGISTERED;
+                snprintf(w->why, sizeof w->why, "this node's registry row is held by another agent named '%s'",
+                         c->node_name);
+        } else
+                w->verdict = cluster_guard_verdict(&g, w->probe[0] ? w->probe : NULL, c->config->max_withdrawn_share,
+                                                   c->config->shared_failure_share, w->why, sizeof w->why);
+        sql = withdraw_finish_sql(c, w->verdict == CLUSTER_ALLOW);
+        if (!sql) {
+                log_oom();
+                return cluster_disconnect(c, true);
+        }
+        if (cluster_query(c, JOB_WITHDRAW_FINISH, sql, c->config->renew_interval) < 0)
+                cluster_fail(c, "finishing the withdrawal", 0);
+}
+
+static void withdraw_finished(Cluster *c) {
+        Withdrawal *w = &c->withdrawal;
+        char why[sizeof w->why];
+
+        if (w->verdict == CLUSTER_ALLOW) {
+                /* The row holds the target state: so does our copy, so that
+                 * the next sync writes it again rather than undo it. */
+                c->state = w->target;
+                free(c->reason);
+                c->reason = strdup(w->reason);
+                if (!c->reason)
+                        log_oom();
+        }
+        snprintf(why, sizeof why, "%s", w->why);
+        withdrawal_answer(c, w->verdict, why);
+}
+
+/* ---- renewal ---- */
+
 static void cluster_renewed(Cluster *c, usec_t sent) {
         bool was_ok = c->db_ok;
 
         if (!was_ok)
-                c->renewing_since = now(CLOCK_REALTIME);
+                c->renewing_since_mono = now(CLOCK_MONOTONIC);
         c->db_ok = true;
         c->backoff = 0;
-        c->peer_back_mono = 0;
         c->error[0] = 0;
         c->last_renew_mono = sent;
         c->last_renew_realtime = now(CLOCK_REALTIME);
-        c->outage_alerted = false;
+        c->peer_ok_since = 0;
+        if (c->in_outage)
+                log_notice("Node %s renews its cluster lease again after a shared outage of the database.",
+                           c->node_name);
+        c->in_outage = false;
         if (!was_ok)
                 log_notice("Cluster lease of node %s renewed; %zu nodes in the registry.", c->node_name,
                            c->n_nodes);
-        cluster_arm_fence_timer(c, sent + c->config->self_fence_after);
         if (c->fenced) {
                 log_internal(LOG_NOTICE, 0,
                              &(LogFields) { .component = "cluster", .message_id = MESSAGE_ID_CLUSTER_SELF_FENCED },
                              "Node %s renews its cluster lease again; the self-fence is lifted.", c->node_name);
                 cluster_set_fenced(c, false, NULL);
         }
+        cluster_fence_tick(c);
 }
 
 static void cluster_sync_done(Cluster *c, PGresult *result) {
@@ -527,8 +694,7 @@ static void cluster_sync_done(Cluster *c, PGresult *result) {
                 cluster_disconnect(c, true);
                 return;
         }
-        if (!c->cleared_old_failures)
-                c->cleared_old_failures = true;
+        c->cleared_old_failures = true;
         for (size_t i = 0; i < c->n_reports; i++)
                 if (c->reports[i].changed <= c->sync_seq)
                         c->reports[i].dirty = false;
@@ -540,6 +706,7 @@ static void cluster_sync_done(Cluster *c, PGresult *result) {
                                      "Cannot renew the cluster lease: %s. Two agents share the node name?",
                                      c->error);
                 c->db_ok = false;
+                c->renewing_since_mono = 0;
                 return;
         }
         cluster_renewed(c, c->job_started);
@@ -566,6 +733,18 @@ static int cluster_listen_sql(Cluster *c, char **ret) {
         return 0;
 }
 
+static const char *job_description(Job job) {
+        switch (job) {
+        case JOB_MIGRATE:
+                return "migrating the schema";
+        case JOB_WITHDRAW_COUNT:
+        case JOB_WITHDRAW_FINISH:
+                return "asking for the withdrawal";
+        default:
+                return "querying";
+        }
+}
+
 static void on_query(PqConn *conn, int error, PGresult *result, void *userdata) {
         _cleanup_(pqclear_p) PGresult *res = result;
         _cleanup_free_ char *sql = NULL;
@@ -575,10 +754,10 @@ static void on_query(PqConn *conn, int error, PGresult *result, void *userdata) 
 
         c->job = JOB_NONE;
         if (error < 0)
-                return cluster_fail(c, job == JOB_MIGRATE ? "migrating the schema" : "querying", error);
+                return cluster_fail(c, job_description(job), error);
         ExecStatusType st = PQresultStatus(res);
         if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
-                return cluster_fail(c, job == JOB_MIGRATE ? "migrating the schema" : "querying", 0);
+                return cluster_fail(c, job_description(job), 0);
         drain_notifies(c);
 
         switch (job) {
@@ -611,6 +790,11 @@ static void on_query(PqConn *conn, int error, PGresult *result, void *userdata) 
         case JOB_SYNC:
                 cluster_sync_done(c, res);
                 break;
+        case JOB_WITHDRAW_COUNT:
+                return withdraw_counted(c, res);
+        case JOB_WITHDRAW_FINISH:
+                withdraw_finished(c);
+                break;
         default:
                 break;
         }
@@ -620,22 +804,29 @@ static void on_query(PqConn *conn, int error, PGresult *result, void *userdata) 
 
 static void cluster_run_next(Cluster *c) {
         _cleanup_free_ char *sql = NULL;
+        Job job;
         int r;
 
         if (!c->conn || !c->ready || c->job != JOB_NONE)
                 return;
-        if (!c->sync_due)
+        /* A withdrawal waits for the first sync: its row must be ours. */
+        if (c->withdrawal.pending && !c->withdrawal.started && c->db_ok) {
+                sql = withdraw_count_sql(c);
+                job = JOB_WITHDRAW_COUNT;
+                c->withdrawal.started = true;
+        } else if (c->sync_due) {
+                sql = cluster_sync_sql(c);
+                job = JOB_SYNC;
+                c->sync_due = false;
+        } else
                 return cluster_watch_idle(c);
-
-        sql = cluster_sync_sql(c);
         if (!sql) {
                 log_oom();
-                return;
+                return cluster_disconnect(c, true);
         }
-        c->sync_due = false;
-        r = cluster_query(c, JOB_SYNC, sql, c->config->renew_interval);
+        r = cluster_query(c, job, sql, c->config->renew_interval);
         if (r < 0)
-                cluster_fail(c, "sending the lease renewal", r);
+                cluster_fail(c, job_description(job), r);
 }
 
 /* The server's notices ("schema already exists, skipping") are no news. */
@@ -724,268 +915,186 @@ finish:
 
 static int on_renew(sd_event_source *s, uint64_t usec, void *userdata) {
         Cluster *c = userdata;
-        usec_t t = now(CLOCK_MONOTONIC);
 
         if (c->ready) {
                 c->sync_due = true;
                 cluster_run_next(c);
         }
-        /* Late: start asking peers, so that an answer is there by the time
-         * the fence deadline comes. */
-        if (!c->polling && t >= (c->last_renew_mono ?: c->started_mono) + 2 * c->config->renew_interval)
-                cluster_poll_peers(c);
-
         (void) sd_event_source_set_time_relative(s, c->config->renew_interval);
         return sd_event_source_set_enabled(s, SD_EVENT_ON);
 }
 
-static int on_fence_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
-        cluster_decide_fence(userdata);
-        return 0;
+/* ---- self-fencing (cluster-rules.h) ---- */
+
+/* The renewal the fence deadline counts from. At start, an earlier run of
+ * the agent may have renewed shortly before it stopped: one renewal before
+ * the start. */
+static usec_t fence_base(const Cluster *c) {
+        if (c->last_renew_mono != 0)
+                return c->last_renew_mono;
+        return c->started_mono > c->config->renew_interval ? c->started_mono - c->config->renew_interval : 0;
 }
 
-/* ---- self-fencing ---- */
-
-static void cluster_decide_fence(Cluster *c) {
-        usec_t t = now(CLOCK_MONOTONIC), last = c->last_renew_mono;
-        char reason[256];
-        unsigned known = c->live_peers, reached = 0, ok = 0;
-
-        if (c->fenced)
-                return;
-        /* At start, an earlier run of the agent may have renewed a lease
-         * shortly before it stopped: count from one renewal before the start. */
-        if (last == 0)
-                last = c->started_mono > c->config->renew_interval ? c->started_mono - c->config->renew_interval : 0;
-        if (t < last + c->config->self_fence_after)
-                return;
-        if (c->poll_done_mono > last) {
-                reached = c->poll_reached;
-                ok = c->poll_db_ok;
-        }
-
-        if (!c->have_view)
-                snprintf(reason, sizeof reason,
-                         "self-fenced: cannot renew the cluster lease and has not seen its peers since the start");
-        else if (known == 0) {
-                /* Alone as far as we know: no one would take over. */
-                if (!c->outage_alerted)
-                        log_internal(LOG_CRIT, 0,
-                                     &(LogFields) { .component = "cluster",
-                                                    .message_id = MESSAGE_ID_CLUSTER_SHARED_OUTAGE },
-                                     "Node %s cannot renew its cluster lease (%s) and no other node was live: not "
-                                     "fencing.",
-                                     c->node_name, c->error);
-                c->outage_alerted = true;
-                return;
-        } else if (ok > 0 && c->outage_alerted) {
-                /* After a shared outage the peers reconnect one by one; give
-                 * us as long as a peer gives an expired lease before it
-                 * trusts it (see cluster_renewing_since()). */
-                if (c->peer_back_mono == 0) {
-                        c->peer_back_mono = t;
-                        cluster_arm_fence_timer(c, t + c->config->self_fence_after - c->config->renew_interval);
-                }
-                if (t < c->peer_back_mono + c->config->self_fence_after - c->config->renew_interval)
-                        return;
-                snprintf(reason, sizeof reason,
-                         "self-fenced: cannot renew the cluster lease while %u of %u peers can again", ok, known);
-        } else if (ok > 0)
-                snprintf(reason, sizeof reason,
-                         "self-fenced: cannot renew the cluster lease while %u of %u peers can", ok, known);
-        else if ((reached + 1) * 2 <= known + 1)
-                snprintf(reason, sizeof reason,
-                         "self-fenced: cannot renew the cluster lease and reaches only %u of %u peers", reached,
-                         known);
-        else {
-                /* Every peer we reach is cut off from the DB as well: a shared
-                 * outage. Fencing would stop the whole cluster. */
-                if (!c->outage_alerted)
-                        log_internal(LOG_CRIT, 0,
-                                     &(LogFields) { .component = "cluster",
-                                                    .message_id = MESSAGE_ID_CLUSTER_SHARED_OUTAGE },
-                                     "The cluster database is unreachable from node %s and from %u of %u peers "
-                                     "(%s): a shared outage, not fencing.",
-                                     c->node_name, reached, known, c->error);
-                c->outage_alerted = true;
-                return;
-        }
-
-        log_internal(LOG_CRIT, 0,
-                     &(LogFields) { .component = "cluster", .message_id = MESSAGE_ID_CLUSTER_SELF_FENCED },
-                     "Node %s %s (%s); stopping its mail group before its lease expires.", c->node_name, reason + 13,
-                     c->error);
-        cluster_set_fenced(c, true, reason);
+static FenceInput fence_input(const Cluster *c) {
+        return (FenceInput) {
+                .now = now(CLOCK_MONOTONIC),
+                .last_renew = fence_base(c),
+                .self_fence_after = c->config->self_fence_after,
+                .renew_interval = c->config->renew_interval,
+                .have_view = c->have_view,
+                .live_peers = c->live_peers,
+                .poll_started = c->last_poll.started,
+                .live_peers_lost = c->last_poll.live_lost,
+                .peers_ok = c->last_poll.ok,
+                .in_outage = c->in_outage,
+                .peer_ok_since = c->peer_ok_since,
+        };
 }
 
-/* ---- peers: "can you see the DB?" ---- */
-
-static int on_peer_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+static void on_poll_done(const PeerPollResult *result, void *userdata) {
         Cluster *c = userdata;
-        char line[PEER_LINE_MAX];
 
-        /* One line and close; a peer that does not read gets what fits. */
-        for (int i = 0; i < 16; i++) {
-                _cleanup_close_ int a = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                if (a < 0)
-                        break;
-                snprintf(line, sizeof line, PEER_GREETING "%s db=%s\n", c->node_name, c->db_ok ? "ok" : "lost");
-                (void) send(a, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL);
-        }
-        return 0;
-}
-
-static int cluster_listen_peers(Cluster *c) {
-        union sockaddr_union sa;
-        socklen_t len;
-        int one = 1, r;
-
-        r = sockaddr_parse(c->peer_address, &sa, &len);
-        if (r < 0)
-                return log_error_errno(r, "Bad cluster peer address '%s'.", c->peer_address);
-        _cleanup_close_ int fd = socket(sa.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return log_error_errno(errno, "Failed to create the cluster peer socket: %m");
-        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (sa.sa.sa_family == AF_INET6) {
-                int zero = 0;
-                (void) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-        }
-        if (bind(fd, &sa.sa, len) < 0)
-                return log_error_errno(errno, "Failed to bind the cluster peer port %s: %m", c->peer_address);
-        if (listen(fd, 64) < 0)
-                return log_error_errno(errno, "Failed to listen on %s: %m", c->peer_address);
-        c->peer_source = sd_event_source_disable_unref(c->peer_source);
-        r = sd_event_add_io(c->event, &c->peer_source, fd, EPOLLIN, on_peer_accept, c);
-        if (r < 0)
-                return log_error_errno(r, "Failed to watch the cluster peer socket: %m");
-        safe_close(c->peer_fd);
-        c->peer_fd = TAKE_FD(fd);
-        return 0;
-}
-
-static void peer_query_close(PeerQuery *q) {
-        q->io = sd_event_source_disable_unref(q->io);
-        q->fd = safe_close(q->fd);
-        q->done = true;
-}
-
-static void cluster_poll_free(Cluster *c) {
-        for (size_t i = 0; i < c->n_queries; i++)
-                peer_query_close(&c->queries[i]);
-        free(c->queries);
-        c->queries = NULL;
-        c->n_queries = 0;
-        c->poll_timer = sd_event_source_disable_unref(c->poll_timer);
-        c->polling = false;
-}
-
-static void cluster_poll_finish(Cluster *c) {
-        unsigned reached = 0, ok = 0;
-
-        for (size_t i = 0; i < c->n_queries; i++) {
-                PeerQuery *q = &c->queries[i];
-                if (strncmp(q->line, PEER_GREETING, strlen(PEER_GREETING)) != 0 || !memchr(q->line, '\n', q->n))
-                        continue;
-                reached++;
-                if (strstr(q->line, " db=ok\n"))
-                        ok++;
-        }
-        c->poll_reached = reached;
-        c->poll_db_ok = ok;
-        c->poll_known = (unsigned) c->n_queries;
-        c->poll_done_mono = now(CLOCK_MONOTONIC);
-        cluster_poll_free(c);
-        log_debug("Cluster peers: %u reached, %u see the database.", reached, ok);
-        /* Past the deadline without a decision (a shared outage so far): a
-         * peer that regained the DB means we must fence now. */
-        cluster_decide_fence(c);
-}
-
-static void cluster_poll_check_done(Cluster *c) {
-        for (size_t i = 0; i < c->n_queries; i++)
-                if (!c->queries[i].done)
-                        return;
-        cluster_poll_finish(c);
-}
-
-static int on_peer_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        PeerQuery *q = userdata;
-        Cluster *c = q->cluster;
-
-        if (!q->connected) {
-                int err = 0;
-                socklen_t l = sizeof err;
-                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 || err != 0) {
-                        peer_query_close(q);
-                        cluster_poll_check_done(c);
-                        return 0;
+        c->poll = peer_poll_free(c->poll);
+        c->last_poll = *result;
+        log_debug("Cluster peers: %u of %u reached, %u of %u live ones lost the database, %u renew.",
+                  result->reached, result->asked, result->live_lost, result->live, result->ok);
+        if (result->ok > 0 && c->in_outage && c->peer_ok_since == 0) {
+                c->peer_ok_since = now(CLOCK_MONOTONIC);
+                log_notice("A peer renews its cluster lease again; node %s tries to reconnect at once.",
+                           c->node_name);
+                /* The DB is back for a peer: try now rather than after the backoff. */
+                if (!c->conn) {
+                        c->reconnect_timer = sd_event_source_disable_unref(c->reconnect_timer);
+                        c->backoff = 0;
+                        cluster_connect(c);
                 }
-                q->connected = true;
-                (void) sd_event_source_set_io_events(s, EPOLLIN);
-                return 0;
         }
-        ssize_t n = recv(fd, q->line + q->n, sizeof q->line - 1 - q->n, MSG_DONTWAIT);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-                return 0;
-        if (n > 0)
-                q->n += (size_t) n;
-        q->line[q->n] = 0;
-        if (n <= 0 || memchr(q->line, '\n', q->n) || q->n == sizeof q->line - 1) {
-                peer_query_close(q);
-                cluster_poll_check_done(c);
-        }
-        return 0;
+        cluster_fence_tick(c);
 }
 
-static int on_poll_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
-        cluster_poll_finish(userdata);
-        return 0;
-}
-
-/* Asks every peer that was live at our last renewal, all at once, bounded
- * by half a renew interval. */
+/* Asks every peer of the last view that has an address, live or not: a
+ * peer that was down at our last renewal and renews now must be heard, and
+ * only the live ones must confirm an outage. */
 static void cluster_poll_peers(Cluster *c) {
+        _cleanup_free_ PeerTarget *targets = calloc(MAX(c->n_nodes, (size_t) 1), sizeof *targets);
         size_t n = 0;
         int r;
 
-        cluster_poll_free(c);
-        c->queries = calloc(MAX(c->n_nodes, 1), sizeof *c->queries);
-        if (!c->queries)
+        if (!targets)
                 return (void) log_oom();
-
         for (size_t i = 0; i < c->n_nodes; i++) {
-                ClusterNode *node = &c->nodes[i];
-                union sockaddr_union sa;
-                socklen_t len;
+                const ClusterNode *node = &c->nodes[i];
 
-                /* Live as of the view: its lease ran past our last renewal. */
-                if (node->self || node->lease_deadline <= c->last_renew_mono)
+                if (node->self)
                         continue;
-                PeerQuery *q = &c->queries[n++];
-                *q = (PeerQuery) { .cluster = c, .fd = -EBADF };
-                if (!node->peer_address || sockaddr_parse(node->peer_address, &sa, &len) < 0) {
-                        q->done = true;
-                        continue;
-                }
-                q->fd = socket(sa.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-                if (q->fd < 0 || (connect(q->fd, &sa.sa, len) < 0 && errno != EINPROGRESS) ||
-                    sd_event_add_io(c->event, &q->io, q->fd, EPOLLOUT, on_peer_io, q) < 0)
-                        peer_query_close(q);
+                /* Live as the view of our last renewal saw it, as live_peers
+                 * counts. */
+                targets[n++] = (PeerTarget) {
+                        .name = node->name,
+                        .address = node->peer_address,
+                        .live = node->live_left > 0,
+                };
         }
-        c->n_queries = n;
-        c->polling = true;
-        r = sd_event_add_time_relative(c->event, &c->poll_timer, CLOCK_MONOTONIC, c->config->renew_interval / 2, USEC_PER_MSEC,
-                                       on_poll_timeout, c);
-        if (r < 0) {
-                log_error_errno(r, "Failed to arm the peer poll timer: %m");
-                cluster_poll_free(c);
-                return;
-        }
-        cluster_poll_check_done(c);
+        r = peer_poll_start(c->event, targets, n, c->config->renew_interval / 2, on_poll_done, c, &c->poll);
+        if (r < 0)
+                log_error_errno(r, "Failed to ask the cluster peers: %m");
 }
 
-/* ---- what node.c tells and asks ---- */
+static int on_fence_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        cluster_fence_tick(userdata);
+        return 0;
+}
+
+static void cluster_arm_fence_timer(Cluster *c, usec_t when) {
+        int r;
+
+        c->fence_timer = sd_event_source_disable_unref(c->fence_timer);
+        r = sd_event_add_time(c->event, &c->fence_timer, CLOCK_MONOTONIC, when, USEC_PER_MSEC, on_fence_timer, c);
+        if (r < 0)
+                log_error_errno(r, "Failed to arm the self-fence timer: %m");
+}
+
+/* Runs at the fence deadline, at each poll's end, at the end of a grace,
+ * and after each renewal: polls the peers from 1.5 renew intervals before
+ * the deadline (so that a fresh answer is there at the deadline), then
+ * every renew interval while past it; and decides. */
+static void cluster_fence_tick(Cluster *c) {
+        FenceInput in = fence_input(c);
+        usec_t deadline = cluster_fence_deadline(&in), r = c->config->renew_interval, next_poll, next = USEC_INFINITY,
+               when;
+        char reason[256];
+
+        if (c->fenced) {
+                /* Lifted by the next renewal; nothing to decide until then. */
+                c->fence_timer = sd_event_source_disable_unref(c->fence_timer);
+                return;
+        }
+        next_poll = deadline > r + r / 2 ? deadline - r - r / 2 : 0;
+        if (c->last_poll.started >= in.last_renew && c->last_poll.started + r > next_poll)
+                next_poll = c->last_poll.started + r;
+        if (!c->poll && in.now >= next_poll) {
+                cluster_poll_peers(c);
+                next_poll = in.now + r;
+        }
+        if (!c->poll)
+                next = next_poll;
+
+        switch (cluster_fence_decide(&in, &when, reason, sizeof reason)) {
+        case FENCE_NOW:
+                log_internal(LOG_CRIT, 0,
+                             &(LogFields) { .component = "cluster", .message_id = MESSAGE_ID_CLUSTER_SELF_FENCED },
+                             "Node %s %s (%s); stopping its mail group before its lease expires.", c->node_name,
+                             reason, c->error);
+                c->in_outage = false;
+                /* What node.c shows as the reason the node is out. */
+                char why[sizeof reason + 16];
+                snprintf(why, sizeof why, "self-fenced: %s", reason);
+                cluster_set_fenced(c, true, why);
+                c->fence_timer = sd_event_source_disable_unref(c->fence_timer);
+                return;
+        case FENCE_SHARED_OUTAGE:
+                if (!c->in_outage)
+                        log_internal(LOG_CRIT, 0,
+                                     &(LogFields) { .component = "cluster",
+                                                    .message_id = MESSAGE_ID_CLUSTER_SHARED_OUTAGE },
+                                     "Node %s cannot renew its cluster lease (%s): %s; a shared outage, not "
+                                     "fencing while every live peer confirms it.",
+                                     c->node_name, c->error, reason);
+                c->in_outage = true;
+                break;
+        case FENCE_GRACE:
+        case FENCE_NOT_DUE:
+                break;
+        }
+        if (when != 0)
+                next = MIN(next, when);
+        if (next != USEC_INFINITY)
+                cluster_arm_fence_timer(c, MAX(next, in.now + USEC_PER_MSEC));
+}
+
+/* A peer asks: this node renews (recently: a DB that just black-holed is
+ * not "ok" for longer than a renewal's timeout), and its state. */
+static void on_peer_asks(PeerAnswer *ret, void *userdata) {
+        Cluster *c = userdata;
+
+        snprintf(ret->name, sizeof ret->name, "%s", c->node_name);
+        ret->db_ok = c->db_ok && now(CLOCK_MONOTONIC) < c->last_renew_mono + 2 * c->config->renew_interval;
+        snprintf(ret->state, sizeof ret->state, "%s", node_state_to_string(c->state) ?: "");
+}
+
+static int cluster_listen_peers(Cluster *c) {
+        _cleanup_(peer_listener_freep) PeerListener *l = NULL;
+        int r;
+
+        r = peer_listener_new(c->event, c->peer_address, on_peer_asks, c, &l);
+        if (r < 0)
+                return r;
+        peer_listener_free(c->peer_listener);
+        c->peer_listener = TAKE_PTR(l);
+        return 0;
+}
+
+/* ---- what node.c tells ---- */
 
 void cluster_publish(Cluster *c, NodeStateId state, const char *reason) {
         if (!c)
@@ -1002,107 +1111,76 @@ void cluster_publish(Cluster *c, NodeStateId state, const char *reason) {
         cluster_run_next(c);
 }
 
-void cluster_report_probe(Cluster *c, const char *probe, bool failing, const char *reason) {
-        ProbeReport *p = NULL;
-
-        if (!c)
-                return;
+static ProbeReport *report_find_or_add(Cluster *c, const char *probe, bool add) {
         for (size_t i = 0; i < c->n_reports; i++)
                 if (streq(c->reports[i].probe, probe))
-                        p = &c->reports[i];
-        if (!p) {
-                if (!failing)
-                        return;
-                ProbeReport *l = reallocarray(c->reports, c->n_reports + 1, sizeof *l);
-                if (!l)
-                        return (void) log_oom();
-                c->reports = l;
-                p = &l[c->n_reports];
-                *p = (ProbeReport) { .probe = strdup(probe) };
-                if (!p->probe)
-                        return (void) log_oom();
-                c->n_reports++;
-        } else if (p->failing == failing)
-                return;
-        p->failing = failing;
-        free(p->reason);
-        p->reason = strdup(reason ?: "");
+                        return &c->reports[i];
+        if (!add)
+                return NULL;
+        ProbeReport *l = reallocarray(c->reports, c->n_reports + 1, sizeof *l);
+        if (!l)
+                return NULL;
+        c->reports = l;
+        l[c->n_reports] = (ProbeReport) { .probe = strdup(probe) };
+        if (!l[c->n_reports].probe)
+                return NULL;
+        return &l[c->n_reports++];
+}
+
+static void report_changed(Cluster *c, ProbeReport *p) {
         p->dirty = true;
         p->changed = ++c->report_seq;
         c->sync_due = true;
         cluster_run_next(c);
 }
 
-ClusterVerdict cluster_check_withdraw(Cluster *c, const char *probe, char *why, size_t len) {
-        unsigned total = 1, in_service = 0, unavailable = 0, live = 0, same = 0, allowed;
-        usec_t t = now(CLOCK_MONOTONIC);
-        ClusterVerdict v = CLUSTER_ALLOW;
+void cluster_report_probe(Cluster *c, const char *probe, bool failing, const char *reason) {
+        ProbeReport *p;
 
-        if (why && len > 0)
-                why[0] = 0;
-        if (!c->db_ok || !c->have_view) {
-                v = CLUSTER_DENY_DB_UNREACHABLE;
-                if (why)
-                        snprintf(why, len, "the cluster database is unreachable (%s), the guards cannot be consulted",
-                                 c->error[0] ? c->error : "not connected yet");
-                goto finish;
+        if (!c)
+                return;
+        p = report_find_or_add(c, probe, failing);
+        if (!p) {
+                if (failing)
+                        log_oom();
+                return;
         }
+        if (p->failing == failing && !p->forget)
+                return;
+        p->failing = failing;
+        p->forget = false;
+        free(p->reason);
+        p->reason = strdup(reason ?: "");
+        report_changed(c, p);
+}
 
-        for (size_t i = 0; i < c->n_nodes; i++) {
-                ClusterNode *n = &c->nodes[i];
-                bool alive = n->lease_deadline > t;
+void cluster_forget_probe(Cluster *c, const char *probe) {
+        ProbeReport *p;
 
-                if (n->self)
-                        continue;
-                total++;
-                if (alive && n->state == NODE_IN_SERVICE)
-                        in_service++;
-                else
-                        unavailable++;
-                if (alive) {
-                        live++;
-                        if (probe && strv_contains(n->failing_probes, probe))
-                                same++;
-                }
-        }
-
-        if (in_service == 0) {
-                v = CLUSTER_DENY_LAST_IN_SERVICE;
-                if (why)
-                        snprintf(why, len, "no other node of %u is in service with a live lease", total);
-                goto finish;
-        }
-        if (probe && live > 0 && (double) same > c->config->shared_failure_share * live) {
-                v = CLUSTER_DENY_SHARED_FAILURE;
-                if (why)
-                        snprintf(why, len, "%u of %u other live nodes see probe '%s' failing too: a shared failure",
-                                 same, live, probe);
-                goto finish;
-        }
-        allowed = MAX(1u, (unsigned) floor(c->config->max_withdrawn_share * total + 1e-9));
-        if (unavailable + 1 > allowed) {
-                v = CLUSTER_DENY_MAX_WITHDRAWN;
-                if (why)
-                        snprintf(why, len, "%u of %u nodes are out of service already, at most %u may be", unavailable,
-                                 total, allowed);
-                goto finish;
-        }
-finish:
-        c->last_denial = v;
-        return v;
+        if (!c)
+                return;
+        p = report_find_or_add(c, probe, true);
+        if (!p)
+                return (void) log_oom();
+        p->failing = false;
+        p->forget = true;
+        report_changed(c, p);
 }
 
 /* ---- read-only view ---- */
 
+bool cluster_node_live(const ClusterNode *n) {
+        return n->live_left - elapsed_since(n->read_at) > 0;
+}
+
 unsigned cluster_peers_failing(const Cluster *c, const char *probe, unsigned *ret_live_peers) {
-        usec_t t = now(CLOCK_MONOTONIC);
         unsigned live = 0, same = 0;
 
         if (c && c->db_ok && c->have_view && probe)
                 for (size_t i = 0; i < c->n_nodes; i++) {
                         const ClusterNode *n = &c->nodes[i];
 
-                        if (n->self || n->lease_deadline <= t)
+                        if (n->self || !cluster_node_live(n))
                                 continue;
                         live++;
                         same += strv_contains(n->failing_now, probe);
@@ -1118,19 +1196,29 @@ size_t cluster_nodes(const Cluster *c, const ClusterNode **ret) {
 }
 
 double cluster_node_lease_remaining(const ClusterNode *n) {
-        return ((double) n->lease_deadline - (double) now(CLOCK_MONOTONIC)) / USEC_PER_SEC;
+        return (double) (n->lease_left - elapsed_since(n->read_at)) / USEC_PER_SEC;
 }
 
 double cluster_node_lease_age(const ClusterNode *n) {
-        return MAX(((double) now(CLOCK_MONOTONIC) - (double) n->renewed) / USEC_PER_SEC, 0.0);
+        return (double) (n->renewed_ago + elapsed_since(n->read_at)) / USEC_PER_SEC;
+}
+
+bool cluster_node_fenced(const Cluster *c, const ClusterNode *n) {
+        return !n->self && cluster_trusts_expired_lease(elapsed_since(n->read_at) - n->lease_left,
+                                                        cluster_renewing_for(c), c->config->lease_ttl,
+                                                        c->config->renew_interval);
 }
 
 bool cluster_db_ok(const Cluster *c) {
         return c && c->db_ok;
 }
 
-usec_t cluster_renewing_since(const Cluster *c) {
-        return c && c->db_ok ? c->renewing_since : 0;
+usec_t cluster_renewing_for(const Cluster *c) {
+        return c && c->db_ok && c->renewing_since_mono != 0 ? now(CLOCK_MONOTONIC) - c->renewing_since_mono : 0;
+}
+
+bool cluster_shared_outage(const Cluster *c) {
+        return c && c->in_outage;
 }
 
 usec_t cluster_last_renew(const Cluster *c) {
@@ -1209,6 +1297,7 @@ int cluster_reconfigure(Cluster *c, const ClusterConfig *config) {
                 r = cluster_listen_peers(c);
                 if (r < 0)
                         return r;
+                c->sync_due = true;
         }
         if (reconnect) {
                 log_notice("The cluster database connection changed; reconnecting.");
@@ -1217,6 +1306,7 @@ int cluster_reconfigure(Cluster *c, const ClusterConfig *config) {
                 c->backoff = 0;
                 cluster_connect(c);
         }
+        cluster_fence_tick(c);
         return 0;
 }
 
@@ -1235,7 +1325,6 @@ int cluster_new(sd_event *e, const ClusterConfig *config, const char *node_name,
                 return log_oom();
         c->event = sd_event_ref(e);
         c->config = config;
-        c->peer_fd = -EBADF;
         c->state = NODE_STARTING;
         c->started_mono = now(CLOCK_MONOTONIC);
         c->node_name = strdup(node_name);
@@ -1261,12 +1350,11 @@ int cluster_new(sd_event *e, const ClusterConfig *config, const char *node_name,
         r = cluster_listen_peers(c);
         if (r < 0)
                 return r;
-        r = sd_event_add_time_relative(e, &c->renew_timer, CLOCK_MONOTONIC, config->renew_interval, USEC_PER_MSEC, on_renew, c);
+        r = sd_event_add_time_relative(e, &c->renew_timer, CLOCK_MONOTONIC, config->renew_interval, USEC_PER_MSEC,
+                                       on_renew, c);
         if (r < 0)
                 return log_error_errno(r, "Failed to arm the cluster renew timer: %m");
-        /* An earlier run of the agent may have renewed shortly before it
-         * stopped; its lease may run out one renewal sooner than ours would. */
-        cluster_arm_fence_timer(c, c->started_mono + config->self_fence_after - config->renew_interval);
+        cluster_fence_tick(c);
         if (!c->fence_timer)
                 return -ENOMEM;
 
@@ -1278,14 +1366,16 @@ int cluster_new(sd_event *e, const ClusterConfig *config, const char *node_name,
 Cluster *cluster_free(Cluster *c) {
         if (!c)
                 return NULL;
-        cluster_poll_free(c);
+        c->poll = peer_poll_free(c->poll);
         c->notify_io = sd_event_source_disable_unref(c->notify_io);
         c->conn = pq_conn_free(c->conn);
         sd_event_source_disable_unref(c->reconnect_timer);
         sd_event_source_disable_unref(c->renew_timer);
         sd_event_source_disable_unref(c->fence_timer);
-        sd_event_source_disable_unref(c->peer_source);
-        safe_close(c->peer_fd);
+        sd_event_source_disable_unref(c->withdrawal.answer);
+        free(c->withdrawal.probe);
+        free(c->withdrawal.reason);
+        peer_listener_free(c->peer_listener);
         view_free(c->nodes, c->n_nodes);
         for (size_t i = 0; i < c->n_reports; i++) {
                 free(c->reports[i].probe);

@@ -5,27 +5,27 @@
  * row in rupost_agent.nodes with a lease on the DB server's clock, renewed
  * every renew_interval; its state and reason published when they change;
  * LISTEN/NOTIFY so every agent learns a change at once; an in-memory view of
- * all nodes; the guards a node asks before it withdraws; and self-fencing.
+ * all nodes; withdrawals granted by the database; and self-fencing.
  *
  * Everything runs on the event loop through the libpq glue: a DB that is
  * slow, gone or black-holed delays nothing else. The connection is dropped
  * and retried with backoff on any failure, and LISTEN is issued again on
  * every new connection (after a failover of a multi-host conninfo too).
  *
- * Self-fencing. When this node has not renewed its lease for
- * self_fence_after, it asks its peers (the nodes of its last view, on their
- * peer_address) whether they can see the DB. It fences itself (stops its
- * mail group through the fence callback) when a peer answers that it renews,
- * or when it cannot reach a majority of the cluster (itself included): then
- * it is the one cut off, and peers will trust its expired lease. When peers
- * answer and none of them sees the DB, the DB is down for everyone: fencing
- * would take the whole cluster down, so nobody fences and the agent raises a
- * critical alert instead (invariant 3). See rupost-agent.yaml(5) for the
- * limits of this rule. */
+ * Withdrawal. A node takes itself out of service only once the database
+ * granted it: one transaction, serialised with every other withdrawal by an
+ * advisory transaction lock, counts the live nodes on the server's clock,
+ * applies the guards (cluster-rules.h) and writes the new state only when
+ * they hold. No answer (DB unreachable, timeout, broken connection) is no
+ * grant.
+ *
+ * Self-fencing: cluster-rules.h states the rule; the peers are asked on
+ * their peer port (cluster-peers.h). */
 
 #include <stdbool.h>
 #include <systemd/sd-event.h>
 
+#include "cluster-rules.h"
 #include "config.h"
 #include "lib/macro.h"
 #include "lib/time-util.h"
@@ -33,7 +33,10 @@
 
 typedef struct Cluster Cluster;
 
-/* A node as the last refresh of the view saw it. Read-only for users. */
+/* A node as the last refresh of the view saw it. Read-only for users. Ages
+ * are durations on the DB server's clock, measured when the view was read
+ * (read_at) and aged on this host's monotonic clock since: never instants,
+ * so they mean the same whatever this host's uptime or time zone. */
 typedef struct ClusterNode {
         char *name;
         NodeStateId state;     /* _NODE_STATE_INVALID when the row holds a state this agent does not know */
@@ -44,23 +47,12 @@ typedef struct ClusterNode {
         char **failing_probes; /* probes it reports failing, or cleared within shared_failure_window */
         char **failing_now;    /* probes it reports failing now (critical), without the window */
         usec_t updated_at;     /* CLOCK_REALTIME, from the DB server's clock: when state or reason last changed */
-        usec_t lease_deadline; /* CLOCK_MONOTONIC of this host: when the lease expires, as estimated */
-        usec_t renewed;        /* CLOCK_MONOTONIC of this host: when the lease was last renewed, as estimated */
+        int64_t lease_left;    /* until its lease expires; negative: expired that long ago */
+        int64_t renewed_ago;   /* since it last renewed */
+        int64_t live_left;     /* until it stops counting as live (two of its renew intervals after renewing) */
+        usec_t read_at;        /* CLOCK_MONOTONIC of this host: when these were read */
         bool self;
 } ClusterNode;
-
-/* Why a withdrawal may or may not go ahead. */
-typedef enum ClusterVerdict {
-        CLUSTER_ALLOW,
-        CLUSTER_DENY_LAST_IN_SERVICE,   /* no other node is in service */
-        CLUSTER_DENY_MAX_WITHDRAWN,     /* max_withdrawn_share of the nodes are out already */
-        CLUSTER_DENY_SHARED_FAILURE,    /* most other nodes see the same probe failing */
-        CLUSTER_DENY_DB_UNREACHABLE,    /* the guards cannot be consulted */
-        _CLUSTER_VERDICT_MAX,
-        _CLUSTER_VERDICT_INVALID = -EINVAL,
-} ClusterVerdict;
-
-const char *cluster_verdict_to_string(ClusterVerdict v) _pure_;
 
 /* fenced: true when this node must stop its mail group now, false when it
  * can renew again and the fence is lifted. */
@@ -85,15 +77,23 @@ void cluster_publish(Cluster *c, NodeStateId state, const char *reason);
  * not only the mail group's members: the withdrawal guard asks about members,
  * cluster_peers_failing() about any probe. */
 void cluster_report_probe(Cluster *c, const char *probe, bool failing, const char *reason);
+/* A probe the configuration no longer has: its row goes, so that it counts
+ * for nobody's shared-failure guard, not even within the window. */
+void cluster_forget_probe(Cluster *c, const char *probe);
 
 /* ---- what node.c asks ---- */
 
-/* May this node withdraw because member probe `probe` failed? Decided from
- * the in-memory view, without waiting. When not, why explains it in one
- * line. While the DB cannot be reached the answer is DENY_DB_UNREACHABLE: a
- * node cut off alone fences itself anyway, and when nobody reaches the DB
- * the failure is most likely the DB's, which must not withdraw everyone. */
-ClusterVerdict cluster_check_withdraw(Cluster *c, const char *probe, char *why, size_t len);
+/* The answer to a withdrawal request: CLUSTER_ALLOW when the database
+ * granted it (this node's row holds the target state already), otherwise
+ * why not, in one line. Always called from the event loop. */
+typedef void (*ClusterWithdrawalDone)(Cluster *c, ClusterVerdict v, const char *why, void *userdata);
+
+/* Asks the database to take this node out of service, into `target`
+ * (withdrawn or failed), because member probe `probe` failed. One request at
+ * a time: -EBUSY while one is pending. */
+int cluster_request_withdrawal(Cluster *c, const char *probe, NodeStateId target, const char *reason,
+                               ClusterWithdrawalDone done, void *userdata);
+bool cluster_withdrawal_pending(const Cluster *c);
 
 /* ---- read-only view, for the control socket, rupost-health and metrics ---- */
 
@@ -105,7 +105,12 @@ double cluster_node_lease_remaining(const ClusterNode *n);
 /* Seconds since the node last renewed its lease (whatever its lease_ttl);
  * grows on while this node cannot read the registry. */
 double cluster_node_lease_age(const ClusterNode *n);
-/* How many other nodes with a live lease report probe `probe` failing now
+/* Renewed within two of its renew intervals (server clock), as of now. */
+bool cluster_node_live(const ClusterNode *n);
+/* Whether this node may trust that `n`'s mail group is down because its
+ * lease expired (cluster_trusts_expired_lease()). */
+bool cluster_node_fenced(const Cluster *c, const ClusterNode *n);
+/* How many other live nodes report probe `probe` failing now
  * (critical); their number in ret_live_peers. Probe names are the same on
  * every node (one config for the cluster), which is what makes the same name
  * the same dependency. Returns 0 and *ret_live_peers = 0 without a view, or
@@ -115,13 +120,12 @@ unsigned cluster_peers_failing(const Cluster *c, const char *probe, unsigned *re
 bool cluster_db_ok(const Cluster *c);
 /* CLOCK_REALTIME of the last successful renewal, 0 when none yet. */
 usec_t cluster_last_renew(const Cluster *c);
-/* CLOCK_REALTIME since when this node has renewed its lease without a gap,
- * 0 while it cannot. For whoever trusts another node's expired lease (queue
- * evacuation): a lease counts as fenced only once it has been expired for
- * self_fence_after while this node itself was renewing, that is, not before
- * renewing_since + self_fence_after. Otherwise, after an outage of the DB
- * for everyone, every lease looks expired though nobody fenced. */
-usec_t cluster_renewing_since(const Cluster *c);
+/* How long this node has renewed its lease without a gap, 0 while it
+ * cannot (see cluster_node_fenced()). */
+usec_t cluster_renewing_for(const Cluster *c);
+/* Past its fence deadline, kept up because every live peer confirmed that
+ * the database is down for everyone. */
+bool cluster_shared_outage(const Cluster *c);
 /* The state this node's row held when this run of the agent first read the
  * registry, before writing it: what the previous run left (a node that was
  * in service may still be serving while it starts). _NODE_STATE_INVALID when
@@ -129,7 +133,7 @@ usec_t cluster_renewing_since(const Cluster *c);
 int cluster_previous_state(const Cluster *c, NodeStateId *ret);
 /* This node stopped its mail group because it could not renew its lease. */
 bool cluster_self_fenced(const Cluster *c);
-/* The last withdrawal the guards refused (sticky until a withdrawal is
+/* The last withdrawal the database refused (sticky until a withdrawal is
  * allowed or cluster_clear_denial()): visible to metrics as an alert. */
 ClusterVerdict cluster_last_denial(const Cluster *c);
 /* The last connection or query error, "" when none. */

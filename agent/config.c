@@ -1127,8 +1127,19 @@ static int check_cluster(ConfigContext *c, yaml_node_t *root, Config *config) {
                 k->shared_failure_share = 0.5;
         if (k->shared_failure_window == 0)
                 k->shared_failure_window = 60 * USEC_PER_SEC;
-        if (!k->peer_address && !(k->peer_address = strdup(CLUSTER_DEFAULT_PEER_ADDRESS)))
-                return -ENOMEM;
+        /* Peers must reach the node where it says. The address the DB sees
+         * a node connect from is a pooler's or a proxy's as often as not
+         * (pgbouncer, HAProxy in front of Patroni): never guessed. */
+        if (!k->peer_address || k->peer_address[0] == ':') {
+                r = config_error(c, node, "cluster.peer_address",
+                                 "%s: give the address this node's peers reach it on, with its port "
+                                 "(e.g. \"192.0.2.11:9471\"); the one the database sees may be a "
+                                 "connection pooler's",
+                                 k->peer_address ? "needs a host, not only a port" : "is required");
+                if (r == -ENOMEM)
+                        return r;
+                ret = r;
+        }
 
         if (k->renew_interval * 2 >= k->self_fence_after) {
                 r = config_error(c, node, "cluster.self_fence_after",

@@ -138,10 +138,9 @@ typedef struct ClusterConfig {
         double max_withdrawn_share;   /* 0..1 */
         double shared_failure_share;  /* 0..1 */
         usec_t shared_failure_window;
-        char *peer_address;   /* where peers ask whether this node sees the DB */
+        char *peer_address;   /* host:port where peers ask whether this node renews: listened on, published */
 } ClusterConfig;
 
-#define CLUSTER_DEFAULT_PEER_ADDRESS ":9471"
 
 typedef struct Config {
         char *path;

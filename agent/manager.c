@@ -239,7 +239,8 @@ static int manager_attach_probes(Manager *m, Config *old) {
 
 /* A probe the reload removed (or gave another type, so that it starts over
  * unknown) never reports that it recovered: a failure it left in the
- * cluster's registry is cleared here as a recovery would clear it. Kept,
+ * cluster's registry is deleted here, not even counted within the shared
+ * failure window. Kept,
  * peers would count this node as sharing the failure (their withdrawal
  * guard, cluster_peers_failing()) until the agent restarts. */
 static void manager_clear_failures_of_old_probes(Manager *m, Config *old) {
@@ -259,7 +260,7 @@ static void manager_clear_failures_of_old_probes(Manager *m, Config *old) {
                 log_internal(LOG_NOTICE, 0, &(LogFields) { .probe = o->name, .component = o->component },
                              "Probe '%s' was critical and is %s: clearing its failure in the cluster registry.",
                              o->name, p ? "now of another type" : "no longer configured");
-                cluster_report_probe(m->cluster, o->name, false, NULL);
+                cluster_forget_probe(m->cluster, o->name);
         }
 }
 

@@ -11,6 +11,7 @@ static const char *const node_state_table[_NODE_STATE_MAX] = {
         [NODE_RECOVERING] = "recovering",
         [NODE_FAILED] = "failed",
         [NODE_MAINTENANCE] = "maintenance",
+        [NODE_FENCED] = "fenced",
 };
 
 static const char *const node_event_table[_NODE_EVENT_MAX] = {
@@ -24,6 +25,8 @@ static const char *const node_event_table[_NODE_EVENT_MAX] = {
         [NODE_EVENT_MAINTENANCE_ON] = "maintenance-on",
         [NODE_EVENT_MAINTENANCE_OFF] = "maintenance-off",
         [NODE_EVENT_WITHDRAWAL_REFUSED] = "withdrawal-refused",
+        [NODE_EVENT_FENCED] = "fenced",
+        [NODE_EVENT_FENCE_LIFTED] = "fence-lifted",
 };
 
 const char *node_state_to_string(NodeStateId s) {
@@ -74,22 +77,74 @@ static NodeAction withdraw(NodeState *s, const NodePolicy *policy, const char *r
         return NODE_ACTION_STOP_GROUP | NODE_ACTION_ARM_BACKOFF;
 }
 
-NodeAction node_state_apply(NodeState *s, const NodePolicy *policy, NodeEventId event, const char *reason) {
-        /* Maintenance is an operator's decision and overrides everything. */
+/* Withdrawn with the group down and the backoff passed: start it again. */
+static NodeAction recover(NodeState *s, bool count_attempt) {
+        s->id = NODE_RECOVERING;
+        s->attempts += count_attempt;
+        s->healthy_rounds = 0;
+        return NODE_ACTION_START_GROUP;
+}
+
+static NodeAction fence(NodeState *s, const char *reason) {
+        bool already = s->fenced;
+
+        s->fenced = true;
+        s->healthy_rounds = 0;
+        if (s->id != NODE_MAINTENANCE) {
+                s->id = NODE_FENCED;
+                set_reason(s, reason);
+        }
+        if (already)
+                return NODE_ACTION_NONE;
+        s->group_stopped = false;
+        return NODE_ACTION_KILL_GROUP;
+}
+
+static NodeAction lift_fence(NodeState *s) {
+        if (!s->fenced)
+                return NODE_ACTION_NONE;
+        s->fenced = false;
+        if (s->id != NODE_FENCED)
+                /* In maintenance: leaving it reconciles the group. */
+                return NODE_ACTION_NONE;
+        /* Not a failure of the node's own: no backoff, no attempt counted. */
+        s->id = NODE_WITHDRAWN;
+        set_reason(s, "the self-fence is lifted");
+        s->backoff = 0;
+        return s->group_stopped ? recover(s, false) : NODE_ACTION_NONE;
+}
+
+static NodeAction apply_unfenced(NodeState *s, const NodePolicy *policy, NodeEventId event, const char *reason) {
+        /* Maintenance is an operator's decision and overrides everything but
+         * a fence. */
         if (event == NODE_EVENT_MAINTENANCE_ON) {
                 s->id = NODE_MAINTENANCE;
                 set_reason(s, reason);
                 s->healthy_rounds = 0;
                 return NODE_ACTION_PERSIST;
         }
+        if (event == NODE_EVENT_FENCED)
+                return fence(s, reason);
+        if (event == NODE_EVENT_FENCE_LIFTED)
+                return lift_fence(s);
 
         switch (s->id) {
         case NODE_MAINTENANCE:
                 if (event != NODE_EVENT_MAINTENANCE_OFF)
                         return NODE_ACTION_NONE;
+                if (s->fenced) {
+                        s->id = NODE_FENCED;
+                        set_reason(s, "self-fenced since before the maintenance ended");
+                        return NODE_ACTION_PERSIST;
+                }
                 /* Back to judging the node from scratch, with a clean slate. */
                 node_state_init(s);
                 return NODE_ACTION_PERSIST;
+
+        case NODE_FENCED:
+                if (event == NODE_EVENT_GROUP_STOPPED)
+                        s->group_stopped = true;
+                return NODE_ACTION_NONE;
 
         case NODE_STARTING:
                 if (event == NODE_EVENT_HEALTHY_ROUND) {
@@ -128,10 +183,7 @@ NodeAction node_state_apply(NodeState *s, const NodePolicy *policy, NodeEventId 
                  * backoff has passed, whichever comes last. */
                 if (!s->group_stopped || s->backoff != 0)
                         return NODE_ACTION_NONE;
-                s->id = NODE_RECOVERING;
-                s->attempts++;
-                s->healthy_rounds = 0;
-                return NODE_ACTION_START_GROUP;
+                return recover(s, true);
 
         case NODE_RECOVERING:
                 switch (event) {
@@ -156,6 +208,20 @@ NodeAction node_state_apply(NodeState *s, const NodePolicy *policy, NodeEventId 
         default:
                 return NODE_ACTION_NONE;
         }
+}
+
+NodeAction node_state_apply(NodeState *s, const NodePolicy *policy, NodeEventId event, const char *reason) {
+        NodeAction a = apply_unfenced(s, policy, event, reason);
+
+        /* The fence dominates whatever the transition above did. */
+        if (s->fenced) {
+                a &= ~NODE_ACTION_START_GROUP;
+                if (s->id != NODE_MAINTENANCE && s->id != NODE_FENCED) {
+                        s->id = NODE_FENCED;
+                        a &= ~NODE_ACTION_ARM_STABLE;
+                }
+        }
+        return a;
 }
 
 const char *node_state_agent_check_reply(const NodeState *s, char *buf, size_t len) {

@@ -13,7 +13,16 @@
  *      └──────────────────── start group ──────────────────┘  └──▶ in-service
  *   withdrawn ── attempts exhausted ──▶ failed (stays withdrawn, loudly)
  *   any ── maintenance on ──▶ maintenance ── off ──▶ starting (reconcile)
- */
+ *   any ── fenced ──▶ fenced (group killed) ── fence lifted ──▶ withdrawn ──▶ recovering
+ *
+ * A fence dominates: from the moment it is set until it is lifted no event
+ * starts the group or puts the node in service, whatever the order in which
+ * events arrive (a stop that completes late, a backoff that expires, an
+ * operator's maintenance switch). Maintenance entered while fenced keeps the
+ * fence; leaving it returns to fenced, not to starting.
+ *
+ * MEMBER_FAILED means the withdrawal may go ahead: node.c feeds it only
+ * once the cluster granted it (or when no guard applies). */
 
 #include <stdbool.h>
 
@@ -27,6 +36,7 @@ typedef enum NodeStateId {
         NODE_RECOVERING,
         NODE_FAILED,
         NODE_MAINTENANCE,
+        NODE_FENCED,
         _NODE_STATE_MAX,
         _NODE_STATE_INVALID = -EINVAL,
 } NodeStateId;
@@ -42,6 +52,8 @@ typedef enum NodeEventId {
         NODE_EVENT_MAINTENANCE_ON,
         NODE_EVENT_MAINTENANCE_OFF,
         NODE_EVENT_WITHDRAWAL_REFUSED, /* a member failed, but the cluster needs the node in service */
+        NODE_EVENT_FENCED,            /* cut off from the cluster: the group must be down before the lease ends */
+        NODE_EVENT_FENCE_LIFTED,      /* renewing again */
         _NODE_EVENT_MAX,
         _NODE_EVENT_INVALID = -EINVAL,
 } NodeEventId;
@@ -54,6 +66,7 @@ typedef enum NodeAction {
         NODE_ACTION_ARM_BACKOFF = 1 << 2,   /* for NodeState.backoff */
         NODE_ACTION_ARM_STABLE = 1 << 3,    /* start counting the stable period */
         NODE_ACTION_PERSIST = 1 << 4,       /* maintenance changed: write the state file */
+        NODE_ACTION_KILL_GROUP = 1 << 5,    /* fence: kill every member at once, then confirm */
 } NodeAction;
 
 typedef struct NodePolicy {
@@ -70,6 +83,7 @@ typedef struct NodeState {
         unsigned healthy_rounds; /* consecutive, while recovering */
         usec_t backoff;          /* the delay of the pending backoff */
         bool group_stopped;      /* the last group stop completed */
+        bool fenced;             /* set by FENCED, cleared only by FENCE_LIFTED */
 } NodeState;
 
 const char *node_state_to_string(NodeStateId s) _pure_;

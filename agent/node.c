@@ -27,8 +27,14 @@ struct Node {
         sd_event_source *stable_timer;
         sd_event_source *round_timer;
         sd_event_source *recovery_deadline;
-        bool fencing; /* the stop in flight is a self-fence: kill, do not wait */
+        sd_event_source *kill_retry;
         bool restarted; /* starting since the agent started, with the group as the last run left it */
+
+        /* A withdrawal the cluster is asked for: decided when it answers. */
+        char asked_reason[512];
+        bool asked_known;
+        bool asked_again;
+        ClusterVerdict last_verdict;
 };
 
 static void node_apply(Node *n, NodeEventId event, const char *reason);
@@ -127,14 +133,8 @@ static void node_load_persisted(Node *n) {
 static void arm_timer(Node *n, sd_event_source **s, usec_t delay, sd_event_time_handler_t handler);
 
 static int on_backoff(sd_event_source *s, uint64_t usec, void *userdata) {
-        Node *n = userdata;
-
-        /* A fenced node must not start its group: wait for the lease. */
-        if (cluster_self_fenced(n->manager->cluster)) {
-                arm_timer(n, &n->backoff_timer, n->config->round_interval, on_backoff);
-                return 0;
-        }
-        node_apply(n, NODE_EVENT_BACKOFF_EXPIRED, NULL);
+        /* Fenced meanwhile, the state machine ignores it. */
+        node_apply(userdata, NODE_EVENT_BACKOFF_EXPIRED, NULL);
         return 0;
 }
 
@@ -158,6 +158,15 @@ static int on_recovery_deadline(sd_event_source *s, uint64_t usec, void *userdat
 
 static void node_member_failed(Node *n, Probe *p, bool again);
 
+static Probe *critical_member(Node *n) {
+        for (char **m = n->config->member_probes; m && *m; m++) {
+                Probe *p = find_probe(n, *m);
+                if (p && p->status == PROBE_CRITICAL)
+                        return p;
+        }
+        return NULL;
+}
+
 static int on_round(sd_event_source *s, uint64_t usec, void *userdata) {
         Node *n = userdata;
         char why[512];
@@ -166,13 +175,9 @@ static int on_round(sd_event_source *s, uint64_t usec, void *userdata) {
          * other nodes may have recovered since, or, for a node starting, the
          * registry may have been read. */
         if ((n->state.id == NODE_IN_SERVICE || n->state.id == NODE_STARTING) &&
-            cluster_last_denial(n->manager->cluster) != CLUSTER_ALLOW) {
-                Probe *critical = NULL;
-                for (char **m = n->config->member_probes; m && *m && !critical; m++) {
-                        Probe *p = find_probe(n, *m);
-                        if (p && p->status == PROBE_CRITICAL)
-                                critical = p;
-                }
+            cluster_last_denial(n->manager->cluster) != CLUSTER_ALLOW &&
+            !cluster_withdrawal_pending(n->manager->cluster)) {
+                Probe *critical = critical_member(n);
                 if (critical)
                         node_member_failed(n, critical, true);
                 else
@@ -200,10 +205,32 @@ static void arm_timer(Node *n, sd_event_source **s, usec_t delay, sd_event_time_
 
 /* ---- the mail group ---- */
 
+static void on_group_stopped(MailGroup *g, int r, const char *error, void *userdata);
+
+static int on_kill_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        Node *n = userdata;
+        int r;
+
+        n->kill_retry = sd_event_source_disable_unref(n->kill_retry);
+        if (!n->state.fenced)
+                return 0;
+        r = mail_group_kill(n->group, on_group_stopped, n);
+        if (r < 0)
+                log_error_errno(r, "Failed to kill the mail group: %m");
+        return 0;
+}
+
 static void on_group_stopped(MailGroup *g, int r, const char *error, void *userdata) {
         Node *n = userdata;
 
-        n->fencing = false;
+        if (r < 0 && n->state.fenced) {
+                /* A fence is never assumed: kill again until every member is
+                 * confirmed down. */
+                log_internal(LOG_CRIT, r, &(LogFields) { .component = "mail-group" },
+                             "The fenced mail group is not confirmed down, killing it again: %s", error);
+                arm_timer(n, &n->kill_retry, USEC_PER_SEC, on_kill_retry);
+                return;
+        }
         if (r < 0)
                 log_internal(LOG_ERR, r, &(LogFields) { .component = "mail-group" },
                              "The mail group stopped with errors: %s", error);
@@ -232,12 +259,20 @@ static void node_carry_out(Node *n, NodeAction a) {
         /* Only a node made by node_new_for_test() has no group: it records
          * its decisions and carries none of them out on the group. */
         if (!n->group)
-                a &= ~(NODE_ACTION_STOP_GROUP | NODE_ACTION_START_GROUP);
+                a &= ~(NODE_ACTION_STOP_GROUP | NODE_ACTION_START_GROUP | NODE_ACTION_KILL_GROUP);
 
-        if (a & NODE_ACTION_STOP_GROUP) {
+        if (a & NODE_ACTION_KILL_GROUP) {
+                /* Bounded by D-Bus round trips, not by the units' own stop
+                 * times: the group must be down before the lease expires. */
                 n->recovery_deadline = sd_event_source_disable_unref(n->recovery_deadline);
-                r = n->fencing ? mail_group_kill(n->group, on_group_stopped, n)
-                               : mail_group_stop(n->group, on_group_stopped, n);
+                r = mail_group_kill(n->group, on_group_stopped, n);
+                if (r < 0) {
+                        log_error_errno(r, "Failed to kill the mail group, retrying: %m");
+                        arm_timer(n, &n->kill_retry, USEC_PER_SEC, on_kill_retry);
+                }
+        } else if (a & NODE_ACTION_STOP_GROUP) {
+                n->recovery_deadline = sd_event_source_disable_unref(n->recovery_deadline);
+                r = mail_group_stop(n->group, on_group_stopped, n);
                 if (r < 0)
                         log_error_errno(r, "Failed to stop the mail group: %m");
         }
@@ -323,41 +358,71 @@ static bool node_may_be_serving(Node *n, bool *ret_known) {
         return prev == NODE_IN_SERVICE;
 }
 
-/* Invariant 3: a node that may be serving mail asks the cluster before it
- * withdraws; refused, it stays in service and raises the alarm instead, and
- * on_round() asks again every round. A starting node is put in service for
- * it rather than left starting, which HAProxy would take as down for good;
- * one that cannot know yet whether it was in service stays starting (the
- * group untouched) until it can. The half-running group an agent restart
- * finds is such a failure: stopped as a whole once the guards allow, kept
- * meanwhile like a failing member of a node in service. */
+static void node_withdrawal_refused(Node *n, ClusterVerdict v, const char *why) {
+        log_internal(LOG_CRIT, 0,
+                     &(LogFields) { .component = "node", .message_id = MESSAGE_ID_WITHDRAWAL_REFUSED },
+                     "Node %s %s although %s: %s (%s).", manager_node_name(n->manager),
+                     n->state.id == NODE_IN_SERVICE ? "stays in service"
+                     : n->asked_known               ? "is kept in service"
+                                                    : "does not withdraw",
+                     n->asked_reason, why, cluster_verdict_to_string(v));
+}
+
+/* The database answered. Granted, the registry holds the node withdrawn
+ * already and the group is stopped now; the node may have changed state
+ * meanwhile (fenced, maintenance), and then what it publishes next
+ * overwrites the grant. Refused, it stays in service and raises the alarm;
+ * on_round() asks again every round. */
+static void on_withdrawal_verdict(Cluster *c, ClusterVerdict v, const char *why, void *userdata) {
+        Node *n = userdata;
+        bool said = n->asked_again && v == n->last_verdict;
+
+        n->last_verdict = v;
+        if (n->state.id != NODE_IN_SERVICE && n->state.id != NODE_STARTING) {
+                cluster_publish(c, n->state.id, n->state.reason);
+                return;
+        }
+        if (v == CLUSTER_ALLOW) {
+                node_apply(n, NODE_EVENT_MEMBER_FAILED, n->asked_reason);
+                return;
+        }
+        /* Asked again every round: say it once per reason. */
+        if (!said)
+                node_withdrawal_refused(n, v, why);
+        if (n->asked_known)
+                node_apply(n, NODE_EVENT_WITHDRAWAL_REFUSED, n->asked_reason);
+        else
+                /* The registry says the node withdrew; it did not. */
+                cluster_publish(c, n->state.id, n->state.reason);
+}
+
+/* Invariant 3: a node that may be serving mail does not take itself out:
+ * it asks the database, which grants or refuses in one serialised
+ * transaction (cluster.h), and the group is stopped only once granted. A
+ * starting node is put in service when refused rather than left starting,
+ * which HAProxy would take as down for good; one that cannot know yet
+ * whether it was in service stays starting (the group untouched) until it
+ * can. The half-running group an agent restart finds is such a failure:
+ * stopped as a whole once granted, kept meanwhile like a failing member of
+ * a node in service. */
 static void node_member_failed(Node *n, Probe *p, bool again) {
         Cluster *c = n->manager->cluster;
-        char reason[512], why[512];
+        NodeState next = n->state;
         bool known;
+        int r;
 
-        snprintf(reason, sizeof reason, "%s: %s", p->name, p->last.reason ?: "critical");
-        if (c && node_may_be_serving(n, &known)) {
-                ClusterVerdict before = cluster_last_denial(c);
-                ClusterVerdict v = cluster_check_withdraw(c, p->name, why, sizeof why);
-                if (v != CLUSTER_ALLOW) {
-                        /* Asked again every round: say it once per reason. */
-                        if (!again || v != before)
-                                log_internal(LOG_CRIT, 0,
-                                     &(LogFields) { .probe = p->name,
-                                                    .component = "node",
-                                                    .message_id = MESSAGE_ID_WITHDRAWAL_REFUSED },
-                                     "Node %s %s although %s: %s (%s).", manager_node_name(n->manager),
-                                     n->state.id == NODE_IN_SERVICE ? "stays in service"
-                                     : known                        ? "is kept in service"
-                                                                    : "does not withdraw",
-                                     reason, why, cluster_verdict_to_string(v));
-                        if (known)
-                                node_apply(n, NODE_EVENT_WITHDRAWAL_REFUSED, reason);
-                        return;
-                }
-        }
-        node_apply(n, NODE_EVENT_MEMBER_FAILED, reason);
+        if (c && cluster_withdrawal_pending(c))
+                return; /* the answer to come decides */
+        snprintf(n->asked_reason, sizeof n->asked_reason, "%s: %s", p->name, p->last.reason ?: "critical");
+        (void) node_state_apply(&next, &n->policy, NODE_EVENT_MEMBER_FAILED, n->asked_reason);
+        if (!c || !node_may_be_serving(n, &known) || (next.id != NODE_WITHDRAWN && next.id != NODE_FAILED))
+                return node_apply(n, NODE_EVENT_MEMBER_FAILED, n->asked_reason);
+
+        n->asked_known = known;
+        n->asked_again = again;
+        r = cluster_request_withdrawal(c, p->name, next.id, n->asked_reason, on_withdrawal_verdict, n);
+        if (r < 0)
+                log_error_errno(r, "Failed to ask the cluster for a withdrawal, staying in service: %m");
 }
 
 void node_probe_status_changed(Node *n, Probe *p, ProbeStatus old) {
@@ -370,19 +435,10 @@ void node_probe_status_changed(Node *n, Probe *p, ProbeStatus old) {
 }
 
 void node_self_fence(Node *n, bool fenced, const char *reason) {
-        if (!n || !fenced)
+        if (!n)
                 return;
-        /* The group must be down before the lease expires, whatever the
-         * units' own stop times: kill it (see mail_group_kill()). */
-        n->fencing = true;
-        if (n->state.id == NODE_MAINTENANCE) {
-                /* Maintenance keeps its state, but the group must stop all the same. */
-                int r = mail_group_kill(n->group, on_group_stopped, n);
-                if (r < 0)
-                        log_error_errno(r, "Failed to stop the mail group: %m");
-                return;
-        }
-        node_apply(n, NODE_EVENT_MEMBER_FAILED, reason);
+        /* The state machine makes the fence dominate (node-state.h). */
+        node_apply(n, fenced ? NODE_EVENT_FENCED : NODE_EVENT_FENCE_LIFTED, reason);
 }
 
 int node_set_maintenance(Node *n, bool on, const char *reason) {
@@ -472,6 +528,7 @@ Node *node_free(Node *n) {
         sd_event_source_disable_unref(n->stable_timer);
         sd_event_source_disable_unref(n->round_timer);
         sd_event_source_disable_unref(n->recovery_deadline);
+        sd_event_source_disable_unref(n->kill_retry);
         free(n);
         return NULL;
 }

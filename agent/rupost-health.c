@@ -128,6 +128,7 @@ static ProbeStatus node_status(const Response *resp) {
                 return PROBE_WARNING;
         case NODE_WITHDRAWN:
         case NODE_FAILED:
+        case NODE_FENCED:
                 return PROBE_CRITICAL;
         default:
                 return PROBE_UNKNOWN; /* a state this build does not know */
@@ -452,6 +453,9 @@ static void format_recovery(const NodeStateMessage *ns, NodeStateId id, double n
                 snprintf(buf, len,
                          "gave up after %u recovery attempts; switch maintenance on and off to try again",
                          ns->recovery_attempts);
+                break;
+        case NODE_FENCED:
+                snprintf(buf, len, "mail group stopped until the cluster lease is renewed again");
                 break;
         default:
                 buf[0] = 0;

@@ -85,6 +85,11 @@ static inline size_t strv_length(char * const *l) {
         return n;
 }
 
+static inline void *mfree(void *p) {
+        free(p);
+        return NULL;
+}
+
 #define streq(a, b) (strcmp((a), (b)) == 0)
 
 /* A negative errno for an error this code itself detected. */

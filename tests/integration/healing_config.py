@@ -62,25 +62,32 @@ cluster:
   renew_interval: 1s
   self_fence_after: 4s
   shared_failure_window: 2s
+  peer_address: "{address}:9471"
 """
+
+
+def node_address(node):
+    """The box's address on the node box's bridge (tests/nodebox/lib/common.sh box_ip)."""
+    return f"10.231.0.{10 + int(node.removeprefix('node'))}"
 
 
 def healing_config(node, backoff="20s", backoff_max="30s", stable_period="10m", max_attempts=10,
                    infra=None):
     """The config text for NODE; with INFRA (its address) also the cluster
-    section. The backoff keeps a withdrawn node out long enough for a test to
-    see it down on a loaded machine."""
+    section, with the node's own address as the peer address. The backoff
+    keeps a withdrawn node out long enough for a test to see it down on a
+    loaded machine."""
     text = _PROBES_AND_HEALING.format(node=node, backoff=backoff, backoff_max=backoff_max,
                                       stable_period=stable_period, max_attempts=max_attempts)
     if infra:
-        text += cluster_section(infra)
+        text += cluster_section(infra, node_address(node))
     return text
 
 
-def cluster_section(infra):
+def cluster_section(infra, address):
     """The `cluster:` section every suite runs the nodes with (INFRA: the
-    database's address)."""
-    return _CLUSTER.format(infra=infra)
+    database's address, ADDRESS: the node's, where its peers ask it)."""
+    return _CLUSTER.format(infra=infra, address=address)
 
 
 def unit_states(cluster, box):

@@ -19,7 +19,7 @@ import re
 
 import pytest
 
-from healing_config import cluster_section
+from healing_config import cluster_section, node_address
 
 NODES = ["node1", "node2"]
 INFRA = "10.231.0.10"
@@ -61,7 +61,7 @@ def scoped(cluster):
     if not cluster.agent_expected():
         pytest.skip("no rupost-agent .deb was given to nodebox up, so there is no agent to test")
     configs = {n: faster_memcached(cluster.exec(n, "cat", "/etc/rupost/agent.yaml").stdout).rstrip("\n")
-               + "\n" + cluster_section(INFRA) for n in NODES}
+               + "\n" + cluster_section(INFRA, node_address(n)) for n in NODES}
     try:
         with cluster.agent_configs(configs, action="reload-or-restart"):
             # Both registered with live leases, as each other sees them.

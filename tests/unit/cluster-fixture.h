@@ -68,3 +68,37 @@ static inline void cluster_fixture_sql(ClusterFixture *f, const char *sql) {
 static inline void cluster_fixture_stop(ClusterFixture *f) {
         pg_server_remove(&f->server);
 }
+
+typedef struct WithdrawalAnswer {
+        bool done;
+        ClusterVerdict verdict;
+        char why[256];
+} WithdrawalAnswer;
+
+static inline void withdrawal_answered(Cluster *c, ClusterVerdict v, const char *why, void *userdata) {
+        WithdrawalAnswer *a = userdata;
+
+        a->done = true;
+        a->verdict = v;
+        snprintf(a->why, sizeof a->why, "%s", why);
+}
+
+/* Asks the database for a withdrawal and runs the loop until it answers.
+ * Granted, the node's row says withdrawn: with `undo` it is put back in
+ * service, so that the next question finds the cluster as it was. */
+static inline ClusterVerdict cluster_ask(sd_event *e, Cluster *c, const char *probe, bool undo, char *why,
+                                         size_t len) {
+        WithdrawalAnswer a = {};
+        usec_t end = now(CLOCK_MONOTONIC) + 10 * USEC_PER_SEC;
+
+        ASSERT_OK(cluster_request_withdrawal(c, probe, NODE_WITHDRAWN, "asked by the test", withdrawal_answered, &a));
+        while (!a.done) {
+                ASSERT_TRUE(now(CLOCK_MONOTONIC) < end);
+                ASSERT_OK(sd_event_run(e, 20 * USEC_PER_MSEC));
+        }
+        if (why)
+                snprintf(why, len, "%s", a.why);
+        if (undo && a.verdict == CLUSTER_ALLOW)
+                cluster_publish(c, NODE_IN_SERVICE, "");
+        return a.verdict;
+}

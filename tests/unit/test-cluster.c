@@ -14,6 +14,7 @@
 #include <signal.h>
 
 #include "build-config.h"
+#include "cluster-fixture.h"
 #include "cluster-schema.h"
 #include "cluster.h"
 #include "config.h"
@@ -208,7 +209,8 @@ TEST(config_cluster_section) {
                          "cluster:\n"
                          "  conninfo: host=192.0.2.10,192.0.2.11 port=5432,5432 target_session_attrs=read-write\n"
                          "  max_withdrawn_share: 25%\n"
-                         "  shared_failure_share: 0.75\n";
+                         "  shared_failure_share: 0.75\n"
+                         "  peer_address: 192.0.2.21:9471\n";
         ASSERT_OK(config_load_string("agent.yaml", ok, strlen(ok), &config, &errors));
         ASSERT_TRUE(config->cluster.enabled);
         ASSERT_EQ(config->cluster.lease_ttl, 15 * USEC_PER_SEC);
@@ -216,7 +218,13 @@ TEST(config_cluster_section) {
         ASSERT_EQ(config->cluster.self_fence_after, 10 * USEC_PER_SEC);
         ASSERT_TRUE(fabs(config->cluster.max_withdrawn_share - 0.25) < 1e-9);
         ASSERT_TRUE(fabs(config->cluster.shared_failure_share - 0.75) < 1e-9);
-        ASSERT_STREQ(config->cluster.peer_address, ":9471");
+        ASSERT_STREQ(config->cluster.peer_address, "192.0.2.21:9471");
+        /* Never guessed (the database may see a pooler's address), never
+         * only a port. */
+        _cleanup_free_ char *p1 = load_errors("cluster:\n  conninfo: hostaddr=127.0.0.1\n");
+        ASSERT_CONTAINS(p1, "cluster.peer_address: is required: give the address this node's peers reach it on");
+        _cleanup_free_ char *p2 = load_errors("cluster:\n  conninfo: hostaddr=127.0.0.1\n  peer_address: \":9471\"\n");
+        ASSERT_CONTAINS(p2, "cluster.peer_address: needs a host, not only a port");
 
         _cleanup_free_ char *e1 = load_errors("cluster:\n  conninfo: hostaddr=127.0.0.1\n  renew_interval: 5s\n");
         ASSERT_CONTAINS(e1, "cluster.self_fence_after: must be longer than twice renew_interval (5s)");
@@ -227,7 +235,7 @@ TEST(config_cluster_section) {
         ASSERT_CONTAINS(e2b, "cluster.self_fence_after: must be at least 2s shorter than lease_ttl (15s)");
         _cleanup_free_ char *e3 = load_errors("cluster:\n  conninfo: host=db.example.org dbname=rupost\n");
         ASSERT_CONTAINS(e3, "host 'db.example.org' is a name");
-        _cleanup_free_ char *e4 = load_errors("cluster:\n  conninfo: host=db.example.org hostaddr=192.0.2.1\n");
+        _cleanup_free_ char *e4 = load_errors("cluster:\n  conninfo: host=db.example.org hostaddr=192.0.2.1\n  peer_address: 192.0.2.21:9471\n");
         ASSERT_STREQ(e4, "");
         _cleanup_free_ char *e5 = load_errors("cluster:\n  conninfo: hostaddr=127.0.0.1\n  max_withdrawn_share: 150%\n");
         ASSERT_CONTAINS(e5, "cluster.max_withdrawn_share: '150%' is out of range");
@@ -364,17 +372,22 @@ TEST(restarted_agent_renews_its_own_lease_at_once) {
         reset_registry();
 }
 
+/* A row written by hand: `lease` ahead of now (or behind, "-1 second"). A
+ * live row renews every minute, so it stays live through the test; an
+ * expired one last renewed an hour ago. */
 static void add_node(const char *name, const char *state, const char *lease) {
         char q[512];
+        bool expired = lease[0] == '-';
         snprintf(q, sizeof q,
-                 "INSERT INTO rupost_agent.nodes (name, state, lease_expires) VALUES ('%s', '%s', now() + interval '%s')",
-                 name, state, lease);
+                 "INSERT INTO rupost_agent.nodes (name, state, lease_expires, renewed_at, renew_every) "
+                 "VALUES ('%s', '%s', now() + interval '%s', now() - interval '%s', interval '1 minute')",
+                 name, state, lease, expired ? "1 hour" : "0 seconds");
         sql_exec(q);
 }
 
 static ClusterVerdict check(sd_event *e, Cluster *c, size_t n_nodes, const char *probe, char *why, size_t len) {
         ASSERT_TRUE(run_until(e, sees_count, &(Expect) { .cluster = c, .n_nodes = n_nodes }, 3 * USEC_PER_SEC));
-        return cluster_check_withdraw(c, probe, why, len);
+        return cluster_ask(e, c, probe, true, why, len);
 }
 
 TEST(guards) {
@@ -406,8 +419,19 @@ TEST(guards) {
         sql_exec("INSERT INTO rupost_agent.probe_failures (node, probe, reason) VALUES ('n2', 'smtp', 'timeout')");
         run_for(e, 300 * USEC_PER_MSEC);
         ASSERT_EQ(check(e, a.cluster, 2, "smtp", why, sizeof why), CLUSTER_DENY_SHARED_FAILURE);
-        ASSERT_CONTAINS(why, "1 of 1 other live nodes see probe 'smtp' failing");
+        ASSERT_CONTAINS(why, "1 of 1 other nodes in service see probe 'smtp' failing");
         ASSERT_EQ(check(e, a.cluster, 2, "imap", why, sizeof why), CLUSTER_ALLOW);
+        /* A withdrawn node's members fail because its group is stopped: that
+         * says nothing about a shared dependency. n3 is withdrawn and fails
+         * smtp; n2 serves and no longer does. */
+        sql_exec("DELETE FROM rupost_agent.probe_failures");
+        add_node("n3", "withdrawn", "1 minute");
+        add_node("n4", "in_service", "1 minute");
+        sql_exec("INSERT INTO rupost_agent.probe_failures (node, probe, reason) VALUES ('n3', 'smtp', 'refused')");
+        ASSERT_EQ(check(e, a.cluster, 4, "smtp", why, sizeof why), CLUSTER_ALLOW);
+        sql_exec("DELETE FROM rupost_agent.nodes WHERE name IN ('n3', 'n4')");
+        sql_exec("INSERT INTO rupost_agent.probe_failures (node, probe, reason) VALUES ('n2', 'smtp', 'timeout')");
+        run_for(e, 300 * USEC_PER_MSEC);
         /* Cleared long ago: no longer counts. */
         sql_exec("UPDATE rupost_agent.probe_failures SET cleared_at = now() - interval '10 minutes'");
         run_for(e, 300 * USEC_PER_MSEC);
@@ -439,12 +463,26 @@ TEST(guards) {
                                            "WHERE node = 'n1'");
         ASSERT_STREQ(g, "t");
 
+        /* A peer whose agent or host died keeps a lease on the books for a
+         * while, but counts as live, and so as serving, for only two of its
+         * renew intervals after its last renewal (item 2 of issue 10). */
+        sql_exec("DELETE FROM rupost_agent.nodes WHERE name <> 'n1'");
+        add_node("n2", "in_service", "1 minute");
+        ASSERT_EQ(check(e, a.cluster, 2, "smtp", why, sizeof why), CLUSTER_ALLOW);
+        sql_exec("UPDATE rupost_agent.nodes SET renew_every = interval '1 second',"
+                 " renewed_at = now() - interval '2500 milliseconds', reason = 'dead' WHERE name = 'n2'");
+        ASSERT_EQ(check(e, a.cluster, 2, "smtp", why, sizeof why), CLUSTER_DENY_LAST_IN_SERVICE);
+        /* ...and the view says so too. */
+        run_for(e, 300 * USEC_PER_MSEC);
+        ASSERT_FALSE(cluster_node_live(find_node(a.cluster, "n2")));
+        ASSERT_TRUE(cluster_node_lease_remaining(find_node(a.cluster, "n2")) > 30);
+
         /* Without the DB the guards cannot be consulted: no withdrawal. */
         agent_stop(&a);
         agent_start(&a, e, "n1", "rupost", "wrong-password", server.port, 3 * USEC_PER_SEC, 8 * USEC_PER_SEC,
                     20 * USEC_PER_SEC);
         run_for(e, 300 * USEC_PER_MSEC);
-        ASSERT_EQ(cluster_check_withdraw(a.cluster, "smtp", why, sizeof why), CLUSTER_DENY_DB_UNREACHABLE);
+        ASSERT_EQ(cluster_ask(e, a.cluster, "smtp", true, why, sizeof why), CLUSTER_DENY_DB_UNREACHABLE);
         ASSERT_CONTAINS(why, "the cluster database is unreachable");
 
         agent_stop(&a);
@@ -505,6 +543,8 @@ TEST(peers_failing) {
         agent_stop(&a[2]);
         sql_exec("UPDATE rupost_agent.nodes SET lease_expires = now() - interval '1 second', reason = 'gone' "
                  "WHERE name = 'n3'");
+        /* Apart: a change of the lease is a renewal to the trigger. */
+        sql_exec("UPDATE rupost_agent.nodes SET renewed_at = now() - interval '1 hour' WHERE name = 'n3'");
         ASSERT_TRUE(run_until(e, sees_peers, &(PeersExpect) { a[0].cluster, "memcached", 0, 1 }, 5 * USEC_PER_SEC));
 
         agent_stop(&a[0]);
@@ -574,7 +614,8 @@ TEST(self_fence) {
         run_for(e, 500 * USEC_PER_MSEC);
         ASSERT_EQ(a[0].fence_calls, 2u);
         ASSERT_EQ(a[1].fence_calls, 0u);
-        ASSERT_TRUE(cluster_renewing_since(a[0].cluster) > now(CLOCK_REALTIME) - 5 * USEC_PER_SEC);
+        ASSERT_TRUE(cluster_renewing_for(a[0].cluster) > 0);
+        ASSERT_TRUE(cluster_renewing_for(a[0].cluster) < 5 * USEC_PER_SEC);
 
         /* 3. Cut off and the peer unreachable too (its agent is gone): n1
          * cannot reach a majority and fences. */
@@ -649,6 +690,12 @@ static void member_fails(NodeRig *r, const char *why) {
         p->last.reason = strdup(why);
         ASSERT_TRUE(p->last.reason);
         manager_probe_status_changed(&r->manager, p, old);
+        /* The database answers a withdrawal request on the loop. */
+        usec_t end = now(CLOCK_MONOTONIC) + 10 * USEC_PER_SEC;
+        while (cluster_withdrawal_pending(r->manager.cluster)) {
+                ASSERT_TRUE(now(CLOCK_MONOTONIC) < end);
+                ASSERT_OK(sd_event_run(r->manager.event, 20 * USEC_PER_MSEC));
+        }
 }
 
 static NodeStateId node_rig_state(const NodeRig *r) {
@@ -857,7 +904,7 @@ static Probe *manager_probe(Manager *m, const char *name) {
 }
 
 /* SIGHUP with a config that no longer has a failing probe: its failure is
- * cleared in the registry as if it had recovered, or the peers count this
+ * deleted from the registry (not merely cleared), or the peers count this
  * node as sharing it until the agent restarts. So is the failure of a probe
  * whose type changed (it starts over, unknown, and may never fail again);
  * a probe that is kept and still fails stays failing. */
@@ -911,10 +958,11 @@ TEST(reload_clears_failures_of_removed_probes) {
         write_agent_config(&f, after);
         ASSERT_OK(manager_reload(m));
         ASSERT_TRUE(RUN_UNTIL(m->event, self_failing_now_is(m, "imap"), 5 * USEC_PER_SEC));
+        /* Gone from the registry, not merely cleared: a cleared failure
+         * would still count within the shared-failure window. */
         _cleanup_free_ char *cleared = sql_value("SELECT string_agg(probe, ' ' ORDER BY probe) "
-                                                 "FROM rupost_agent.probe_failures "
-                                                 "WHERE node = 'n1' AND cleared_at IS NOT NULL");
-        ASSERT_STREQ(cleared, "db smtp");
+                                                 "FROM rupost_agent.probe_failures WHERE node = 'n1'");
+        ASSERT_STREQ(cleared, "imap");
 
         /* The new db probe reports ok: nothing to change, and nothing does. */
         Probe *p = manager_probe(m, "db");

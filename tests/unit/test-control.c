@@ -1084,10 +1084,10 @@ TEST(server_failure_scope) {
         /* mail2 sees memcached failing now; mail3 saw it, but recovered 10 s
          * ago (the withdrawal guard's window still counts that, the scope
          * does not); mail4 sees it too, but its lease expired: not live. */
-        cluster_fixture_sql(&f, "INSERT INTO rupost_agent.nodes (name, state, lease_expires) VALUES "
-                                "('mail2', 'in_service', now() + interval '1 minute'), "
-                                "('mail3', 'in_service', now() + interval '1 minute'), "
-                                "('mail4', 'in_service', now() - interval '1 second')");
+        cluster_fixture_sql(&f, "INSERT INTO rupost_agent.nodes (name, state, lease_expires, renewed_at, renew_every) VALUES "
+                                "('mail2', 'in_service', now() + interval '1 minute', now(), interval '1 minute'), "
+                                "('mail3', 'in_service', now() + interval '1 minute', now(), interval '1 minute'), "
+                                "('mail4', 'in_service', now() - interval '1 second', now() - interval '1 hour', interval '3 seconds')");
         cluster_fixture_sql(&f, "INSERT INTO rupost_agent.probe_failures (node, probe, reason, cleared_at) VALUES "
                                 "('mail2', 'memcached', 'refused', NULL), "
                                 "('mail3', 'memcached', 'refused', now() - interval '10 seconds'), "

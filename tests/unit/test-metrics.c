@@ -327,15 +327,15 @@ TEST(cluster_families) {
         cluster_publish(f.manager.cluster, NODE_IN_SERVICE, "");
         /* Three other nodes: n2 withdrawn; n3 in a state of a newer agent;
          * n4 in service by its row, but its lease expired. */
-        cluster_fixture_sql(&cf, "INSERT INTO rupost_agent.nodes (name, state, lease_expires) VALUES "
-                                 "('n2', 'withdrawn', now() + interval '1 minute'), "
-                                 "('n3', 'evacuating', now() + interval '1 minute'), "
-                                 "('n4', 'in_service', now() - interval '1 second')");
+        cluster_fixture_sql(&cf, "INSERT INTO rupost_agent.nodes (name, state, lease_expires, renewed_at, renew_every) VALUES "
+                                 "('n2', 'withdrawn', now() + interval '1 minute', now(), interval '1 minute'), "
+                                 "('n3', 'evacuating', now() + interval '1 minute', now(), interval '1 minute'), "
+                                 "('n4', 'in_service', now() - interval '1 second', now() - interval '1 hour', interval '3 seconds')");
         ASSERT_TRUE(RUN_UNTIL(e, sees_four_nodes_self_in_service(f.manager.cluster), 10 * USEC_PER_SEC));
 
         /* No other node in service with a live lease: imaps may not withdraw us. */
         h = metrics_state_hash(&f.manager);
-        ASSERT_EQ(cluster_check_withdraw(f.manager.cluster, "imaps", NULL, 0), CLUSTER_DENY_LAST_IN_SERVICE);
+        ASSERT_EQ(cluster_ask(e, f.manager.cluster, "imaps", true, NULL, 0), CLUSTER_DENY_LAST_IN_SERVICE);
         ASSERT_TRUE(metrics_state_hash(&f.manager) != h);
 
         text = render(&f.manager);
@@ -346,6 +346,7 @@ TEST(cluster_families) {
                           "rupost_cluster_nodes{state=\"recovering\"} 0\n"
                           "rupost_cluster_nodes{state=\"failed\"} 0\n"
                           "rupost_cluster_nodes{state=\"maintenance\"} 0\n"
+                          "rupost_cluster_nodes{state=\"fenced\"} 0\n"
                           "rupost_cluster_nodes{state=\"unknown\"} 1\n"
                           "rupost_cluster_nodes{state=\"lease_expired\"} 1");
         ASSERT_LINE(text, "# TYPE rupost_cluster_db_up gauge\nrupost_cluster_db_up 1");
@@ -424,10 +425,10 @@ TEST(probe_failure_peers) {
         /* n2 and n3 see smtp failing, n3 postfix-unit too; n4 sees smtp
          * failing as well, but its lease expired; n2 saw imap fail, but it
          * recovered. */
-        cluster_fixture_sql(&cf, "INSERT INTO rupost_agent.nodes (name, state, lease_expires) VALUES "
-                                 "('n2', 'in_service', now() + interval '1 minute'), "
-                                 "('n3', 'in_service', now() + interval '1 minute'), "
-                                 "('n4', 'in_service', now() - interval '1 second')");
+        cluster_fixture_sql(&cf, "INSERT INTO rupost_agent.nodes (name, state, lease_expires, renewed_at, renew_every) VALUES "
+                                 "('n2', 'in_service', now() + interval '1 minute', now(), interval '1 minute'), "
+                                 "('n3', 'in_service', now() + interval '1 minute', now(), interval '1 minute'), "
+                                 "('n4', 'in_service', now() - interval '1 second', now() - interval '1 hour', interval '3 seconds')");
         cluster_fixture_sql(&cf, "INSERT INTO rupost_agent.probe_failures (node, probe, cleared_at) VALUES "
                                  "('n2', 'smtp', NULL), ('n3', 'smtp', NULL), ('n3', 'postfix-unit', NULL), "
                                  "('n4', 'smtp', NULL), ('n2', 'imap\"in \\quotes\n', now())");
@@ -675,7 +676,7 @@ static char *render_everything(MetricsFormat fmt) {
         fixture_init(&f);
         fixture_add_node(&f);
         fixture_add_cluster(&f, &cf, e);
-        ASSERT_EQ(cluster_check_withdraw(f.manager.cluster, "imaps", NULL, 0), CLUSTER_DENY_DB_UNREACHABLE);
+        ASSERT_EQ(cluster_ask(e, f.manager.cluster, "imaps", true, NULL, 0), CLUSTER_DENY_DB_UNREACHABLE);
         ASSERT_OK(metrics_render(&f.manager, fmt, &b));
         fixture_done(&f);
         sd_event_unref(e);

@@ -193,6 +193,7 @@ agent_config() {
 			cluster:
 			  conninfo: "hostaddr=$infra port=5432 user=rupost dbname=rupost sslmode=disable"
 			  password_file: /etc/rupost/postgres.password
+			  peer_address: "$(box_ip "$box"):9471"
 		EOF
 	fi
 }
