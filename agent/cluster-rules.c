@@ -46,6 +46,10 @@ ClusterVerdict cluster_guard_verdict(const GuardCounts *g, const char *probe, do
         return CLUSTER_ALLOW;
 }
 
+usec_t cluster_live_for(usec_t self_fence_after, usec_t renew_interval) {
+        return self_fence_after > renew_interval ? self_fence_after - renew_interval : 0;
+}
+
 usec_t cluster_fence_deadline(const FenceInput *in) {
         return in->last_renew + in->self_fence_after;
 }
@@ -91,12 +95,12 @@ FenceDecision cluster_fence_decide(const FenceInput *in, usec_t *ret_next, char 
         }
         if (in->live_peers_lost < in->live_peers) {
                 snprintf(reason, len,
-                         "cannot renew the cluster lease and only %u of its %u live peers confirm that they cannot "
-                         "either",
+                         "cannot renew the cluster lease and only %u of its %u peers with a lease confirm that "
+                         "they cannot either",
                          in->live_peers_lost, in->live_peers);
                 return FENCE_NOW;
         }
-        snprintf(reason, len, "the cluster database is unreachable from this node and from all %u live peers",
+        snprintf(reason, len, "the cluster database is unreachable from this node and from all %u peers with a lease",
                  in->live_peers);
         return FENCE_SHARED_OUTAGE;
 }

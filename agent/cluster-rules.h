@@ -7,11 +7,14 @@
  * carries out the verdicts; tests/unit/test-cluster-model.c drives these
  * same functions through random interleavings of many nodes.
  *
- * Liveness. A node is live when it renewed its lease within two of its own
- * renew intervals, on the database server's clock. A node whose agent or
- * host died therefore counts as live, and as serving if it was, for at most
- * two renew intervals (6 s with the defaults): that is the margin of every
- * guard below.
+ * Liveness. A node is live for self_fence_after - renew_interval after its
+ * last renewal committed, on the database server's clock (cluster_live_for(),
+ * 7 s with the defaults, stored with each row). That renewal was sent at most
+ * a renew interval (its query's timeout) before it committed, so a node cut
+ * off stops counting as live before it fences itself: the guards never count
+ * a fenced node as serving. A node whose agent or host died counts as live,
+ * and as serving if it was, for at most that long: the margin of every guard
+ * below.
  *
  * Guards (invariant 3), in this order:
  *   - the last node in service (no other live node in service) stays;
@@ -23,9 +26,9 @@
  *
  * Fencing. A node that has not renewed for self_fence_after stops its mail
  * group (killed within CLUSTER_FENCE_MARGIN), before its lease expires,
- * unless it confirms a shared outage: every peer that was live in its last
- * view answered on its peer port, each said it cannot renew either, and no
- * peer at all said it can. One peer that renews, or one live peer that does
+ * unless it confirms a shared outage: every peer whose lease was unexpired in
+ * its last view answered on its peer port, each said it cannot renew either,
+ * and no peer at all said it can. One peer that renews, or one live peer that does
  * not answer, and it fences (after one renew interval of grace to reconnect
  * when a peer renews again). Alone, no one can confirm an outage: it fences.
  * So a node whose lease expired (server clock) has its group down, unless a
@@ -77,7 +80,7 @@ typedef struct FenceInput {
         usec_t self_fence_after;
         usec_t renew_interval;
         bool have_view;          /* the registry was read since the start */
-        unsigned live_peers;     /* peers live in the last view: each must confirm an outage */
+        unsigned live_peers;     /* peers with an unexpired lease in the last view: each must confirm an outage */
         /* The last poll of the peers: when it started (0: none), how many of
          * the live peers answered that they lost the DB too, and how many of
          * all the peers asked answered that they renew. */
@@ -89,6 +92,9 @@ typedef struct FenceInput {
         bool in_outage;
         usec_t peer_ok_since;
 } FenceInput;
+
+/* How long after its last renewal a node counts as live (see above). */
+usec_t cluster_live_for(usec_t self_fence_after, usec_t renew_interval) _pure_;
 
 /* The deadline: last_renew + self_fence_after. */
 usec_t cluster_fence_deadline(const FenceInput *in) _pure_;
@@ -108,7 +114,9 @@ FenceDecision cluster_fence_decide(const FenceInput *in, usec_t *ret_next, char 
  * CLUSTER_FENCE_MARGIN after that, which is less than lease_ttl +
  * renew_interval because self_fence_after > 2 renew_interval and lease_ttl >=
  * self_fence_after + CLUSTER_FENCE_MARGIN (checked when loading). What this
- * cannot cover (a node that joined, or was down, before the peer that fenced
- * lost its view) queue evacuation covers with the queue's own lock. */
+ * cannot cover: an observer whose own lease had expired when the node last
+ * renewed (it was down, cut off, or not yet registered), which that node
+ * therefore does not ask; and a node whose agent is dead, which fences
+ * nothing. Queue evacuation covers both with the queue's own lock. */
 bool cluster_trusts_expired_lease(int64_t expired_for, usec_t observer_renewing_for, usec_t lease_ttl,
                                   usec_t renew_interval) _pure_;

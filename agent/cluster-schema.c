@@ -53,11 +53,12 @@ static const char *const migrations[] = {
         "CREATE TRIGGER nodes_renewed BEFORE UPDATE ON " CLUSTER_SCHEMA ".nodes FOR EACH ROW"
         " EXECUTE FUNCTION " CLUSTER_SCHEMA ".note_renewal();",
 
-        /* 3: each node's renew interval, so that whoever counts live nodes
-         * (the withdrawal transaction, every view) knows when a node's
-         * silence means it is gone: two intervals without a renewal. Agents
-         * of schema 2 do not write it and keep the default of theirs. */
-        "ALTER TABLE " CLUSTER_SCHEMA ".nodes ADD COLUMN renew_every interval NOT NULL DEFAULT interval '3 seconds';",
+        /* 3: how long after its last renewal each node counts as live for
+         * whoever counts (the withdrawal transaction, every view): until it
+         * may have fenced itself (self_fence_after - renew_interval after the
+         * commit of its renewal, whose send came at most a renew interval
+         * earlier). Agents of schema 2 do not write it and keep the default. */
+        "ALTER TABLE " CLUSTER_SCHEMA ".nodes ADD COLUMN live_for interval NOT NULL DEFAULT interval '7 seconds';",
 };
 
 unsigned cluster_schema_version(void) {

@@ -120,7 +120,7 @@ struct Cluster {
 
         ClusterNode *nodes;
         size_t n_nodes;
-        unsigned live_peers; /* peers live at the last renewal */
+        unsigned live_peers; /* peers whose lease was unexpired at the last renewal: each must confirm an outage */
 
         /* Fencing (cluster-rules.h). */
         bool fenced;
@@ -247,7 +247,7 @@ static int cluster_load_view(Cluster *c, PGresult *r, usec_t received, bool *ret
                 n->self = streq(n->name, c->node_name);
                 if (n->self)
                         renewed = streq(PQgetvalue(r, i, COL_INSTANCE), c->instance) && n->lease_left > 0;
-                else if (n->live_left > 0)
+                else if (n->lease_left > 0)
                         live++;
         }
 
@@ -413,10 +413,10 @@ static char *cluster_sync_sql(Cluster *c) {
                 return NULL;
         fprintf(f,
                 "INSERT INTO " CLUSTER_SCHEMA ".nodes AS n"
-                " (name, state, reason, lease_expires, agent_version, instance, peer_address, renew_every)"
+                " (name, state, reason, lease_expires, agent_version, instance, peer_address, live_for)"
                 " VALUES (%s, %s, %s, now() + interval '%" PRIu64 " microseconds', %s, %s, %s,"
                 " interval '%" PRIu64 " microseconds')",
-                name, state, reason, c->config->lease_ttl, version, instance, peer, c->config->renew_interval);
+                name, state, reason, c->config->lease_ttl, version, instance, peer, cluster_live_for(c->config->self_fence_after, c->config->renew_interval));
         /* Another live agent with our name keeps its row: the view shows it
          * and we do not count as renewed. */
         fputs(" ON CONFLICT (name) DO UPDATE SET"
@@ -424,7 +424,7 @@ static char *cluster_sync_sql(Cluster *c) {
               " updated_at = CASE WHEN n.state IS DISTINCT FROM EXCLUDED.state"
               " OR n.reason IS DISTINCT FROM EXCLUDED.reason THEN now() ELSE n.updated_at END,"
               " agent_version = EXCLUDED.agent_version, instance = EXCLUDED.instance,"
-              " peer_address = EXCLUDED.peer_address, renew_every = EXCLUDED.renew_every"
+              " peer_address = EXCLUDED.peer_address, live_for = EXCLUDED.live_for"
               " WHERE n.instance = EXCLUDED.instance OR n.lease_expires < now();",
               f);
         if (!c->cleared_old_failures)
@@ -464,7 +464,7 @@ static char *cluster_sync_sql(Cluster *c) {
                 "SELECT name, state, reason, agent_version, peer_address, instance,"
                 " (extract(epoch FROM lease_expires - now()) * 1000000)::bigint,"
                 " (extract(epoch FROM now() - renewed_at) * 1000000)::bigint,"
-                " (extract(epoch FROM renewed_at + 2 * renew_every - now()) * 1000000)::bigint,"
+                " (extract(epoch FROM renewed_at + live_for - now()) * 1000000)::bigint,"
                 " (extract(epoch FROM updated_at) * 1000000)::bigint,"
                 " coalesce((SELECT string_agg(probe, ' ' ORDER BY probe) FROM " CLUSTER_SCHEMA ".probe_failures p"
                 " WHERE p.node = n.name AND (p.cleared_at IS NULL"
@@ -578,7 +578,7 @@ static char *withdraw_count_sql(Cluster *c) {
                      "  SELECT 1 FROM " CLUSTER_SCHEMA ".probe_failures p WHERE p.node = n.name AND p.probe = %s"
                      "  AND (p.cleared_at IS NULL OR p.cleared_at > now() - interval '%" PRIu64 " microseconds'))),"
                      " coalesce(bool_or(name = %s AND instance = %s), false)"
-                     " FROM (SELECT *, renewed_at > now() - 2 * renew_every AS live FROM " CLUSTER_SCHEMA ".nodes) n",
+                     " FROM (SELECT *, renewed_at > now() - live_for AS live FROM " CLUSTER_SCHEMA ".nodes) n",
                      idle_ms, idle_ms, name, name, name, name, probe, c->config->shared_failure_window, name,
                      instance) < 0)
                 return NULL;
@@ -987,12 +987,12 @@ static void cluster_poll_peers(Cluster *c) {
 
                 if (node->self)
                         continue;
-                /* Live as the view of our last renewal saw it, as live_peers
-                 * counts. */
+                /* With a lease as the view of our last renewal saw it, as
+                 * live_peers counts. */
                 targets[n++] = (PeerTarget) {
                         .name = node->name,
                         .address = node->peer_address,
-                        .live = node->live_left > 0,
+                        .live = node->lease_left > 0,
                 };
         }
         r = peer_poll_start(c->event, targets, n, c->config->renew_interval / 2, on_poll_done, c, &c->poll);

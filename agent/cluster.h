@@ -49,7 +49,7 @@ typedef struct ClusterNode {
         usec_t updated_at;     /* CLOCK_REALTIME, from the DB server's clock: when state or reason last changed */
         int64_t lease_left;    /* until its lease expires; negative: expired that long ago */
         int64_t renewed_ago;   /* since it last renewed */
-        int64_t live_left;     /* until it stops counting as live (two of its renew intervals after renewing) */
+        int64_t live_left;     /* until it stops counting as live (cluster_live_for() after renewing) */
         usec_t read_at;        /* CLOCK_MONOTONIC of this host: when these were read */
         bool self;
 } ClusterNode;
@@ -105,7 +105,7 @@ double cluster_node_lease_remaining(const ClusterNode *n);
 /* Seconds since the node last renewed its lease (whatever its lease_ttl);
  * grows on while this node cannot read the registry. */
 double cluster_node_lease_age(const ClusterNode *n);
-/* Renewed within two of its renew intervals (server clock), as of now. */
+/* Renewed within cluster_live_for() (server clock), as of now. */
 bool cluster_node_live(const ClusterNode *n);
 /* Whether this node may trust that `n`'s mail group is down because its
  * lease expired (cluster_trusts_expired_lease()). */

@@ -379,7 +379,7 @@ static void add_node(const char *name, const char *state, const char *lease) {
         char q[512];
         bool expired = lease[0] == '-';
         snprintf(q, sizeof q,
-                 "INSERT INTO rupost_agent.nodes (name, state, lease_expires, renewed_at, renew_every) "
+                 "INSERT INTO rupost_agent.nodes (name, state, lease_expires, renewed_at, live_for) "
                  "VALUES ('%s', '%s', now() + interval '%s', now() - interval '%s', interval '1 minute')",
                  name, state, lease, expired ? "1 hour" : "0 seconds");
         sql_exec(q);
@@ -469,7 +469,7 @@ TEST(guards) {
         sql_exec("DELETE FROM rupost_agent.nodes WHERE name <> 'n1'");
         add_node("n2", "in_service", "1 minute");
         ASSERT_EQ(check(e, a.cluster, 2, "smtp", why, sizeof why), CLUSTER_ALLOW);
-        sql_exec("UPDATE rupost_agent.nodes SET renew_every = interval '1 second',"
+        sql_exec("UPDATE rupost_agent.nodes SET live_for = interval '1 second',"
                  " renewed_at = now() - interval '2500 milliseconds', reason = 'dead' WHERE name = 'n2'");
         ASSERT_EQ(check(e, a.cluster, 2, "smtp", why, sizeof why), CLUSTER_DENY_LAST_IN_SERVICE);
         /* ...and the view says so too. */

@@ -1084,7 +1084,7 @@ TEST(server_failure_scope) {
         /* mail2 sees memcached failing now; mail3 saw it, but recovered 10 s
          * ago (the withdrawal guard's window still counts that, the scope
          * does not); mail4 sees it too, but its lease expired: not live. */
-        cluster_fixture_sql(&f, "INSERT INTO rupost_agent.nodes (name, state, lease_expires, renewed_at, renew_every) VALUES "
+        cluster_fixture_sql(&f, "INSERT INTO rupost_agent.nodes (name, state, lease_expires, renewed_at, live_for) VALUES "
                                 "('mail2', 'in_service', now() + interval '1 minute', now(), interval '1 minute'), "
                                 "('mail3', 'in_service', now() + interval '1 minute', now(), interval '1 minute'), "
                                 "('mail4', 'in_service', now() - interval '1 second', now() - interval '1 hour', interval '3 seconds')");

@@ -327,7 +327,7 @@ TEST(cluster_families) {
         cluster_publish(f.manager.cluster, NODE_IN_SERVICE, "");
         /* Three other nodes: n2 withdrawn; n3 in a state of a newer agent;
          * n4 in service by its row, but its lease expired. */
-        cluster_fixture_sql(&cf, "INSERT INTO rupost_agent.nodes (name, state, lease_expires, renewed_at, renew_every) VALUES "
+        cluster_fixture_sql(&cf, "INSERT INTO rupost_agent.nodes (name, state, lease_expires, renewed_at, live_for) VALUES "
                                  "('n2', 'withdrawn', now() + interval '1 minute', now(), interval '1 minute'), "
                                  "('n3', 'evacuating', now() + interval '1 minute', now(), interval '1 minute'), "
                                  "('n4', 'in_service', now() - interval '1 second', now() - interval '1 hour', interval '3 seconds')");
@@ -425,7 +425,7 @@ TEST(probe_failure_peers) {
         /* n2 and n3 see smtp failing, n3 postfix-unit too; n4 sees smtp
          * failing as well, but its lease expired; n2 saw imap fail, but it
          * recovered. */
-        cluster_fixture_sql(&cf, "INSERT INTO rupost_agent.nodes (name, state, lease_expires, renewed_at, renew_every) VALUES "
+        cluster_fixture_sql(&cf, "INSERT INTO rupost_agent.nodes (name, state, lease_expires, renewed_at, live_for) VALUES "
                                  "('n2', 'in_service', now() + interval '1 minute', now(), interval '1 minute'), "
                                  "('n3', 'in_service', now() + interval '1 minute', now(), interval '1 minute'), "
                                  "('n4', 'in_service', now() - interval '1 second', now() - interval '1 hour', interval '3 seconds')");
