@@ -105,7 +105,6 @@ FenceDecision cluster_fence_decide(const FenceInput *in, usec_t *ret_next, char 
         return FENCE_SHARED_OUTAGE;
 }
 
-bool cluster_trusts_expired_lease(int64_t expired_for, usec_t observer_renewing_for, usec_t lease_ttl,
-                                  usec_t renew_interval) {
-        return expired_for > 0 && observer_renewing_for >= lease_ttl + renew_interval;
+bool cluster_trusts_expired_lease(int64_t expired_for, usec_t observer_renewing_for, usec_t renewed_ago) {
+        return expired_for > 0 && observer_renewing_for > renewed_ago;
 }

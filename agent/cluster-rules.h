@@ -32,8 +32,8 @@
  * not answer, and it fences (after one renew interval of grace to reconnect
  * when a peer renews again). Alone, no one can confirm an outage: it fences.
  * So a node whose lease expired (server clock) has its group down, unless a
- * shared outage kept it up, and such a node learns within 2.5 renew
- * intervals that a peer renews again: see cluster_trusts_expired_lease(). */
+ * shared outage kept it up: see cluster_trusts_expired_lease() for who may
+ * trust an expired lease. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -107,16 +107,15 @@ FenceDecision cluster_fence_decide(const FenceInput *in, usec_t *ret_next, char 
 
 /* Whether an observer may trust that a node whose lease expired
  * `expired_for` ago (the server's clock; negative: still live) has its mail
- * group down: the lease must have expired, and the observer must itself have
- * renewed without a gap for lease_ttl + renew_interval. The second condition
- * covers a node kept up by a shared outage: it hears from a peer that renews
- * again within 1.5 renew intervals, fences one interval later and is down
- * CLUSTER_FENCE_MARGIN after that, which is less than lease_ttl +
- * renew_interval because self_fence_after > 2 renew_interval and lease_ttl >=
- * self_fence_after + CLUSTER_FENCE_MARGIN (checked when loading). What this
- * cannot cover: an observer whose own lease had expired when the node last
- * renewed (it was down, cut off, or not yet registered), which that node
- * therefore does not ask; and a node whose agent is dead, which fences
- * nothing. Queue evacuation covers both with the queue's own lock. */
-bool cluster_trusts_expired_lease(int64_t expired_for, usec_t observer_renewing_for, usec_t lease_ttl,
-                                  usec_t renew_interval) _pure_;
+ * group down: the lease must have expired, and the observer must have
+ * renewed without a gap since before that node's last renewal
+ * (observer_renewing_for > its renewed_ago). Then the observer's lease was
+ * unexpired in that node's last view, so that node had to hear from the
+ * observer to stay up past its deadline, and the observer, renewing, never
+ * answers that it lost the database: that node fenced at its deadline and
+ * its group was down CLUSTER_FENCE_MARGIN later, before its lease expired.
+ * What this leaves out (an observer that was down or cut off when that node
+ * last renewed, every node after an outage of the database for everyone, a
+ * node whose agent is dead and fences nothing) the lease cannot prove; queue
+ * evacuation checks the queue's own lock for those. */
+bool cluster_trusts_expired_lease(int64_t expired_for, usec_t observer_renewing_for, usec_t renewed_ago) _pure_;

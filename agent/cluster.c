@@ -113,6 +113,7 @@ struct Cluster {
         bool have_view;
         usec_t started_mono;
         usec_t last_renew_mono;     /* when the last successful renewal was sent */
+        usec_t last_reply_mono;     /* when its answer came */
         usec_t last_renew_realtime;
         usec_t renewing_since_mono; /* renewing without a gap since, 0 while not */
         unsigned schema_version;
@@ -666,6 +667,7 @@ static void cluster_renewed(Cluster *c, usec_t sent) {
         c->backoff = 0;
         c->error[0] = 0;
         c->last_renew_mono = sent;
+        c->last_reply_mono = now(CLOCK_MONOTONIC);
         c->last_renew_realtime = now(CLOCK_REALTIME);
         c->peer_ok_since = 0;
         if (c->in_outage)
@@ -1072,13 +1074,17 @@ static void cluster_fence_tick(Cluster *c) {
                 cluster_arm_fence_timer(c, MAX(next, in.now + USEC_PER_MSEC));
 }
 
-/* A peer asks: this node renews (recently: a DB that just black-holed is
- * not "ok" for longer than a renewal's timeout), and its state. */
+/* A peer asks: this node renews, and its state. "Renews" means an answer to
+ * a renewal came within two renew intervals: renewals are sent every
+ * interval and answered within one (their timeout), so a node that renews
+ * without a gap always says so (a peer that heard "lost" from it could
+ * otherwise take a shared outage for granted), and one whose DB black-holed
+ * says so for at most two intervals. */
 static void on_peer_asks(PeerAnswer *ret, void *userdata) {
         Cluster *c = userdata;
 
         snprintf(ret->name, sizeof ret->name, "%s", c->node_name);
-        ret->db_ok = c->db_ok && now(CLOCK_MONOTONIC) < c->last_renew_mono + 2 * c->config->renew_interval;
+        ret->db_ok = c->db_ok && now(CLOCK_MONOTONIC) < c->last_reply_mono + 2 * c->config->renew_interval;
         snprintf(ret->state, sizeof ret->state, "%s", node_state_to_string(c->state) ?: "");
 }
 
@@ -1204,9 +1210,10 @@ double cluster_node_lease_age(const ClusterNode *n) {
 }
 
 bool cluster_node_fenced(const Cluster *c, const ClusterNode *n) {
-        return !n->self && cluster_trusts_expired_lease(elapsed_since(n->read_at) - n->lease_left,
-                                                        cluster_renewing_for(c), c->config->lease_ttl,
-                                                        c->config->renew_interval);
+        int64_t elapsed = elapsed_since(n->read_at);
+
+        return !n->self && cluster_trusts_expired_lease(elapsed - n->lease_left, cluster_renewing_for(c),
+                                                        (usec_t) MAX(n->renewed_ago + elapsed, 0));
 }
 
 bool cluster_db_ok(const Cluster *c) {

@@ -207,4 +207,67 @@ TEST(state_names_round_trip) {
                 ASSERT_TRUE(node_event_to_string(e) != NULL);
 }
 
+/* A fence dominates: whatever arrives while it holds, the group is never
+ * started and the node never serves, in any order (issue 10, item 3). */
+TEST(fence_dominates_every_event) {
+        for (NodeStateId from = 0; from < _NODE_STATE_MAX; from++)
+                for (NodeEventId e = 0; e < _NODE_EVENT_MAX; e++) {
+                        NodeState s = { .id = from, .attempts = 1 };
+
+                        NodeAction a = apply(&s, NODE_EVENT_FENCED, "self-fenced: cut off");
+                        ASSERT_TRUE(s.fenced);
+                        if (from != NODE_MAINTENANCE) {
+                                ASSERT_EQ(s.id, NODE_FENCED);
+                                ASSERT_STREQ(s.reason, "self-fenced: cut off");
+                        }
+                        ASSERT_EQ(a, NODE_ACTION_KILL_GROUP);
+                        if (e == NODE_EVENT_FENCE_LIFTED)
+                                continue;
+                        /* Twice, so that the second sees the first's effect. */
+                        for (int k = 0; k < 2; k++) {
+                                a = apply(&s, e, "x");
+                                ASSERT_FALSE(a & NODE_ACTION_START_GROUP);
+                                ASSERT_FALSE(a & NODE_ACTION_ARM_STABLE);
+                                ASSERT_TRUE(s.fenced);
+                                ASSERT_TRUE(s.id == NODE_FENCED || s.id == NODE_MAINTENANCE);
+                        }
+                }
+}
+
+TEST(fence_lifted_recovers_without_counting_an_attempt) {
+        NodeState s;
+        node_state_init(&s);
+        apply(&s, NODE_EVENT_HEALTHY_ROUND, NULL);
+        ASSERT_EQ(apply(&s, NODE_EVENT_FENCED, "self-fenced: x"), NODE_ACTION_KILL_GROUP);
+        /* The ordinary stop that was in flight completes late: no start. */
+        ASSERT_EQ(apply(&s, NODE_EVENT_GROUP_STOPPED, NULL), NODE_ACTION_NONE);
+        ASSERT_EQ(apply(&s, NODE_EVENT_BACKOFF_EXPIRED, NULL), NODE_ACTION_NONE);
+        ASSERT_EQ(s.id, NODE_FENCED);
+        /* Lifted with the group down: started again at once, no attempt
+         * counted (the fence was not the node's failure). */
+        ASSERT_EQ(apply(&s, NODE_EVENT_FENCE_LIFTED, NULL), NODE_ACTION_START_GROUP);
+        ASSERT_EQ(s.id, NODE_RECOVERING);
+        ASSERT_EQ(s.attempts, 0u);
+        ASSERT_FALSE(s.fenced);
+
+        /* Lifted before the kill completed: the start waits for the stop. */
+        apply(&s, NODE_EVENT_FENCED, "self-fenced: x");
+        ASSERT_EQ(apply(&s, NODE_EVENT_FENCE_LIFTED, NULL), NODE_ACTION_NONE);
+        ASSERT_EQ(s.id, NODE_WITHDRAWN);
+        ASSERT_EQ(apply(&s, NODE_EVENT_GROUP_STOPPED, NULL), NODE_ACTION_START_GROUP);
+        ASSERT_EQ(s.id, NODE_RECOVERING);
+
+        /* Maintenance entered while fenced keeps the fence; leaving it
+         * returns to fenced, not to starting. */
+        apply(&s, NODE_EVENT_FENCED, "self-fenced: x");
+        apply(&s, NODE_EVENT_MAINTENANCE_ON, "disk swap");
+        ASSERT_EQ(s.id, NODE_MAINTENANCE);
+        apply(&s, NODE_EVENT_MAINTENANCE_OFF, NULL);
+        ASSERT_EQ(s.id, NODE_FENCED);
+        ASSERT_TRUE(s.fenced);
+        char b[256];
+        ASSERT_STREQ(node_state_agent_check_reply(&s, b, sizeof b),
+                     "down #fenced: self-fenced since before the maintenance ended\n");
+}
+
 DEFINE_TEST_MAIN()
