@@ -1,13 +1,20 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <assert.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "child.h"
+#include "log.h"
 
 struct Child {
         char *description;
@@ -24,6 +31,10 @@ struct Child {
         void *userdata;
         Child *next_abandoned;
 };
+
+/* The child's end of the pipe is moved to this descriptor or above, out of
+ * the way of stdio (an agent started with stdin closed gets 0 from pipe2()). */
+#define CHILD_PIPE_FD_MIN 3
 
 /* Abandoned children that were not reaped yet, so their number can be told
  * and so they are not leaked. There is one event loop and no threads. */
@@ -48,6 +59,75 @@ static void child_stdio_to_null(void) {
         (void) dup2(fd, STDERR_FILENO);
         if (fd > STDERR_FILENO)
                 (void) close(fd);
+}
+
+/* Closes every descriptor from 3 up but `keep`, by walking /proc/self/fd
+ * with getdents64() on a stack buffer: after fork() only async-signal-safe
+ * calls are safe, so no opendir() (it allocates). */
+static int close_by_proc(int keep) {
+        union {
+                struct dirent64 d;
+                char raw[4096];
+        } buf;
+        int dfd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+        if (dfd < 0)
+                return -errno;
+        for (;;) {
+                long n = syscall(SYS_getdents64, dfd, buf.raw, sizeof buf.raw);
+                if (n < 0) {
+                        int r = -errno;
+                        (void) close(dfd);
+                        return r;
+                }
+                if (n == 0)
+                        break;
+                for (long off = 0; off < n;) {
+                        const struct dirent64 *d = (const struct dirent64 *) (buf.raw + off);
+                        int fd = 0;
+                        bool number = d->d_name[0] != '\0';
+
+                        off += d->d_reclen;
+                        for (const char *p = d->d_name; *p && number; p++) {
+                                if (*p < '0' || *p > '9' || fd > (INT_MAX - 9) / 10)
+                                        number = false;
+                                else
+                                        fd = fd * 10 + (*p - '0');
+                        }
+                        if (number && fd > STDERR_FILENO && fd != keep && fd != dfd)
+                                (void) close(fd);
+                }
+        }
+        (void) close(dfd);
+        return 0;
+}
+
+/* In the child, right after fork(): every descriptor but stdio and the
+ * pipe goes. A child stuck in the kernel (stat() on a hung NFS mount) may
+ * outlive the agent; holding copies of the listening sockets it would keep
+ * a restarted agent from binding them, and holding the PostgreSQL and D-Bus
+ * connections it would make them look alive to their peers. */
+static void child_close_all_but(int keep) {
+        assert(keep > STDERR_FILENO);
+
+        if (keep > CHILD_PIPE_FD_MIN && close_range(CHILD_PIPE_FD_MIN, (unsigned) keep - 1, 0) < 0)
+                goto fallback;
+        if (close_range((unsigned) keep + 1, ~0U, 0) < 0)
+                goto fallback;
+        return;
+
+fallback:
+        /* close_range() is Linux 5.9; a seccomp filter may refuse it too. */
+        if (close_by_proc(keep) >= 0)
+                return;
+        /* No /proc: try every number the limit allows. */
+        struct rlimit rl;
+        int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < INT_MAX
+                          ? (int) rl.rlim_cur
+                          : 65536;
+        for (int fd = CHILD_PIPE_FD_MIN; fd < max; fd++)
+                if (fd != keep)
+                        (void) close(fd);
 }
 
 static Child *child_free(Child *c) {
@@ -116,10 +196,28 @@ static int on_pipe(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         return 0;
 }
 
+/* Abandoned children that have no child source (setting one up failed)
+ * are reaped here, without blocking, whenever children are spawned or
+ * counted. */
+static void reap_unwatched(void) {
+        for (Child **i = &abandoned_list; *i;) {
+                Child *c = *i;
+
+                if (c->child_source || c->exited || waitpid(c->pid, NULL, WNOHANG) <= 0) {
+                        i = &c->next_abandoned;
+                        continue;
+                }
+                *i = c->next_abandoned;
+                child_free(c);
+        }
+}
+
 int child_spawn(sd_event *e, const char *description, ChildFunc func, void *arg, size_t max_output,
                 ChildDone done, void *userdata, Child **ret) {
         Child *c;
         int fds[2], r;
+
+        reap_unwatched();
 
         c = calloc(1, sizeof *c);
         if (!c)
@@ -153,14 +251,27 @@ int child_spawn(sd_event *e, const char *description, ChildFunc func, void *arg,
 
                 /* In the child: die with the agent, write blocking, then leave
                  * without running the parent's atexit handlers or flushing its stdio. */
+                int out_fd = fds[1];
+
                 (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
                 sigemptyset(&all);
                 (void) sigprocmask(SIG_SETMASK, &all, NULL);
                 safe_close(fds[0]);
+                if (out_fd < CHILD_PIPE_FD_MIN) {
+                        out_fd = fcntl(out_fd, F_DUPFD_CLOEXEC, CHILD_PIPE_FD_MIN);
+                        if (out_fd < 0)
+                                _exit(127);
+                        safe_close(fds[1]);
+                }
+                child_close_all_but(out_fd);
+                /* The journal's socket went with the rest, and libsystemd
+                 * would keep sending to its old number, which the child may
+                 * reuse for a file or a connection of its own: stderr it is. */
+                log_setup(LOG_TARGET_STDERR);
                 if (null_stdio)
                         child_stdio_to_null();
-                (void) fcntl(fds[1], F_SETFL, 0);
-                _exit(func(fds[1], arg) & 0x7f);
+                (void) fcntl(out_fd, F_SETFL, 0);
+                _exit(func(out_fd, arg) & 0x7f);
         }
 
         safe_close(fds[1]);
@@ -169,9 +280,16 @@ int child_spawn(sd_event *e, const char *description, ChildFunc func, void *arg,
         if (r >= 0)
                 r = sd_event_add_io(e, &c->pipe_source, c->pipe_fd, EPOLLIN, on_pipe, c);
         if (r < 0) {
-                (void) kill(c->pid, SIGKILL);
-                (void) waitpid(c->pid, NULL, 0);
-                child_free(c);
+                /* Never wait here: the child may already be stuck in the
+                 * kernel, and SIGKILL takes effect only when it leaves. It is
+                 * abandoned without a child source and reaped by
+                 * reap_unwatched() once it is gone. */
+                c->child_source = sd_event_source_disable_unref(c->child_source);
+                c->pipe_source = sd_event_source_disable_unref(c->pipe_source);
+                c->pipe_fd = safe_close(c->pipe_fd);
+                c->eof = true;
+                (void) child_abandon(c);
+                reap_unwatched();
                 return r;
         }
         (void) sd_event_source_set_description(c->child_source, c->description);
@@ -200,6 +318,7 @@ pid_t child_pid(const Child *c) {
 unsigned child_abandoned_alive(const char *description) {
         unsigned n = 0;
 
+        reap_unwatched();
         for (Child *c = abandoned_list; c; c = c->next_abandoned)
                 if (!c->exited && (!description || streq(c->description, description)))
                         n++;

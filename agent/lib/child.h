@@ -10,7 +10,12 @@
  * it gets SIGKILL and is reaped whenever it really exits, which for a process
  * in uninterruptible sleep on a dead NFS server may be much later. Until then
  * child_abandoned_alive() tells its owner not to start another one, so hung
- * children never pile up. */
+ * children never pile up.
+ *
+ * A child keeps only stdin, stdout, stderr and its pipe: every other
+ * descriptor is closed right after the fork, so a child stuck in the kernel
+ * holds none of the agent's listening sockets or connections. The child's
+ * logging goes to stderr (the journal's socket was closed with the rest). */
 
 #include <stdbool.h>
 #include <stddef.h>
