@@ -59,7 +59,7 @@ int config_parse_duration(ConfigContext *c, const char *key, yaml_node_t *node, 
 int config_parse_bool(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item, void *data);
 /* A sequence of strings, stored as a NULL-terminated char **. */
 int config_parse_strv(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item, void *data);
-/* "host:port", "[v6]:port" or ":port"; stored as a string. */
+/* IPv4:port, [IPv6]:port or :port (sockaddr_parse()); stored as a string. */
 int config_parse_address(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item, void *data);
 
 /* Records an error at the node's position; returns -EINVAL (-ENOMEM if it

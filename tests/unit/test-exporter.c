@@ -527,55 +527,6 @@ TEST(gzip_cache) {
         server_stop(&s);
 }
 
-TEST(parse_listen_address) {
-        static const struct {
-                const char *s;
-                int family;
-                const char *host;
-                uint16_t port;
-        } good[] = {
-                { "127.0.0.1:9469", AF_INET, "127.0.0.1", 9469 },
-                { "0.0.0.0:0", AF_INET, "0.0.0.0", 0 },
-                { ":9469", AF_INET6, "::", 9469 },
-                { "[::1]:80", AF_INET6, "::1", 80 },
-                { "[2001:db8::5]:65535", AF_INET6, "2001:db8::5", 65535 },
-        };
-        static const char *const bad[] = {
-                "", ":", "9469", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1:+80",
-                "127.0.0.1:80x", "::1:80", "[::1]", "[::1]80", "[]:80", "[127.0.0.1]:80", "localhost:80",
-                "256.0.0.1:80", "[::1]:99999999999999999999",
-        };
-
-        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
-                struct sockaddr_storage ss;
-                socklen_t len;
-                char host[INET6_ADDRSTRLEN];
-                uint16_t port;
-
-                ASSERT_OK(exporter_parse_listen_address(good[i].s, &ss, &len));
-                ASSERT_EQ(ss.ss_family, good[i].family);
-                if (ss.ss_family == AF_INET) {
-                        struct sockaddr_in *sa = (struct sockaddr_in *) &ss;
-                        ASSERT_EQ(len, sizeof *sa);
-                        inet_ntop(AF_INET, &sa->sin_addr, host, sizeof host);
-                        port = ntohs(sa->sin_port);
-                } else {
-                        struct sockaddr_in6 *sa = (struct sockaddr_in6 *) &ss;
-                        ASSERT_EQ(len, sizeof *sa);
-                        inet_ntop(AF_INET6, &sa->sin6_addr, host, sizeof host);
-                        port = ntohs(sa->sin6_port);
-                }
-                ASSERT_STREQ(host, good[i].host);
-                ASSERT_EQ(port, good[i].port);
-        }
-        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
-                struct sockaddr_storage ss;
-                socklen_t len;
-                if (exporter_parse_listen_address(bad[i], &ss, &len) != -EINVAL)
-                        ASSERT_FAIL("'%s' was accepted", bad[i]);
-        }
-}
-
 TEST(address_in_use) {
         _cleanup_free_ char *address = NULL;
         Exporter *second = NULL;
