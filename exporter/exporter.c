@@ -4,9 +4,10 @@
  * timer is armed from MHD_get_timeout() so idle connections time out.
  *
  * A hostile or broken client must not hurt the agent: connections are
- * limited in number, in time and in memory (the request header block must fit
- * in the per-connection pool, or MHD answers 431), and requests with a body
- * are refused before the body is read.
+ * limited in number, in number per client address, in idle time, in total
+ * time per request (conn-deadline.h) and in memory (the request header block
+ * must fit in the per-connection pool, or MHD answers 431), and requests with
+ * a body are refused before the body is read.
  *
  * With a web config (web-config.h) the same server speaks TLS, checks client
  * certificates and basic auth. A password is checked off the loop
@@ -26,6 +27,7 @@
 #include <sys/socket.h>
 
 #include "basic-auth.h"
+#include "conn-deadline.h"
 #include "exporter.h"
 #include "gzip-body.h"
 #include "lib/log.h"
@@ -34,7 +36,15 @@
 #include "web-config.h"
 
 #define EXPORTER_CONNECTION_LIMIT 64U
+/* One address may hold this many: a flood from one host (or a stuck
+ * scraper) leaves the other slots to everyone else. Prometheus keeps one
+ * connection per target, an HA pair two from two addresses. */
+#define EXPORTER_CONNECTIONS_PER_ADDRESS 8U
+/* Idle time (MHD's timeout), and the absolute time a request may take from
+ * the connection's start or its previous answer to its own answer
+ * (conn-deadline.h), whatever a client trickles meanwhile. */
 #define EXPORTER_CONNECTION_TIMEOUT_SEC 10U
+#define EXPORTER_REQUEST_DEADLINE (10U * USEC_PER_SEC)
 /* The request line and headers must fit, with the response headers. 16 KiB
  * is ample for a scraper, and 64 connections then pin at most 1 MiB. */
 #define EXPORTER_CONNECTION_MEMORY (16U * 1024U)
@@ -118,6 +128,7 @@ struct Exporter {
         const WebConfig *web; /* the manager's; NULL for plain HTTP without auth */
         BasicAuth *auth;
         Request *pending; /* suspended while their password is checked */
+        ConnDeadlines *deadlines;
         sd_event_source *timer_source;
         struct MHD_Response *replies[_REPLY_MAX];
         char *address; /* as bound, for messages */
@@ -448,8 +459,11 @@ static enum MHD_Result request_handler(void *cls, struct MHD_Connection *connect
 
 static void request_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
                               enum MHD_RequestTerminationCode toe) {
+        Exporter *e = cls;
         Request *req = *con_cls;
 
+        if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+                conn_deadlines_restart(e->deadlines, connection);
         if (!req)
                 return;
         if (req->check) {
@@ -517,6 +531,18 @@ static int exporter_dispatch(Exporter *e) {
         return 0;
 }
 
+static void on_deadlines_expired(void *userdata) {
+        (void) exporter_dispatch(userdata);
+}
+
+void exporter_set_request_deadline(Exporter *e, usec_t limit) {
+        conn_deadlines_set_limit(e->deadlines, limit);
+}
+
+uint64_t exporter_n_deadline_closes(const Exporter *e) {
+        return e ? conn_deadlines_n_expired(e->deadlines) : 0;
+}
+
 static int on_epoll_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         return exporter_dispatch(userdata);
 }
@@ -565,6 +591,7 @@ Exporter *exporter_free(Exporter *e) {
         sd_event_source_disable_unref(e->io_source);
         sd_event_source_disable_unref(e->timer_source);
         exporter_stop_daemon(e, e->daemon);
+        conn_deadlines_free(e->deadlines); /* after the daemon: it reports closes */
         basic_auth_free(e->auth);
         safe_close(e->listen_fd);
         exporter_free_replies(e);
@@ -630,7 +657,9 @@ static int exporter_start_daemon(Exporter *e, const WebConfig *web, struct MHD_D
                 flags, 0, NULL, NULL, request_handler, e,
                 MHD_OPTION_LISTEN_SOCKET, fd,
                 MHD_OPTION_CONNECTION_LIMIT, EXPORTER_CONNECTION_LIMIT,
+                MHD_OPTION_PER_IP_CONNECTION_LIMIT, EXPORTER_CONNECTIONS_PER_ADDRESS,
                 MHD_OPTION_CONNECTION_TIMEOUT, EXPORTER_CONNECTION_TIMEOUT_SEC,
+                MHD_OPTION_NOTIFY_CONNECTION, conn_deadlines_notify, e->deadlines,
                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) EXPORTER_CONNECTION_MEMORY,
                 /* e.g. HTTP/1.1 without Host is a 400 */
                 MHD_OPTION_STRICT_FOR_CLIENT, 1,
@@ -736,6 +765,9 @@ int exporter_new(Manager *m, const char *listen_address, const WebConfig *web, E
         r = gzip_writer_new(&e->gzip);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up gzip compression: %m");
+        r = conn_deadlines_new(m->event, EXPORTER_REQUEST_DEADLINE, on_deadlines_expired, e, &e->deadlines);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the HTTP request deadlines: %m");
 
         r = bind_listen_address(listen_address, &bound, &e->listen_fd);
         if (r < 0)

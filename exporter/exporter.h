@@ -27,6 +27,11 @@ Exporter *exporter_free(Exporter *e);
 uint16_t exporter_port(const Exporter *e);
 /* Open client connections, for tests. */
 unsigned exporter_n_connections(const Exporter *e);
+/* How long a request may take, from the connection's start or its previous
+ * answer (10s by default); for tests. */
+void exporter_set_request_deadline(Exporter *e, usec_t limit);
+/* Connections closed because a request outlived that deadline. */
+uint64_t exporter_n_deadline_closes(const Exporter *e);
 /* How often the cached probe part was deflated, for tests: once per state
  * and format, however many gzip scrapes it served. */
 uint64_t exporter_n_compressions(const Exporter *e);
