@@ -92,16 +92,18 @@ static bool unit_name_valid(const char *name) {
 static int systemd_unit_verify(Probe *p, ConfigContext *c) {
         SystemdUnitProbe *u = probe_get_userdata(p);
         size_t n = strv_length(u->units);
+        int ret = 0;
 
         if (n == 0)
                 return config_error(c, NULL, "units", "the list of units is empty");
         if (n > MAX_UNITS)
                 return config_error(c, NULL, "units", "more than %d units", MAX_UNITS);
+        /* Every bad name, not only the first: one --check-config run lists all. */
         for (char **i = u->units; *i; i++)
                 if (!unit_name_valid(*i))
-                        return config_error(c, NULL, "units", "'%s' is not a unit name (like 'postfix.service')",
-                                            *i);
-        return 0;
+                        config_gather(&ret, config_error(c, NULL, "units",
+                                                         "'%s' is not a unit name (like 'postfix.service')", *i));
+        return ret;
 }
 
 static int on_unit_changed(sd_bus_message *m, void *userdata, sd_bus_error *error) {
