@@ -20,11 +20,11 @@
 #include "config.h"
 #include "lib/parse-util.h"
 #include "lib/secret-file.h"
+#include "lib/sockaddr.h"
 
 /* A mangled file must not make us build an unbounded list of errors either. */
 #define CONFIG_MAX_ERRORS 100
 #define CONFIG_NAME_MAX 64
-#define CONFIG_HOST_MAX 253
 /* The configuration nests 5 deep at most (probes, a probe, its units). */
 #define CONFIG_MAX_DEPTH 32
 #define CONFIG_MAX_ANCHORS 256
@@ -419,62 +419,22 @@ int config_parse_strv(ConfigContext *c, const char *key, yaml_node_t *node, cons
         return 0;
 }
 
-/* Checks "host:port", "[v6]:port" or ":port". Returns NULL if valid, else why not. */
-static const char *address_problem(const char *s) {
-        const char *colon, *host;
-        size_t host_len;
-        uint64_t port;
-
-        if (s[0] == '[') {
-                char ip[INET6_ADDRSTRLEN];
-                struct in6_addr a;
-                const char *end = strchr(s, ']');
-
-                if (!end)
-                        return "missing ']'";
-                if ((size_t) (end - s - 1) >= sizeof ip)
-                        return "invalid IPv6 address";
-                memcpy(ip, s + 1, (size_t) (end - s - 1));
-                ip[end - s - 1] = '\0';
-                if (inet_pton(AF_INET6, ip, &a) != 1)
-                        return "invalid IPv6 address";
-                if (end[1] != ':')
-                        return "missing ':port' after ']'";
-                colon = end + 1;
-        } else {
-                colon = strrchr(s, ':');
-                if (!colon)
-                        return "missing ':port'";
-                host = s;
-                host_len = (size_t) (colon - s);
-                if (memchr(host, ':', host_len))
-                        return "IPv6 addresses need brackets, like [::1]:25";
-                if (host_len > CONFIG_HOST_MAX)
-                        return "host name too long";
-                for (size_t i = 0; i < host_len; i++)
-                        if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-_", host[i]))
-                                return "invalid character in host name";
-        }
-
-        if (safe_atou64(colon + 1, &port) < 0 || port < 1 || port > 65535)
-                return "port must be a number 1..65535";
-        return NULL;
-}
-
+/* The grammar is sockaddr_parse()'s, so that what the check accepts is what
+ * start-up binds or connects to. */
 int config_parse_address(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item,
                          void *data) {
+        union sockaddr_union sa;
         char buf[QUOTE_MAX];
         const char *s, *why;
+        socklen_t len;
         int r;
 
         r = node_scalar(c, key, node, "an address", &s);
         if (r < 0)
                 return r;
 
-        why = address_problem(s);
-        if (why)
-                return config_error(c, node, key, "'%s' is not host:port, [v6]:port or :port: %s",
-                                    quote(buf, s), why);
+        if (sockaddr_parse_full(s, 0, &sa, &len, &why) < 0)
+                return config_error(c, node, key, "'%s' is not " SOCKADDR_GRAMMAR ": %s", quote(buf, s), why);
 
         return config_parse_string(c, key, node, item, data);
 }

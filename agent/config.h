@@ -59,7 +59,7 @@ int config_parse_duration(ConfigContext *c, const char *key, yaml_node_t *node, 
 int config_parse_bool(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item, void *data);
 /* A sequence of strings, stored as a NULL-terminated char **. */
 int config_parse_strv(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item, void *data);
-/* "host:port", "[v6]:port" or ":port"; stored as a string. */
+/* IPv4:port, [IPv6]:port or :port (sockaddr_parse()); stored as a string. */
 int config_parse_address(ConfigContext *c, const char *key, yaml_node_t *node, const ConfigItem *item, void *data);
 
 /* Records an error at the node's position; returns -EINVAL (-ENOMEM if it
@@ -67,6 +67,15 @@ int config_parse_address(ConfigContext *c, const char *key, yaml_node_t *node, c
  * is one of the probe's keys ("address"): the error is reported at that key's
  * value, or at the probe if the key is absent, as "probes[2].address". */
 int config_error(ConfigContext *c, yaml_node_t *node, const char *key, const char *fmt, ...) _printf_(4, 5);
+
+/* For checks that go on after an error, so that one run lists them all
+ * (verify() of a probe type): *ret keeps -ENOMEM over anything, else the
+ * first error. Returns r. */
+static inline int config_gather(int *ret, int r) {
+        if (r < 0 && (*ret >= 0 || r == -ENOMEM))
+                *ret = r;
+        return r;
+}
 
 /* Records an error without a position (a file's contents as a whole). */
 int config_add_error(ConfigContext *c, const char *key, const char *fmt, ...) _printf_(3, 4);

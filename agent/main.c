@@ -11,6 +11,7 @@
 #include "exporter/web-config.h"
 #include "lib/log.h"
 #include "manager.h"
+#include "startup-check.h"
 
 static const char *arg_config = CONFIG_DEFAULT_PATH;
 static const char *arg_web_listen_address = NULL;
@@ -110,7 +111,9 @@ static int parse_argv(int argc, char *argv[]) {
 int main(int argc, char *argv[]) {
         _cleanup_(manager_freep) Manager *m = NULL;
         _cleanup_(config_freep) Config *config = NULL;
+        _cleanup_(web_config_freep) WebConfig *web = NULL;
         _cleanup_strv_free_ char **errors = NULL;
+        ManagerOptions options;
         int r;
 
         log_setup(LOG_TARGET_AUTO);
@@ -118,23 +121,26 @@ int main(int argc, char *argv[]) {
         r = parse_argv(argc, argv);
         if (r <= 0)
                 return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        options = (ManagerOptions) {
+                .config_path = arg_config,
+                .web_listen_address = arg_web_listen_address,
+                .control_socket = arg_control_socket,
+                .web_config_file = arg_web_config_file,
+        };
 
-        r = config_load_file(arg_config, &config, &errors);
+        /* The same checks for both: what the check passes, start-up takes. */
+        r = startup_check(&options, &config, &web, &errors);
+        if (r == -ENOMEM) {
+                log_oom();
+                return EXIT_FAILURE;
+        }
         if (arg_check_config) {
                 const char *web_path = arg_web_config_file ?: config ? config->web_config_file : NULL;
-                _cleanup_(web_config_freep) WebConfig *web = NULL;
-                _cleanup_strv_free_ char **web_errors = NULL;
-                int k = 0;
 
                 /* Plain lines on stderr, one per error, for editors and CI to parse. */
                 for (char **e = errors; e && *e; e++)
                         fprintf(stderr, "%s\n", *e);
-                if (web_path) {
-                        k = web_config_load_file(web_path, &web, &web_errors);
-                        for (char **e = web_errors; e && *e; e++)
-                                fprintf(stderr, "%s\n", *e);
-                }
-                if (r < 0 || k < 0)
+                if (r < 0)
                         return EXIT_FAILURE;
                 printf("%s: OK, %zu probes\n", arg_config, config->n_probes);
                 if (web_path)
@@ -145,17 +151,14 @@ int main(int argc, char *argv[]) {
         if (r < 0) {
                 for (char **e = errors; e && *e; e++)
                         log_error("%s", *e);
-                log_error_errno(r, "Refusing to start with an invalid configuration %s.", arg_config);
+                log_error_errno(r, "Refusing to start with an invalid configuration %s (%zu errors).", arg_config,
+                                strv_length(errors));
                 return EXIT_FAILURE;
         }
+        /* The manager reads the web config again, as a reload does. */
+        web = web_config_free(web);
 
-        r = manager_new(&(ManagerOptions) {
-                                .config_path = arg_config,
-                                .web_listen_address = arg_web_listen_address,
-                                .control_socket = arg_control_socket,
-                                .web_config_file = arg_web_config_file,
-                        },
-                        &m);
+        r = manager_new(&options, &m);
         if (r < 0)
                 return EXIT_FAILURE;
 

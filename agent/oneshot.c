@@ -116,8 +116,16 @@ static void start_probes(OneShot *o) {
                  * agent spreads its probes; the trigger makes it now. */
                 r = probe_attach(p, &o->manager);
                 if (r < 0) {
-                        /* Its setup (a bus connection, a subscription) failed. */
-                        set_unknown(o, i, "cannot set up the check: %s", strerror(-r));
+                        set_unknown(o, i, "cannot start the check: %s", strerror(-r));
+                        continue;
+                }
+                if (!p->set_up) {
+                        /* Its setup (a bus connection, a subscription) failed:
+                         * its result says why. One run only, so no retry. */
+                        _cleanup_free_ char *reason = strdup(p->last.reason ?: "cannot set up the check");
+
+                        probe_detach(p);
+                        set_unknown(o, i, "%s", reason ?: "cannot set up the check");
                         continue;
                 }
                 r = probe_trigger(p);

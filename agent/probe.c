@@ -15,6 +15,11 @@
 #include "manager.h"
 #include "probe.h"
 
+/* Setup attempts of a probe that cannot be set up: soon at first, since what
+ * was missing (the bus at boot) may come any moment, then less often. */
+#define PROBE_SETUP_RETRY_MIN (1 * USEC_PER_SEC)
+#define PROBE_SETUP_RETRY_MAX (1 * USEC_PER_MINUTE)
+
 static const char *const probe_status_table[_PROBE_STATUS_MAX] = {
         [PROBE_OK] = "ok",
         [PROBE_WARNING] = "warning",
@@ -129,6 +134,7 @@ Probe *probe_free(Probe *p) {
         free(p->userdata);
         probe_result_done(&p->pending);
         probe_result_done(&p->last);
+        free(p->setup_error);
         free(p->component);
         free(p->name);
         free(p);
@@ -230,6 +236,7 @@ ProbeStatus probe_hysteresis_step(Probe *p, ProbeStatus raw) {
 }
 
 static int probe_schedule(Probe *p, usec_t delay);
+static int probe_try_setup(Probe *p);
 
 static void probe_end_run(Probe *p) {
         p->deadline = sd_event_source_disable_unref(p->deadline);
@@ -332,6 +339,9 @@ static void probe_run(Probe *p) {
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Probe *p = userdata;
 
+        if (!p->set_up)
+                return probe_try_setup(p);
+
         if (p->running) {
                 /* Never two runs of one probe at once. */
                 p->rerun = true;
@@ -372,21 +382,75 @@ static int probe_schedule(Probe *p, usec_t delay) {
         return 0;
 }
 
-int probe_attach(Probe *p, Manager *m) {
+int probe_setup_error(Probe *p, int r, const char *fmt, ...) {
+        va_list ap;
+
+        free(p->setup_error);
+        va_start(ap, fmt);
+        if (vasprintf(&p->setup_error, fmt, ap) < 0)
+                p->setup_error = NULL;
+        va_end(ap);
+        return r;
+}
+
+/* A probe that cannot be set up reports unknown with the reason, as a run
+ * that could not check would, but without hysteresis: nothing was observed.
+ * Its last run stays at the first failed attempt, so that a probe that never
+ * gets going turns stale (RupostProbeStale) instead of looking fresh. */
+static void probe_report_setup_failure(Probe *p, int r) {
+        ProbeStatus old = p->status;
+        bool first = p->setup_retry == 0; /* else an earlier attempt failed too */
+        char *reason = NULL;
+        usec_t started;
+
+        if (asprintf(&reason, "cannot set up the check: %s", p->setup_error ?: strerror(-r)) < 0)
+                reason = NULL;
+        started = first ? now(CLOCK_REALTIME) : p->last.started_realtime;
+        probe_result_done(&p->last);
+        p->last = (ProbeResult) { .status = PROBE_UNKNOWN, .reason = reason, .started_realtime = started };
+        p->have_result = true;
+        p->status = PROBE_UNKNOWN;
+        p->consecutive_ok = p->consecutive_bad = 0;
+        if (old != p->status || p->changed_realtime == 0) {
+                p->changed_realtime = started;
+                manager_probe_status_changed(p->manager, p, old);
+        }
+}
+
+/* The first run comes soon but spread out, so a node with many probes
+ * does not open all its connections in the same millisecond. */
+static int probe_try_setup(Probe *p) {
         int r;
 
+        if (p->type->setup) {
+                char t[DURATION_MAX];
+
+                free(p->setup_error);
+                p->setup_error = NULL;
+                r = p->type->setup(p);
+                if (r < 0) {
+                        /* Logged once, as the status change; retries at debug level. */
+                        probe_report_setup_failure(p, r);
+                        p->setup_retry = MIN(MAX(p->setup_retry * 2, PROBE_SETUP_RETRY_MIN), PROBE_SETUP_RETRY_MAX);
+                        log_internal(LOG_DEBUG, r, &(LogFields) { .probe = p->name },
+                                     "Probe '%s' cannot be set up, trying again in %s: %s", p->name,
+                                     format_duration(t, sizeof t, p->setup_retry), p->setup_error ?: strerror(-r));
+                        return probe_schedule(p, p->setup_retry);
+                }
+                if (p->setup_retry > 0)
+                        log_internal(LOG_NOTICE, 0, &(LogFields) { .probe = p->name },
+                                     "Probe '%s' is set up now.", p->name);
+        }
+        p->set_up = true;
+        p->setup_retry = 0;
+        return probe_schedule(p, MIN(p->interval, 1 * USEC_PER_SEC));
+}
+
+int probe_attach(Probe *p, Manager *m) {
         assert_return(!p->manager, -EBUSY);
 
         p->manager = m;
-        if (p->type->setup) {
-                r = p->type->setup(p);
-                if (r < 0)
-                        return log_internal(LOG_ERR, r, &(LogFields) { .probe = p->name },
-                                            "Failed to set up probe '%s': %m", p->name);
-        }
-        /* The first run comes soon but spread out, so a node with many probes
-         * does not open all its connections in the same millisecond. */
-        return probe_schedule(p, MIN(p->interval, 1 * USEC_PER_SEC));
+        return probe_try_setup(p);
 }
 
 void probe_detach(Probe *p) {
@@ -418,6 +482,9 @@ void probe_adopt_state(Probe *p, Probe *old) {
 
 int probe_trigger(Probe *p) {
         assert_return(p->manager, -ESTALE);
+
+        if (!p->set_up)
+                return 0; /* its next setup attempt is scheduled */
 
         if (p->running) {
                 p->rerun = true;

@@ -93,7 +93,11 @@ typedef struct ProbeType {
         /* After the keys were parsed: check what the table cannot (required
          * combinations), reporting with config_error(). */
         int (*verify)(Probe *p, ConfigContext *c);
-        /* Once the probe joined a running manager: subscribe to events. */
+        /* Once the probe joined a running manager: subscribe to events.
+         * A failure is the probe's, not the agent's: the probe reports
+         * unknown with the reason (probe_setup_error() words it) and setup()
+         * is called again later, with backoff, so it must pick up whatever a
+         * failed call left half done. */
         int (*setup)(Probe *p);
         int (*start)(Probe *p);
         void (*stop)(Probe *p);
@@ -116,7 +120,10 @@ struct Probe {
         void *userdata;
 
         /* scheduling */
-        sd_event_source *timer;
+        sd_event_source *timer; /* the next run, or the next setup attempt while !set_up */
+        bool set_up;
+        usec_t setup_retry;  /* the delay before the next setup attempt */
+        char *setup_error;   /* why the last setup() failed, from probe_setup_error() */
         sd_event_source *deadline;
         bool running;
         bool rerun;       /* a trigger arrived during a run */
@@ -144,7 +151,9 @@ static inline void *probe_get_userdata(Probe *p) {
         return p->userdata;
 }
 
-/* Scheduling, used by the manager. */
+/* Scheduling, used by the manager. A setup that fails is no error here:
+ * the probe reports unknown and retries (see ProbeType.setup); an error is
+ * a failure to schedule at all. */
 int probe_attach(Probe *p, Manager *m);
 void probe_detach(Probe *p);
 /* Copy the results and hysteresis state of a probe being replaced by a reload. */
@@ -157,6 +166,9 @@ sd_event *probe_get_event(Probe *p);
 /* The system bus shared by all probes, connected on first use. */
 int probe_get_bus(Probe *p, sd_bus **ret);
 void probe_set_phase(Probe *p, const char *phase);
+/* For setup(): why it failed, in words an operator can act on (what is
+ * missing, and where). Returns r, so "return probe_setup_error(p, r, ...)". */
+int probe_setup_error(Probe *p, int r, const char *fmt, ...) _printf_(3, 4);
 /* Labels as NULL-terminated key, value pairs; values are escaped here. */
 int probe_add_sample(Probe *p, const MetricFamily *family, double value, ...) _sentinel_;
 /* Ends the run. Returns 0 so callbacks can "return probe_finish(...)". */

@@ -4,9 +4,10 @@
  * timer is armed from MHD_get_timeout() so idle connections time out.
  *
  * A hostile or broken client must not hurt the agent: connections are
- * limited in number, in time and in memory (the request header block must fit
- * in the per-connection pool, or MHD answers 431), and requests with a body
- * are refused before the body is read.
+ * limited in number, in number per client address, in idle time, in total
+ * time per request (conn-deadline.h) and in memory (the request header block
+ * must fit in the per-connection pool, or MHD answers 431), and requests with
+ * a body are refused before the body is read.
  *
  * With a web config (web-config.h) the same server speaks TLS, checks client
  * certificates and basic auth. A password is checked off the loop
@@ -26,14 +27,24 @@
 #include <sys/socket.h>
 
 #include "basic-auth.h"
+#include "conn-deadline.h"
 #include "exporter.h"
 #include "gzip-body.h"
 #include "lib/log.h"
+#include "lib/sockaddr.h"
 #include "negotiate.h"
 #include "web-config.h"
 
 #define EXPORTER_CONNECTION_LIMIT 64U
+/* One address may hold this many: a flood from one host (or a stuck
+ * scraper) leaves the other slots to everyone else. Prometheus keeps one
+ * connection per target, an HA pair two from two addresses. */
+#define EXPORTER_CONNECTIONS_PER_ADDRESS 8U
+/* Idle time (MHD's timeout), and the absolute time a request may take from
+ * the connection's start or its previous answer to its own answer
+ * (conn-deadline.h), whatever a client trickles meanwhile. */
 #define EXPORTER_CONNECTION_TIMEOUT_SEC 10U
+#define EXPORTER_REQUEST_DEADLINE (10U * USEC_PER_SEC)
 /* The request line and headers must fit, with the response headers. 16 KiB
  * is ample for a scraper, and 64 connections then pin at most 1 MiB. */
 #define EXPORTER_CONNECTION_MEMORY (16U * 1024U)
@@ -117,6 +128,7 @@ struct Exporter {
         const WebConfig *web; /* the manager's; NULL for plain HTTP without auth */
         BasicAuth *auth;
         Request *pending; /* suspended while their password is checked */
+        ConnDeadlines *deadlines;
         sd_event_source *timer_source;
         struct MHD_Response *replies[_REPLY_MAX];
         char *address; /* as bound, for messages */
@@ -128,107 +140,20 @@ struct Exporter {
         int last_gzip_error;   /* likewise */
 };
 
-int exporter_parse_listen_address(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len) {
-        struct sockaddr_storage ss = {};
-        char host[INET6_ADDRSTRLEN];
-        const char *port_str;
-        size_t host_len;
-        socklen_t len;
-        char *end;
-
-        assert_return(s, -EINVAL);
-        assert_return(ret, -EINVAL);
-        assert_return(ret_len, -EINVAL);
-
-        if (s[0] == '[') {
-                const char *close = strchr(s, ']');
-                if (!close || close[1] != ':')
-                        return -EINVAL;
-                host_len = (size_t) (close - s - 1);
-                if (host_len == 0 || host_len >= sizeof host)
-                        return -EINVAL;
-                memcpy(host, s + 1, host_len);
-                port_str = close + 2;
-        } else {
-                const char *colon = strrchr(s, ':');
-                if (!colon || memchr(s, ':', (size_t) (colon - s)))
-                        return -EINVAL; /* no port, or a bare IPv6 address without brackets */
-                host_len = (size_t) (colon - s);
-                if (host_len >= sizeof host)
-                        return -EINVAL;
-                memcpy(host, s, host_len);
-                port_str = colon + 1;
-        }
-        host[host_len] = 0;
-
-        if (port_str[0] < '0' || port_str[0] > '9')
-                return -EINVAL;
-        errno = 0;
-        unsigned long port = strtoul(port_str, &end, 10);
-        if (errno != 0 || *end != 0 || port > 65535)
-                return -EINVAL;
-
-        if (s[0] == '[') {
-                struct sockaddr_in6 *sa = (struct sockaddr_in6 *) &ss;
-                if (inet_pton(AF_INET6, host, &sa->sin6_addr) != 1)
-                        return -EINVAL;
-                sa->sin6_family = AF_INET6;
-                sa->sin6_port = htons((uint16_t) port);
-                len = sizeof *sa;
-        } else if (host_len == 0) {
-                struct sockaddr_in6 *sa = (struct sockaddr_in6 *) &ss;
-                sa->sin6_family = AF_INET6;
-                sa->sin6_addr = in6addr_any;
-                sa->sin6_port = htons((uint16_t) port);
-                len = sizeof *sa;
-        } else {
-                struct sockaddr_in *sa = (struct sockaddr_in *) &ss;
-                if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
-                        return -EINVAL;
-                sa->sin_family = AF_INET;
-                sa->sin_port = htons((uint16_t) port);
-                len = sizeof *sa;
-        }
-
-        *ret = ss;
-        *ret_len = len;
-        return 0;
-}
-
-static int format_sockaddr(const struct sockaddr_storage *ss, char **ret) {
-        char host[INET6_ADDRSTRLEN];
-        char *s;
-
-        if (ss->ss_family == AF_INET6) {
-                const struct sockaddr_in6 *sa = (const struct sockaddr_in6 *) ss;
-                (void) inet_ntop(AF_INET6, &sa->sin6_addr, host, sizeof host);
-                if (asprintf(&s, "[%s]:%u", host, ntohs(sa->sin6_port)) < 0)
-                        return -ENOMEM;
-        } else {
-                const struct sockaddr_in *sa = (const struct sockaddr_in *) ss;
-                (void) inet_ntop(AF_INET, &sa->sin_addr, host, sizeof host);
-                if (asprintf(&s, "%s:%u", host, ntohs(sa->sin_port)) < 0)
-                        return -ENOMEM;
-        }
-        *ret = s;
-        return 0;
-}
-
-static int bind_one(const struct sockaddr_storage *ss, socklen_t len) {
+static int bind_one(const union sockaddr_union *sa, socklen_t len) {
         _cleanup_close_ int fd = -EBADF;
         int one = 1, zero = 0;
 
-        fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_TCP);
+        fd = socket(sa->sa.sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_TCP);
         if (fd < 0)
                 return -errno;
         if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
                 return -errno;
         /* ":port" means every address, IPv4 included, whatever the sysctl default. */
-        if (ss->ss_family == AF_INET6 &&
-            IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *) ss)->sin6_addr) &&
+        if (sa->sa.sa_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&sa->in6.sin6_addr) &&
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) < 0)
                 return -errno;
-        if (bind(fd, (const struct sockaddr *) ss, len) < 0)
+        if (bind(fd, &sa->sa, len) < 0)
                 return -errno;
         if (listen(fd, SOMAXCONN) < 0)
                 return -errno;
@@ -237,39 +162,36 @@ static int bind_one(const struct sockaddr_storage *ss, socklen_t len) {
 
 /* Binds the listening socket; logs. On success also returns the address
  * actually bound (with the real port). */
-static int bind_listen_address(const char *listen_address, struct sockaddr_storage *ret_bound, int *ret_fd) {
-        _cleanup_free_ char *pretty = NULL;
-        struct sockaddr_storage ss, bound;
+static int bind_listen_address(const char *listen_address, union sockaddr_union *ret_bound, int *ret_fd) {
+        char pretty[SOCKADDR_STRING_MAX];
+        union sockaddr_union sa, bound;
         socklen_t len, bound_len = sizeof bound;
         _cleanup_close_ int fd = -EBADF;
+        const char *why;
         int r;
 
-        r = exporter_parse_listen_address(listen_address, &ss, &len);
+        r = sockaddr_parse_full(listen_address, SOCKADDR_PORT_ZERO, &sa, &len, &why);
         if (r < 0)
-                return log_error_errno(r, "Invalid web listen address '%s': expected IPv4:PORT, [IPv6]:PORT or :PORT.",
-                                       listen_address);
+                return log_error_errno(r, "Invalid web listen address '%s': expected " SOCKADDR_GRAMMAR ": %s.",
+                                       listen_address, why);
 
-        fd = bind_one(&ss, len);
+        fd = bind_one(&sa, len);
         if (fd == -EAFNOSUPPORT && listen_address[0] == ':') {
                 /* A kernel without IPv6: "all addresses" are the IPv4 ones. */
-                struct sockaddr_in *sa = (struct sockaddr_in *) &ss;
-                uint16_t port = ((struct sockaddr_in6 *) &ss)->sin6_port;
+                uint16_t port = sa.in6.sin6_port;
 
-                memset(&ss, 0, sizeof ss);
-                sa->sin_family = AF_INET;
-                sa->sin_addr.s_addr = htonl(INADDR_ANY);
-                sa->sin_port = port;
-                len = sizeof *sa;
-                fd = bind_one(&ss, len);
+                sa = (union sockaddr_union) {};
+                sa.in.sin_family = AF_INET;
+                sa.in.sin_addr.s_addr = htonl(INADDR_ANY);
+                sa.in.sin_port = port;
+                len = sizeof sa.in;
+                fd = bind_one(&sa, len);
         }
-        if (fd < 0) {
-                r = format_sockaddr(&ss, &pretty);
-                if (r < 0)
-                        return log_oom();
-                return log_error_errno(fd, "Failed to listen on %s for metrics: %m", pretty);
-        }
+        if (fd < 0)
+                return log_error_errno(fd, "Failed to listen on %s for metrics: %m",
+                                       sockaddr_to_string(&sa, pretty, sizeof pretty));
 
-        if (getsockname(fd, (struct sockaddr *) &bound, &bound_len) < 0)
+        if (getsockname(fd, &bound.sa, &bound_len) < 0)
                 return log_error_errno(-errno, "Failed to read back the address of the metrics socket: %m");
 
         *ret_bound = bound;
@@ -537,8 +459,11 @@ static enum MHD_Result request_handler(void *cls, struct MHD_Connection *connect
 
 static void request_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
                               enum MHD_RequestTerminationCode toe) {
+        Exporter *e = cls;
         Request *req = *con_cls;
 
+        if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+                conn_deadlines_restart(e->deadlines, connection);
         if (!req)
                 return;
         if (req->check) {
@@ -606,6 +531,18 @@ static int exporter_dispatch(Exporter *e) {
         return 0;
 }
 
+static void on_deadlines_expired(void *userdata) {
+        (void) exporter_dispatch(userdata);
+}
+
+void exporter_set_request_deadline(Exporter *e, usec_t limit) {
+        conn_deadlines_set_limit(e->deadlines, limit);
+}
+
+uint64_t exporter_n_deadline_closes(const Exporter *e) {
+        return e ? conn_deadlines_n_expired(e->deadlines) : 0;
+}
+
 static int on_epoll_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         return exporter_dispatch(userdata);
 }
@@ -654,6 +591,7 @@ Exporter *exporter_free(Exporter *e) {
         sd_event_source_disable_unref(e->io_source);
         sd_event_source_disable_unref(e->timer_source);
         exporter_stop_daemon(e, e->daemon);
+        conn_deadlines_free(e->deadlines); /* after the daemon: it reports closes */
         basic_auth_free(e->auth);
         safe_close(e->listen_fd);
         exporter_free_replies(e);
@@ -719,7 +657,9 @@ static int exporter_start_daemon(Exporter *e, const WebConfig *web, struct MHD_D
                 flags, 0, NULL, NULL, request_handler, e,
                 MHD_OPTION_LISTEN_SOCKET, fd,
                 MHD_OPTION_CONNECTION_LIMIT, EXPORTER_CONNECTION_LIMIT,
+                MHD_OPTION_PER_IP_CONNECTION_LIMIT, EXPORTER_CONNECTIONS_PER_ADDRESS,
                 MHD_OPTION_CONNECTION_TIMEOUT, EXPORTER_CONNECTION_TIMEOUT_SEC,
+                MHD_OPTION_NOTIFY_CONNECTION, conn_deadlines_notify, e->deadlines,
                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) EXPORTER_CONNECTION_MEMORY,
                 /* e.g. HTTP/1.1 without Host is a 400 */
                 MHD_OPTION_STRICT_FOR_CLIENT, 1,
@@ -795,7 +735,8 @@ int exporter_set_web_config(Exporter *e, const WebConfig *web) {
 
 int exporter_new(Manager *m, const char *listen_address, const WebConfig *web, Exporter **ret) {
         _cleanup_(exporter_freep) Exporter *e = NULL;
-        struct sockaddr_storage bound;
+        char address[SOCKADDR_STRING_MAX];
+        union sockaddr_union bound;
         int r;
 
         assert_return(m, -EINVAL);
@@ -824,15 +765,17 @@ int exporter_new(Manager *m, const char *listen_address, const WebConfig *web, E
         r = gzip_writer_new(&e->gzip);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up gzip compression: %m");
+        r = conn_deadlines_new(m->event, EXPORTER_REQUEST_DEADLINE, on_deadlines_expired, e, &e->deadlines);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the HTTP request deadlines: %m");
 
         r = bind_listen_address(listen_address, &bound, &e->listen_fd);
         if (r < 0)
                 return r;
-        r = format_sockaddr(&bound, &e->address);
-        if (r < 0)
+        e->address = strdup(sockaddr_to_string(&bound, address, sizeof address));
+        if (!e->address)
                 return log_oom();
-        e->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &bound)->sin6_port
-                                                    : ((struct sockaddr_in *) &bound)->sin_port);
+        e->port = ntohs(bound.sa.sa_family == AF_INET6 ? bound.in6.sin6_port : bound.in.sin_port);
 
         r = exporter_start_daemon(e, web, &e->daemon, &e->io_source);
         if (r < 0)

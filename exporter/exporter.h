@@ -14,7 +14,7 @@
 
 typedef struct WebConfig WebConfig;
 
-/* Binds listen_address ("host:port", "[v6]:port", ":port") and serves on the
+/* Binds listen_address (sockaddr_parse(); port 0 picks a free one) and serves on the
  * manager's event loop. web (TLS, users, headers; NULL for plain HTTP) is
  * borrowed and must outlive its use by the exporter. */
 int exporter_new(Manager *m, const char *listen_address, const WebConfig *web, Exporter **ret);
@@ -27,15 +27,15 @@ Exporter *exporter_free(Exporter *e);
 uint16_t exporter_port(const Exporter *e);
 /* Open client connections, for tests. */
 unsigned exporter_n_connections(const Exporter *e);
+/* How long a request may take, from the connection's start or its previous
+ * answer (10s by default); for tests. */
+void exporter_set_request_deadline(Exporter *e, usec_t limit);
+/* Connections closed because a request outlived that deadline. */
+uint64_t exporter_n_deadline_closes(const Exporter *e);
 /* How often the cached probe part was deflated, for tests: once per state
  * and format, however many gzip scrapes it served. */
 uint64_t exporter_n_compressions(const Exporter *e);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Exporter *, exporter_free);
-
-/* Parses a listen address without name resolution: "192.0.2.1:9469",
- * "[2001:db8::1]:9469", or ":9469" (all addresses, IPv6 dual-stack). Returns
- * -EINVAL for a malformed address. */
-int exporter_parse_listen_address(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len);
 
 typedef enum MetricsFormat {
         METRICS_FORMAT_TEXT,        /* the text exposition format 0.0.4 */

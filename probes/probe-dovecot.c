@@ -28,6 +28,7 @@
 #include "config.h"
 #include "dovecot-parse.h"
 #include "lib/buf.h"
+#include "lib/bus-util.h"
 #include "lib/child.h"
 #include "lib/log.h"
 #include "probes.h"
@@ -470,8 +471,10 @@ static int dovecot_start(Probe *p) {
         d->who_status = 0;
 
         r = probe_get_bus(p, &bus);
-        if (r < 0)
-                return probe_finish_errno(p, r, "cannot connect to the system bus");
+        if (r < 0) {
+                char why[BUS_SYSTEM_ERROR_MAX];
+                return probe_finish(p, PROBE_UNKNOWN, "%s", bus_system_error(r, why, sizeof why));
+        }
 
         probe_set_phase(p, "waiting for systemd and doveadm who");
         r = sd_bus_call_method_async(bus, &d->call_load_state, SYSTEMD_DESTINATION, d->unit_path,

@@ -85,28 +85,32 @@ static bool valid_host_name(const char *s) {
 static int http_verify(Probe *p, ConfigContext *c) {
         HttpProbe *h = probe_get_userdata(p);
         const char *error = NULL;
-        int r;
+        int ret = 0, r;
 
+        /* Each finding is gathered, so that one --check-config lists them all. */
         r = curl_url_parse_numeric(h->url, &h->parsed, &error);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
-                return config_error(c, NULL, "url", "'%s': %s", h->url, error);
+                config_gather(&ret, config_error(c, NULL, "url", "'%s': %s", h->url, error));
 
         if (h->host_header) {
                 if (!valid_host_name(h->host_header))
-                        return config_error(c, NULL, "host_header",
-                                            "'%s' is not a host name (letters, digits, dots and dashes)",
-                                            h->host_header);
-                r = curl_url_replace_host(h->url, h->host_header, &h->request_url);
-                if (r == -ENOMEM)
-                        return r;
-                if (r < 0)
-                        return config_error(c, NULL, "host_header", "cannot be put into the URL '%s'", h->url);
+                        config_gather(&ret, config_error(c, NULL, "host_header",
+                                                         "'%s' is not a host name (letters, digits, dots and dashes)",
+                                                         h->host_header));
+                else if (r >= 0) {
+                        r = curl_url_replace_host(h->url, h->host_header, &h->request_url);
+                        if (r == -ENOMEM)
+                                return r;
+                        if (r < 0)
+                                config_gather(&ret, config_error(c, NULL, "host_header",
+                                                                 "cannot be put into the URL '%s'", h->url));
+                }
         }
 
         if (h->method && !streq(h->method, "GET") && !streq(h->method, "HEAD"))
-                return config_error(c, NULL, "method", "'%s' is not GET or HEAD", h->method);
+                config_gather(&ret, config_error(c, NULL, "method", "'%s' is not GET or HEAD", h->method));
         h->head = h->method && streq(h->method, "HEAD");
 
         h->n_codes = 0;
@@ -114,27 +118,30 @@ static int http_verify(Probe *p, ConfigContext *c) {
                 char *end = NULL;
                 long code = strtol(*s, &end, 10);
                 if (!**s || *end || code < 100 || code > 599)
-                        return config_error(c, NULL, "expect_status", "'%s' is not an HTTP status code (100-599)", *s);
-                h->codes[h->n_codes++] = code;
+                        config_gather(&ret, config_error(c, NULL, "expect_status",
+                                                         "'%s' is not an HTTP status code (100-599)", *s));
+                else
+                        h->codes[h->n_codes++] = code;
         }
-        if (h->expect_status && h->n_codes == 0)
-                return config_error(c, NULL, "expect_status", "the list is empty");
+        if (h->expect_status && !h->expect_status[0])
+                config_gather(&ret, config_error(c, NULL, "expect_status", "the list is empty"));
         if (h->n_codes == 0)
                 h->codes[h->n_codes++] = 200;
 
         if (h->expect_body && h->head)
-                return config_error(c, NULL, "expect_body", "a HEAD request has no body to search");
+                config_gather(&ret, config_error(c, NULL, "expect_body", "a HEAD request has no body to search"));
         if (h->expect_body && (strlen(h->expect_body) == 0 || strlen(h->expect_body) > HTTP_EXPECT_BODY_MAX))
-                return config_error(c, NULL, "expect_body", "must be 1 to %d bytes long", HTTP_EXPECT_BODY_MAX);
+                config_gather(&ret, config_error(c, NULL, "expect_body", "must be 1 to %d bytes long",
+                                                 HTTP_EXPECT_BODY_MAX));
         if (h->expect_location) {
                 bool any_redirect = false;
                 for (size_t i = 0; i < h->n_codes; i++)
                         any_redirect = any_redirect || (h->codes[i] >= 300 && h->codes[i] < 400);
                 if (!any_redirect)
-                        return config_error(c, NULL, "expect_location",
-                                            "needs a redirect (3xx) among expect_status, such as [301]");
+                        config_gather(&ret, config_error(c, NULL, "expect_location",
+                                                         "needs a redirect (3xx) among expect_status, such as [301]"));
         }
-        return 0;
+        return ret;
 }
 
 static void http_stop(Probe *p) {

@@ -305,14 +305,18 @@ static int ldap_setup(Probe *p) {
         LdapProbe *l = probe_get_userdata(p);
         size_t n = strv_length(l->controllers);
 
-        l->ctls = calloc(n, sizeof *l->ctls);
-        if (!l->ctls)
-                return -ENOMEM;
-        l->n_ctls = n;
+        /* Called again after a failure: keep what the last attempt made. */
+        if (!l->ctls) {
+                l->ctls = calloc(n, sizeof *l->ctls);
+                if (!l->ctls)
+                        return -ENOMEM;
+                l->n_ctls = n;
+        }
         for (size_t i = 0; i < n; i++) {
                 l->ctls[i].probe = p;
                 l->ctls[i].url = l->controllers[i];
-                if (asprintf(&l->ctls[i].description, "ldap %s %s", p->name, l->controllers[i]) < 0) {
+                if (!l->ctls[i].description &&
+                    asprintf(&l->ctls[i].description, "ldap %s %s", p->name, l->controllers[i]) < 0) {
                         l->ctls[i].description = NULL;
                         return -ENOMEM;
                 }

@@ -206,7 +206,7 @@ static MailTls default_tls(MailProtocol protocol, uint16_t port) {
 
 static int mail_verify(Probe *p, ConfigContext *c) {
         MailProbe *m = probe_get_userdata(p);
-        int r;
+        int ret = 0; /* every finding is gathered, for one --check-config to list them all */
 
         m->protocol = protocol_of(p);
 
@@ -215,10 +215,10 @@ static int mail_verify(Probe *p, ConfigContext *c) {
                                     "give exactly one of 'address' (numeric host:port) or 'socket' (a Unix socket path)");
         if (m->address) {
                 /* Only numeric addresses: a name lookup could block the event loop. */
-                r = sockaddr_parse(m->address, &m->sockaddr, &m->sockaddr_len);
-                if (r < 0)
-                        return config_error(c, NULL, "address",
-                                            "'%s' is not a numeric IPv4 or IPv6 address with a port", m->address);
+                if (sockaddr_parse(m->address, &m->sockaddr, &m->sockaddr_len) < 0)
+                        config_gather(&ret, config_error(c, NULL, "address",
+                                                         "'%s' is not a numeric IPv4 or IPv6 address with a port",
+                                                         m->address));
                 m->peer = m->address;
         } else {
                 if (m->socket[0] != '/')
@@ -238,23 +238,25 @@ static int mail_verify(Probe *p, ConfigContext *c) {
                         if (streq(m->tls_mode, mail_tls_table[t]))
                                 m->tls = t;
                 if (m->tls < 0)
-                        return config_error(c, NULL, "tls", "'%s' is not one of none, implicit, starttls",
-                                            m->tls_mode);
+                        config_gather(&ret, config_error(c, NULL, "tls", "'%s' is not one of none, implicit, starttls",
+                                                         m->tls_mode));
         } else
                 m->tls = default_tls(m->protocol, sockaddr_port(&m->sockaddr));
 
         if (m->helo) {
                 if (m->protocol == MAIL_IMAP || m->protocol == MAIL_SIEVE)
-                        return config_error(c, NULL, "helo", "only SMTP and LMTP send a HELO name");
-                if (strlen(m->helo) == 0 || strlen(m->helo) > MAIL_HELO_MAX ||
-                    strcspn(m->helo, " \t\r\n") != strlen(m->helo))
-                        return config_error(c, NULL, "helo", "'%s' is not a host name (1..%d bytes, no spaces)",
-                                            m->helo, MAIL_HELO_MAX);
+                        config_gather(&ret, config_error(c, NULL, "helo", "only SMTP and LMTP send a HELO name"));
+                else if (strlen(m->helo) == 0 || strlen(m->helo) > MAIL_HELO_MAX ||
+                         strcspn(m->helo, " \t\r\n") != strlen(m->helo))
+                        config_gather(&ret, config_error(c, NULL, "helo",
+                                                         "'%s' is not a host name (1..%d bytes, no spaces)", m->helo,
+                                                         MAIL_HELO_MAX));
         }
         if (m->server_name && (strlen(m->server_name) == 0 || strlen(m->server_name) > 253))
-                return config_error(c, NULL, "server_name", "must be a host name of 1..253 bytes");
+                config_gather(&ret, config_error(c, NULL, "server_name", "must be a host name of 1..253 bytes"));
 
-        return tls_expect_verify(&m->expect, c);
+        config_gather(&ret, tls_expect_verify(&m->expect, c));
+        return ret;
 }
 
 static int mail_setup(Probe *p) {

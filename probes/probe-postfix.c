@@ -131,6 +131,7 @@ static int postfix_verify(Probe *p, ConfigContext *c) {
                 [THRESHOLD_HOLD] = "hold_critical",
                 [THRESHOLD_INCOMING] = "incoming_critical",
         };
+        int ret = 0; /* every finding is gathered, for one --check-config to list them all */
 
         if (!x->queue_directory) {
                 x->queue_directory = strdup(POSTFIX_DEFAULT_QUEUE_DIRECTORY);
@@ -138,7 +139,8 @@ static int postfix_verify(Probe *p, ConfigContext *c) {
                         return -ENOMEM;
         }
         if (x->queue_directory[0] != '/' || strlen(x->queue_directory) > 1024)
-                return config_error(c, NULL, "queue_directory", "'%s' is not an absolute path", x->queue_directory);
+                config_gather(&ret, config_error(c, NULL, "queue_directory", "'%s' is not an absolute path",
+                                                 x->queue_directory));
 
         /* A count of 0 cannot be a threshold, so 0 (not given) means the default. */
         for (Threshold t = 0; t < _THRESHOLD_MAX; t++) {
@@ -147,15 +149,17 @@ static int postfix_verify(Probe *p, ConfigContext *c) {
                 if (x->critical[t] == 0)
                         x->critical[t] = MAX(threshold_defaults[t].critical, x->warning[t]);
                 if (x->warning[t] > x->critical[t])
-                        return config_error(c, NULL, keys[t], "%u is below the warning threshold %u",
-                                            x->critical[t], x->warning[t]);
+                        config_gather(&ret, config_error(c, NULL, keys[t], "%u is below the warning threshold %u",
+                                                         x->critical[t], x->warning[t]));
         }
         if (x->age_warning == 0)
                 x->age_warning = MIN(DEFAULT_AGE_WARNING, x->age_critical ?: USEC_INFINITY);
         if (x->age_critical == 0)
                 x->age_critical = MAX(DEFAULT_AGE_CRITICAL, x->age_warning);
         if (x->age_warning > x->age_critical)
-                return config_error(c, NULL, "age_critical", "is shorter than age_warning");
+                config_gather(&ret, config_error(c, NULL, "age_critical", "is shorter than age_warning"));
+        if (ret < 0)
+                return ret;
 
         if (asprintf(&x->description, "postfix queue check of %s", x->queue_directory) < 0) {
                 x->description = NULL;

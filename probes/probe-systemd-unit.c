@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "lib/buf.h"
+#include "lib/bus-util.h"
 #include "lib/log.h"
 #include "probes.h"
 
@@ -91,16 +92,18 @@ static bool unit_name_valid(const char *name) {
 static int systemd_unit_verify(Probe *p, ConfigContext *c) {
         SystemdUnitProbe *u = probe_get_userdata(p);
         size_t n = strv_length(u->units);
+        int ret = 0;
 
         if (n == 0)
                 return config_error(c, NULL, "units", "the list of units is empty");
         if (n > MAX_UNITS)
                 return config_error(c, NULL, "units", "more than %d units", MAX_UNITS);
+        /* Every bad name, not only the first: one --check-config run lists all. */
         for (char **i = u->units; *i; i++)
                 if (!unit_name_valid(*i))
-                        return config_error(c, NULL, "units", "'%s' is not a unit name (like 'postfix.service')",
-                                            *i);
-        return 0;
+                        config_gather(&ret, config_error(c, NULL, "units",
+                                                         "'%s' is not a unit name (like 'postfix.service')", *i));
+        return ret;
 }
 
 static int on_unit_changed(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -117,25 +120,36 @@ static int systemd_unit_setup(Probe *p) {
         int r;
 
         r = probe_get_bus(p, &bus);
-        if (r < 0)
-                return r;
+        if (r < 0) {
+                char why[BUS_SYSTEM_ERROR_MAX];
+                return probe_setup_error(p, r, "%s", bus_system_error(r, why, sizeof why));
+        }
 
-        u->n_states = strv_length(u->units);
-        u->states = calloc(u->n_states, sizeof *u->states);
-        if (!u->states)
-                return -ENOMEM;
+        /* A failed attempt is picked up where it stopped: the core retries. */
+        if (!u->states) {
+                u->states = calloc(strv_length(u->units), sizeof *u->states);
+                if (!u->states)
+                        return -ENOMEM;
+                u->n_states = strv_length(u->units);
+        }
 
         for (size_t i = 0; i < u->n_states; i++) {
                 UnitState *s = &u->states[i];
 
                 s->probe = p;
-                s->name = strdup(u->units[i]);
-                if (!s->name)
-                        return -ENOMEM;
-                r = sd_bus_path_encode(SYSTEMD_PATH "/unit", s->name, &s->path);
-                if (r < 0)
-                        return r;
+                if (!s->name) {
+                        s->name = strdup(u->units[i]);
+                        if (!s->name)
+                                return -ENOMEM;
+                }
+                if (!s->path) {
+                        r = sd_bus_path_encode(SYSTEMD_PATH "/unit", s->name, &s->path);
+                        if (r < 0)
+                                return r;
+                }
                 s->is_service = strlen(s->name) > 8 && streq(s->name + strlen(s->name) - 8, ".service");
+                if (s->match)
+                        continue;
                 r = sd_bus_match_signal_async(bus, &s->match, SYSTEMD_DESTINATION, s->path,
                                               "org.freedesktop.DBus.Properties", "PropertiesChanged",
                                               on_unit_changed, NULL, p);
@@ -284,8 +298,10 @@ static int systemd_unit_start(Probe *p) {
         int r;
 
         r = probe_get_bus(p, &bus);
-        if (r < 0)
-                return probe_finish_errno(p, r, "cannot connect to the system bus");
+        if (r < 0) {
+                char why[BUS_SYSTEM_ERROR_MAX];
+                return probe_finish(p, PROBE_UNKNOWN, "%s", bus_system_error(r, why, sizeof why));
+        }
 
         probe_set_phase(p, "waiting for systemd to answer");
         for (size_t i = 0; i < u->n_states; i++) {

@@ -58,16 +58,16 @@ static const ConfigItem tcp_config_items[] = {
 
 static int tcp_verify(Probe *p, ConfigContext *c) {
         TcpProbe *t = probe_get_userdata(p);
-        int r;
+        int ret = 0;
 
         /* Only numeric addresses: a name lookup could block the event loop. */
-        r = sockaddr_parse(t->address, &t->sockaddr, &t->sockaddr_len);
-        if (r < 0)
-                return config_error(c, NULL, "address",
-                                    "'%s' is not a numeric IPv4 or IPv6 address with a port", t->address);
+        if (sockaddr_parse(t->address, &t->sockaddr, &t->sockaddr_len) < 0)
+                config_gather(&ret, config_error(c, NULL, "address",
+                                                 "'%s' is not a numeric IPv4 or IPv6 address with a port",
+                                                 t->address));
         if (t->expect && strlen(t->expect) > BANNER_MAX)
-                return config_error(c, NULL, "expect", "longer than %d bytes", BANNER_MAX);
-        return 0;
+                config_gather(&ret, config_error(c, NULL, "expect", "longer than %d bytes", BANNER_MAX));
+        return ret;
 }
 
 static int tcp_setup(Probe *p) {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #pragma once
 
-/* Running the built rupost-health ($TEST_BUILD_ROOT) as an operator would,
+/* Running the built rupost-health or rupost-agent ($TEST_BUILD_ROOT) as an operator would,
  * and collecting its exit code, what it printed and how long it took. */
 
 #include <fcntl.h>
@@ -26,9 +26,10 @@ static inline void run_done(Run *r) {
         free(r->err);
 }
 
-/* Runs the built rupost-health with args (NULL-terminated), optionally as
- * another user, and collects everything it printed. */
-static inline Run run_cli_as(uid_t uid, const char *const *args) {
+/* Runs the built `program` (rupost-health, rupost-agent) with args
+ * (NULL-terminated), optionally as another user, and collects everything it
+ * printed. */
+static inline Run run_program_as(const char *program, uid_t uid, const char *const *args) {
         const char *root = getenv("TEST_BUILD_ROOT");
         char binary[512];
         const char *argv[16] = {};
@@ -39,7 +40,7 @@ static inline Run run_cli_as(uid_t uid, const char *const *args) {
         Run run = {};
         pid_t pid;
 
-        snprintf(binary, sizeof binary, "%s/rupost-health", root ?: ".");
+        snprintf(binary, sizeof binary, "%s/%s", root ?: ".", program);
         argv[n++] = binary;
         for (; *args; args++) {
                 ASSERT_TRUE(n + 1 < ELEMENTSOF(argv));
@@ -102,4 +103,9 @@ static inline Run run_cli_as(uid_t uid, const char *const *args) {
         return run;
 }
 
+static inline Run run_cli_as(uid_t uid, const char *const *args) {
+        return run_program_as("rupost-health", uid, args);
+}
+
 #define run_cli(...) run_cli_as(0, (const char *const[]) { __VA_ARGS__, NULL })
+#define run_agent(...) run_program_as("rupost-agent", 0, (const char *const[]) { __VA_ARGS__, NULL })

@@ -348,21 +348,17 @@ TEST(document_shape) {
 }
 
 TEST(addresses) {
-        static const char *const good[] = { ":9469", "127.0.0.1:9469", "[::]:1", "[2001:db8::1]:65535",
-                                            "localhost:80" };
+        static const char *const good[] = { ":9469", "127.0.0.1:9469", "[::]:1", "[2001:db8::1]:65535" };
+        /* The grammar itself is test-sockaddr's; here the message. */
         static const struct {
                 const char *address;
                 const char *why;
         } bad[] = {
                 { "9469", "missing ':port'" },
                 { "::1:9469", "IPv6 addresses need brackets" },
-                { "[::1]9469", "missing ':port' after ']'" },
-                { "[::1:9469", "missing ']'" },
-                { "[zz::1]:1", "invalid IPv6 address" },
-                { "host:0", "port must be a number 1..65535" },
-                { "host:65536", "port must be a number 1..65535" },
-                { "host:", "port must be a number 1..65535" },
-                { "ho st:1", "invalid character in host name" },
+                { "127.0.0.1:0", "port must be a number 1..65535" },
+                { "ho st:1", "invalid character in the address" },
+                { "localhost:9469", "host names are not resolved" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(good); i++) {
@@ -375,10 +371,43 @@ TEST(addresses) {
                 char yaml[128], expected[256];
                 snprintf(yaml, sizeof yaml, "web:\n  listen_address: \"%s\"\n", bad[i].address);
                 snprintf(expected, sizeof expected,
-                         "test.yaml:2:19: web.listen_address: '%s' is not host:port, [v6]:port or :port: %s",
+                         "test.yaml:2:19: web.listen_address: '%s' is not IPv4:port, [IPv6]:port or :port: %s",
                          bad[i].address, bad[i].why);
                 assert_errors(yaml, expected, NULL);
         }
+}
+
+/* Every address key speaks the one grammar, and a name is refused in all of
+ * them: start-up never resolves one (issue 11: "localhost:9469" passed the
+ * check and was fatal at start). */
+TEST(every_address_key_refuses_names) {
+        assert_errors("probes:\n"
+                      "  - name: smtp\n"
+                      "    type: tcp\n"
+                      "    address: \"localhost:25\"\n"
+                      "  - name: imap\n"
+                      "    type: imap\n"
+                      "    address: \"localhost:143\"\n"
+                      "  - name: cache\n"
+                      "    type: memcached\n"
+                      "    address: \"localhost:11211\"\n"
+                      "healing:\n"
+                      "  units: [postfix.service]\n"
+                      "  member_probes: [smtp]\n"
+                      "  agent_check_address: \"localhost:9470\"\n"
+                      "cluster:\n"
+                      "  conninfo: \"hostaddr=127.0.0.1 dbname=rupost\"\n"
+                      "  peer_address: \"localhost:9471\"\n"
+                      "web:\n"
+                      "  listen_address: \"localhost:9469\"\n",
+                      "test.yaml:4:14: probes[0].address: 'localhost:25' is not IPv4:port",
+                      "test.yaml:7:14: probes[1].address: 'localhost:143' is not IPv4:port",
+                      "test.yaml:10:14: probes[2].address: 'localhost:11211' is not IPv4:port",
+                      "test.yaml:14:24: healing.agent_check_address: 'localhost:9470' is not IPv4:port",
+                      "test.yaml:17:17: cluster.peer_address: 'localhost:9471' is not IPv4:port",
+                      "test.yaml:19:19: web.listen_address: 'localhost:9469' is not IPv4:port",
+                      /* smtp was refused, so it is not there to be a member. */
+                      "test.yaml:12:3: healing.member_probes: no probe is named 'smtp'", NULL);
 }
 
 TEST(strings_and_paths) {
@@ -443,7 +472,7 @@ TEST(errors_are_all_listed) {
                       "  - name: a\n"
                       "    type: systemd-unit\n",
                       "test.yaml:1:1: nodes: unknown key",
-                      "test.yaml:3:19: web.listen_address: 'nowhere' is not host:port",
+                      "test.yaml:3:19: web.listen_address: 'nowhere' is not IPv4:port",
                       "test.yaml:8:11: probes[0].rise: 0 is out of range 1..100",
                       "test.yaml:9:11: probes[0].fall: 0 is out of range 1..100",
                       "test.yaml:11:11: probes[1].type: unknown probe type 'nope'",

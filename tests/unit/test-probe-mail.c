@@ -594,7 +594,7 @@ static void expect_config_error(const char *type, const char *keys, const char *
 }
 
 TEST(mail_probe_config) {
-        expect_config_error("smtp", "    address: \"mx.example.org:25\"\n", "not a numeric IPv4 or IPv6 address");
+        expect_config_error("smtp", "    address: \"mx.example.org:25\"\n", "host names are not resolved");
         expect_config_error("smtp", "", "give exactly one of 'address' (numeric host:port) or 'socket'");
         expect_config_error("lmtp", "    address: \"127.0.0.1:24\"\n    socket: /run/x\n", "probes[0].socket");
         expect_config_error("lmtp", "    socket: relative/path\n", "not an absolute path");

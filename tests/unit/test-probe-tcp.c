@@ -198,7 +198,7 @@ TEST(tcp_probe_config_rejects_names) {
         ASSERT_ERROR(config_load_string("t.yaml", yaml, strlen(yaml), &config, &errors), EINVAL);
         ASSERT_TRUE(errors && errors[0]);
         ASSERT_CONTAINS(errors[0], "address");
-        ASSERT_CONTAINS(errors[0], "not a numeric IPv4 or IPv6 address");
+        ASSERT_CONTAINS(errors[0], "host names are not resolved");
 }
 
 DEFINE_TEST_MAIN()

@@ -276,4 +276,76 @@ TEST(hysteresis_through_the_scheduler) {
         fixture_teardown(&f);
 }
 
+/* A type whose setup fails a given number of times first, as the
+ * systemd-unit probe's does while there is no system bus. */
+typedef struct FlakySetup {
+        TestProbe t; /* first: test_start() and test_stop() use it */
+        unsigned setup_failures_left;
+        unsigned setups;
+} FlakySetup;
+
+static int flaky_setup(Probe *p) {
+        FlakySetup *f = probe_get_userdata(p);
+
+        f->setups++;
+        if (f->setup_failures_left > 0) {
+                f->setup_failures_left--;
+                return probe_setup_error(p, -ENOENT, "no socket at /nowhere");
+        }
+        return 0;
+}
+
+static const ProbeType flaky_type = {
+        .name = "flaky",
+        .object_size = sizeof(FlakySetup),
+        .default_interval = 50 * USEC_PER_MSEC,
+        .default_timeout = 20 * USEC_PER_MSEC,
+        .default_rise = 1,
+        .default_fall = 1,
+        .setup = flaky_setup,
+        .start = test_start,
+        .stop = test_stop,
+};
+
+/* Issue 11: a probe that cannot be set up took the agent down. Now it
+ * reports unknown with the reason and is set up again later, while the
+ * other probes go on reporting. */
+TEST(failed_setup_reports_unknown_and_retries) {
+        Fixture f;
+        Probe *flaky = NULL;
+        FlakySetup *fs;
+
+        fixture_setup(&f, FINISH_AT_ONCE);
+        ASSERT_OK(probe_new(&flaky_type, "flaky", &flaky));
+        fs = probe_get_userdata(flaky);
+        fs->t.behaviour = FINISH_AT_ONCE;
+        fs->t.next_status = PROBE_OK;
+        fs->setup_failures_left = 1;
+
+        /* Attaching is no error: the failure is the probe's own. */
+        ASSERT_OK(probe_attach(flaky, &f.manager));
+        ASSERT_OK(probe_attach(f.probe, &f.manager));
+        ASSERT_FALSE(flaky->set_up);
+        ASSERT_TRUE(flaky->have_result);
+        ASSERT_EQ(flaky->status, PROBE_UNKNOWN);
+        ASSERT_STREQ(flaky->last.reason, "cannot set up the check: no socket at /nowhere");
+        ASSERT_TRUE(flaky->changed_realtime > 0);
+        /* A trigger (a bus signal, a peer) does not run a probe that is not set up. */
+        ASSERT_OK(probe_trigger(flaky));
+
+        /* The other probe runs meanwhile; the failed one does not. */
+        ASSERT_TRUE(RUN_UNTIL(f.event, f.t->starts >= 3, 2 * USEC_PER_SEC));
+        ASSERT_EQ(fs->t.starts, 0);
+
+        /* The retry comes after a backoff of about a second, then it runs. */
+        ASSERT_TRUE(RUN_UNTIL(f.event, fs->t.starts >= 1, 5 * USEC_PER_SEC));
+        ASSERT_EQ(fs->setups, 2);
+        ASSERT_TRUE(flaky->set_up);
+        ASSERT_EQ(flaky->status, PROBE_OK);
+        ASSERT_TRUE(!flaky->setup_error);
+
+        flaky = probe_free(flaky);
+        fixture_teardown(&f);
+}
+
 DEFINE_TEST_MAIN()
