@@ -1090,7 +1090,9 @@ static int check_cluster(ConfigContext *c, yaml_node_t *root, Config *config) {
         /* Peers must reach the node where it says. The address the DB sees
          * a node connect from is a pooler's or a proxy's as often as not
          * (pgbouncer, HAProxy in front of Patroni): never guessed. */
-        if (!k->peer_address || k->peer_address[0] == ':') {
+        /* A value that did not parse has its error already. */
+        if ((!k->peer_address && !(node && mapping_find(c, node, "peer_address"))) ||
+            (k->peer_address && k->peer_address[0] == ':')) {
                 r = config_error(c, node, "cluster.peer_address",
                                  "%s: give the address this node's peers reach it on, with its port "
                                  "(e.g. \"192.0.2.11:9471\"); the one the database sees may be a "

@@ -30,6 +30,13 @@ struct Node {
         sd_event_source *kill_retry;
         bool restarted; /* starting since the agent started, with the group as the last run left it */
 
+        /* A member failure waits for a settled group (boot, a unit's own
+         * start) before it is judged; unsettled, it is judged again at the
+         * next round. */
+        bool settle_pending;
+        bool judge_again;
+        bool unsettled_said;
+
         /* A withdrawal the cluster is asked for: decided when it answers. */
         char asked_reason[512];
         bool asked_known;
@@ -158,6 +165,13 @@ static int on_recovery_deadline(sd_event_source *s, uint64_t usec, void *userdat
 
 static void node_member_failed(Node *n, Probe *p, bool again);
 
+/* A unit that is still starting is not a failure (invariant 3): a probe
+ * that fails while its unit warms up is given this long after the unit
+ * became active, on top of the boot transaction and any job in flight. */
+static usec_t start_grace(const Node *n) {
+        return MAX(10 * USEC_PER_SEC, 3 * n->config->round_interval);
+}
+
 static Probe *critical_member(Node *n) {
         for (char **m = n->config->member_probes; m && *m; m++) {
                 Probe *p = find_probe(n, *m);
@@ -174,14 +188,16 @@ static int on_round(sd_event_source *s, uint64_t usec, void *userdata) {
         /* A withdrawal the cluster refused is asked again each round: the
          * other nodes may have recovered since, or, for a node starting, the
          * registry may have been read. */
-        if ((n->state.id == NODE_IN_SERVICE || n->state.id == NODE_STARTING) &&
-            cluster_last_denial(n->manager->cluster) != CLUSTER_ALLOW &&
+        if ((n->state.id == NODE_IN_SERVICE || n->state.id == NODE_STARTING || n->state.id == NODE_RECOVERING) &&
+            (n->judge_again || cluster_last_denial(n->manager->cluster) != CLUSTER_ALLOW) &&
             !cluster_withdrawal_pending(n->manager->cluster)) {
                 Probe *critical = critical_member(n);
                 if (critical)
                         node_member_failed(n, critical, true);
-                else
+                else {
+                        n->judge_again = false;
                         cluster_clear_denial(n->manager->cluster);
+                }
         }
 
         if (n->state.id == NODE_STARTING || n->state.id == NODE_RECOVERING) {
@@ -214,7 +230,7 @@ static int on_kill_retry(sd_event_source *s, uint64_t usec, void *userdata) {
         n->kill_retry = sd_event_source_disable_unref(n->kill_retry);
         if (!n->state.fenced)
                 return 0;
-        r = mail_group_kill(n->group, on_group_stopped, n);
+        r = mail_group_fence(n->group, CLUSTER_FENCE_MARGIN, on_group_stopped, n);
         if (r < 0)
                 log_error_errno(r, "Failed to kill the mail group: %m");
         return 0;
@@ -265,7 +281,7 @@ static void node_carry_out(Node *n, NodeAction a) {
                 /* Bounded by D-Bus round trips, not by the units' own stop
                  * times: the group must be down before the lease expires. */
                 n->recovery_deadline = sd_event_source_disable_unref(n->recovery_deadline);
-                r = mail_group_kill(n->group, on_group_stopped, n);
+                r = mail_group_fence(n->group, CLUSTER_FENCE_MARGIN, on_group_stopped, n);
                 if (r < 0) {
                         log_error_errno(r, "Failed to kill the mail group, retrying: %m");
                         arm_timer(n, &n->kill_retry, USEC_PER_SEC, on_kill_retry);
@@ -405,7 +421,7 @@ static void on_withdrawal_verdict(Cluster *c, ClusterVerdict v, const char *why,
  * can. The half-running group an agent restart finds is such a failure:
  * stopped as a whole once granted, kept meanwhile like a failing member of
  * a node in service. */
-static void node_member_failed(Node *n, Probe *p, bool again) {
+static void node_judge_failure(Node *n, Probe *p, bool again) {
         Cluster *c = n->manager->cluster;
         NodeState next = n->state;
         bool known;
@@ -423,6 +439,53 @@ static void node_member_failed(Node *n, Probe *p, bool again) {
         r = cluster_request_withdrawal(c, p->name, next.id, n->asked_reason, on_withdrawal_verdict, n);
         if (r < 0)
                 log_error_errno(r, "Failed to ask the cluster for a withdrawal, staying in service: %m");
+}
+
+static void on_settled(MailGroup *g, int r, bool settled, const char *reason, void *userdata) {
+        Node *n = userdata;
+        Probe *p;
+
+        n->settle_pending = false;
+        if (n->state.id != NODE_IN_SERVICE && n->state.id != NODE_STARTING && n->state.id != NODE_RECOVERING)
+                return;
+        p = critical_member(n);
+        if (!p) {
+                n->judge_again = false;
+                return;
+        }
+        if (r < 0 || !settled) {
+                if (!n->unsettled_said)
+                        log_internal(LOG_NOTICE, 0, &(LogFields) { .probe = p->name, .component = "node" },
+                                     "Member probe '%s' is critical, but the mail group is not settled (%s): not a "
+                                     "failure yet, judged again every round.",
+                                     p->name, reason);
+                n->unsettled_said = true;
+                n->judge_again = true;
+                return;
+        }
+        n->unsettled_said = false;
+        n->judge_again = false;
+        node_judge_failure(n, p, n->asked_again);
+}
+
+/* Judged only from a settled group: not during the boot transaction, not
+ * while a member has a job in flight or is activating, and not within the
+ * start grace of a member that just became active. */
+static void node_member_failed(Node *n, Probe *p, bool again) {
+        int r;
+
+        if (!n->group)
+                return node_judge_failure(n, p, again);
+        if (n->settle_pending)
+                return;
+        n->asked_again = again;
+        r = mail_group_query_settled(n->group, start_grace(n), on_settled, n);
+        if (r < 0) {
+                log_warning_errno(r, "Cannot ask systemd whether the mail group is settled, judging again next round: %m");
+                n->judge_again = true;
+                return;
+        }
+        n->settle_pending = true;
 }
 
 void node_probe_status_changed(Node *n, Probe *p, ProbeStatus old) {
