@@ -1035,6 +1035,119 @@ TEST(black_holed_db_blocks_nothing) {
         close(fd);
 }
 
+/* ---- concurrent withdrawals (issue 10, item 1) ---- */
+
+typedef struct Racer {
+        Agent agent;
+        WithdrawalAnswer answer;
+        usec_t asked, answered; /* CLOCK_MONOTONIC */
+        sd_event_source *timer;
+} Racer;
+
+static bool racers_registered(void *userdata) {
+        Racer *r = userdata;
+        for (size_t i = 0; r[i].agent.cluster; i++) {
+                const ClusterNode *nodes;
+                if (!cluster_db_ok(r[i].agent.cluster) || cluster_nodes(r[i].agent.cluster, &nodes) < i + 1)
+                        return false;
+        }
+        return true;
+}
+
+static void racer_answered(Cluster *c, ClusterVerdict v, const char *why, void *userdata) {
+        Racer *r = userdata;
+        r->answered = now(CLOCK_MONOTONIC);
+        withdrawal_answered(c, v, why, &r->answer);
+}
+
+static int racer_asks(sd_event_source *s, uint64_t usec, void *userdata) {
+        Racer *r = userdata;
+        r->asked = now(CLOCK_MONOTONIC);
+        ASSERT_OK(cluster_request_withdrawal(r->agent.cluster, "imap", NODE_WITHDRAWN, "imap: refused", racer_answered,
+                                             r));
+        return 0;
+}
+
+static bool racers_answered(void *userdata) {
+        Racer *r = userdata;
+        for (size_t i = 0; r[i].agent.cluster; i++)
+                if (!r[i].answer.done)
+                        return false;
+        return true;
+}
+
+static int cmp_usec(const void *a, const void *b) {
+        usec_t x = *(const usec_t *) a, y = *(const usec_t *) b;
+        return x < y ? -1 : x > y;
+}
+
+/* N agents in service, each with its own connection, ask to withdraw in the
+ * same loop turn or `gap` apart, `rounds` times: never more granted than the
+ * guards allow (two nodes: one; four with max_withdrawn_share 0.5: two), and
+ * the registry agrees. */
+static void race(size_t n, usec_t gap, unsigned rounds, usec_t *latencies, size_t *n_latencies) {
+        Racer r[5] = {};
+        sd_event *e = NULL;
+        char name[8];
+
+        ASSERT_OK(sd_event_new(&e));
+        for (size_t i = 0; i < n; i++) {
+                snprintf(name, sizeof name, "r%zu", i + 1);
+                agent_start(&r[i].agent, e, name, "rupost", PG_SERVER_PASSWORD, server.port, 500 * USEC_PER_MSEC,
+                            3 * USEC_PER_SEC, 10 * USEC_PER_SEC);
+        }
+        ASSERT_TRUE(run_until(e, racers_registered, r, 10 * USEC_PER_SEC));
+        for (unsigned round = 0; round < rounds; round++) {
+                unsigned granted = 0;
+
+                for (size_t i = 0; i < n; i++) {
+                        cluster_publish(r[i].agent.cluster, NODE_IN_SERVICE, "");
+                        r[i].answer = (WithdrawalAnswer) {};
+                }
+                run_for(e, 200 * USEC_PER_MSEC);
+                for (size_t i = 0; i < n; i++) {
+                        if (gap == 0)
+                                racer_asks(NULL, 0, &r[i]);
+                        else
+                                ASSERT_OK(sd_event_add_time_relative(e, &r[i].timer, CLOCK_MONOTONIC, i * gap, 1,
+                                                                     racer_asks, &r[i]));
+                }
+                ASSERT_TRUE(run_until(e, racers_answered, r, 10 * USEC_PER_SEC));
+                for (size_t i = 0; i < n; i++) {
+                        r[i].timer = sd_event_source_disable_unref(r[i].timer);
+                        granted += r[i].answer.verdict == CLUSTER_ALLOW;
+                        if (latencies && *n_latencies < 64)
+                                latencies[(*n_latencies)++] = r[i].answered - r[i].asked;
+                }
+                _cleanup_free_ char *in_service = sql_value("SELECT count(*) FROM rupost_agent.nodes "
+                                                            "WHERE state = 'in_service'");
+                ASSERT_EQ(granted, (unsigned) (n == 2 ? 1 : 2));
+                ASSERT_EQ(strtoul(in_service, NULL, 10), n - granted);
+        }
+        for (size_t i = 0; i < n; i++)
+                agent_stop(&r[i].agent);
+        sd_event_unref(e);
+        reset_registry();
+}
+
+TEST(concurrent_withdrawals_never_exceed_the_guards) {
+        static const usec_t gaps[] = { 0, 1 * USEC_PER_MSEC, 2 * USEC_PER_MSEC, 5 * USEC_PER_MSEC };
+        usec_t latencies[64];
+        size_t n = 0;
+
+        ensure_server();
+        reset_registry();
+        for (size_t g = 0; g < ELEMENTSOF(gaps); g++) {
+                race(2, gaps[g], 10, g == 0 ? latencies : NULL, &n);
+                race(4, gaps[g], 10, NULL, NULL);
+        }
+        /* The time from the request to the database's answer (one lock and
+         * two round trips), for the record. */
+        qsort(latencies, n, sizeof *latencies, cmp_usec);
+        fprintf(stderr, "withdrawal verdicts: %zu, median %.1f ms, worst %.1f ms\n", n,
+                (double) latencies[n / 2] / USEC_PER_MSEC, (double) latencies[n - 1] / USEC_PER_MSEC);
+}
+
 static void cleanup(void) {
         pg_server_remove(&server);
 }
