@@ -51,18 +51,24 @@ const char *metric_type_to_string(MetricType t) {
         return metric_type_table[t];
 }
 
-int probe_status_rank(ProbeStatus s) {
-        static const int rank[_PROBE_STATUS_MAX] = {
+ProbeStatus probe_status_worst(ProbeStatus a, ProbeStatus b) {
+        static const int severity[_PROBE_STATUS_MAX] = {
                 [PROBE_OK] = 0,
-                [PROBE_UNKNOWN] = 1,
-                [PROBE_WARNING] = 2,
+                [PROBE_WARNING] = 1,
+                [PROBE_UNKNOWN] = 2,
                 [PROBE_CRITICAL] = 3,
         };
-        return s >= 0 && s < _PROBE_STATUS_MAX ? rank[s] : 1;
+
+        if (a < 0 || a >= _PROBE_STATUS_MAX)
+                a = PROBE_UNKNOWN;
+        if (b < 0 || b >= _PROBE_STATUS_MAX)
+                b = PROBE_UNKNOWN;
+        return severity[b] > severity[a] ? b : a;
 }
 
 void probe_reason_add(Buf *reason, ProbeStatus *worst, ProbeStatus s, const char *fmt, ...) {
-        bool lead = probe_status_rank(s) > probe_status_rank(*worst) && reason->len > 0;
+        /* s goes first when it makes the run worse than what is already said. */
+        bool lead = probe_status_worst(*worst, s) != *worst && reason->len > 0;
         Buf tail = {};
         va_list ap;
 
@@ -78,8 +84,7 @@ void probe_reason_add(Buf *reason, ProbeStatus *worst, ProbeStatus s, const char
                 (void) buf_printf(reason, "; %.*s", (int) tail.len, tail.data);
                 buf_done(&tail);
         }
-        if (probe_status_rank(s) > probe_status_rank(*worst))
-                *worst = s;
+        *worst = probe_status_worst(*worst, s);
 }
 
 void probe_result_done(ProbeResult *r) {

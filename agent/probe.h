@@ -176,9 +176,14 @@ int probe_finish(Probe *p, ProbeStatus status, const char *reason_fmt, ...) _pri
 /* Ends the run as UNKNOWN ("the check itself could not run") for error r. */
 int probe_finish_errno(Probe *p, int r, const char *what);
 
-/* How bad a status is when findings are combined (Nagios' order): critical
- * beats warning beats unknown beats ok; "down" outranks "could not tell". */
-int probe_status_rank(ProbeStatus s) _pure_;
+/* The one way statuses are combined (findings of one run, probes of a node):
+ * the worse of a and b in the order ok < warning < unknown < critical. The
+ * enum's values are not that order (UNKNOWN is 3, CRITICAL 2), so never
+ * compare them directly. Critical wins because it is what healing acts on: a
+ * failure found must not be hidden by another check that could not run. A
+ * check that could not run outranks a warning, since it may hide anything up
+ * to a failure. A value outside the enum counts as unknown. */
+ProbeStatus probe_status_worst(ProbeStatus a, ProbeStatus b) _pure_;
 
 typedef struct Buf Buf;
 /* Adds one finding to a reason being built: "; "-separated, the most severe

@@ -74,23 +74,6 @@ typedef Rupost__Control__Sample SampleMessage;
 #define SKEW_WARNING_SECONDS 0.5
 #define SKEW_CRITICAL_SECONDS 1.0
 
-/* How bad a status is when several are combined, as Nagios aggregations do:
- * CRITICAL > WARNING > UNKNOWN > OK. */
-static int status_rank(ProbeStatus s) {
-        switch (s) {
-        case PROBE_OK:
-                return 0;
-        case PROBE_UNKNOWN:
-                return 1;
-        case PROBE_WARNING:
-                return 2;
-        case PROBE_CRITICAL:
-                return 3;
-        default:
-                return 1;
-        }
-}
-
 static ProbeStatus status_parse(const char *s) {
         ProbeStatus st = s ? probe_status_from_string(s) : _PROBE_STATUS_INVALID;
         /* A status this build does not know (a newer agent) counts as unknown. */
@@ -138,17 +121,11 @@ static ProbeStatus node_status(const Response *resp) {
 /* The node's status is its worst probe's, or worse when its healing state
  * says so; a node with no probes proves nothing. */
 static ProbeStatus overall_status(const Response *resp) {
-        ProbeStatus worst = resp->n_probes == 0 ? PROBE_UNKNOWN : PROBE_OK, n;
+        ProbeStatus worst = resp->n_probes == 0 ? PROBE_UNKNOWN : PROBE_OK;
 
-        for (size_t i = 0; i < resp->n_probes; i++) {
-                ProbeStatus s = status_parse(resp->probes[i]->status);
-                if (status_rank(s) > status_rank(worst))
-                        worst = s;
-        }
-        n = node_status(resp);
-        if (status_rank(n) > status_rank(worst))
-                worst = n;
-        return worst;
+        for (size_t i = 0; i < resp->n_probes; i++)
+                worst = probe_status_worst(worst, status_parse(resp->probes[i]->status));
+        return probe_status_worst(worst, node_status(resp));
 }
 
 /* Results of a one-off run are at least a warning: they may all be ok, but
@@ -157,7 +134,10 @@ static ProbeStatus overall_status(const Response *resp) {
  * not read that as healthy, nor as "the check failed" (unknown), since the
  * probes did run and their worst finding still counts in full. */
 static ProbeStatus with_fallback_floor(ProbeStatus s, const char *fallback) {
-        return fallback && status_rank(s) < status_rank(PROBE_WARNING) ? PROBE_WARNING : s;
+        /* Not a combination of statuses: an unknown becomes a warning too. */
+        if (!fallback || s == PROBE_CRITICAL)
+                return s;
+        return PROBE_WARNING;
 }
 
 static usec_t deadline_remaining(usec_t deadline) {
@@ -962,8 +942,7 @@ static ProbeStatus skew_status(const SkewRow *rows, size_t n) {
         ProbeStatus worst = n == 0 ? PROBE_UNKNOWN : PROBE_OK;
 
         for (size_t i = 0; i < n; i++)
-                if (status_rank(rows[i].verdict) > status_rank(worst))
-                        worst = rows[i].verdict;
+                worst = probe_status_worst(worst, rows[i].verdict);
         return worst;
 }
 
@@ -1155,7 +1134,7 @@ static void help(void) {
                "(any probe unknown, no probes, or the agent could not be asked).\n"
                "When the agent is not running, status and skew run every probe once\n"
                "themselves and say so; the result is then at least a warning.\n"
-               "The worst probe wins: critical > warning > unknown > ok; a withdrawn or\n"
+               "The worst probe wins: critical > unknown > warning > ok; a withdrawn or\n"
                "failed node is critical, one in maintenance or recovering a warning.\n"
                "skew: from the largest offset, ok below 0.5 s, warning from 0.5 s, critical\n"
                "from 1 s (the cluster's limit), unknown when no probe reported one.\n"

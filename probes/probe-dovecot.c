@@ -206,7 +206,7 @@ static void problem(Buf *reason, ProbeStatus *status, ProbeStatus s, const char 
 static void problem(Buf *reason, ProbeStatus *status, ProbeStatus s, const char *fmt, ...) {
         va_list ap;
 
-        *status = MAX(*status, s);
+        *status = probe_status_worst(*status, s);
         if (reason->len > 0)
                 (void) buf_puts(reason, "; ");
         va_start(ap, fmt);

@@ -293,8 +293,7 @@ static void verdict_add(Verdict *v, ProbeStatus s, const char *fmt, ...) {
         Buf *b = s == PROBE_CRITICAL ? &v->critical : &v->warning;
         va_list ap;
 
-        if (s > v->status)
-                v->status = s;
+        v->status = probe_status_worst(v->status, s);
         if (b->len > 0)
                 (void) buf_puts(b, "; ");
         va_start(ap, fmt);

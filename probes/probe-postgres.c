@@ -294,10 +294,6 @@ static void judgement_done(Judgement *j) {
                 free(j->text[i]);
 }
 
-static int severity(ProbeStatus s) {
-        return s == PROBE_CRITICAL ? 3 : s == PROBE_UNKNOWN ? 2 : s == PROBE_WARNING ? 1 : 0;
-}
-
 _printf_(3, 4) static void judge(Judgement *j, ProbeStatus status, const char *fmt, ...) {
         _cleanup_free_ char *t = NULL;
         char *joined = NULL;
@@ -309,8 +305,7 @@ _printf_(3, 4) static void judge(Judgement *j, ProbeStatus status, const char *f
         va_end(ap);
         if (!t)
                 return;
-        if (severity(status) > severity(j->status))
-                j->status = status;
+        j->status = probe_status_worst(j->status, status);
         if (!j->text[status])
                 j->text[status] = TAKE_PTR(t);
         else if (asprintf(&joined, "%s; %s", j->text[status], t) >= 0) {

@@ -173,8 +173,7 @@ static void problem(ProbeStatus *status, ProbeStatus s, char *reason, size_t siz
         size_t l = strlen(reason);
         va_list ap;
 
-        if (s > *status)
-                *status = s;
+        *status = probe_status_worst(*status, s);
         if (l > 0 && l + 2 < size) {
                 memcpy(reason + l, "; ", 3);
                 l += 2;

@@ -290,6 +290,7 @@ TEST(postfix_probe_master_up_and_queues) {
 }
 
 TEST(postfix_probe_master_down) {
+        char path[256];
         ProbeRun r;
 
         test_block_sigchld();
@@ -303,8 +304,18 @@ TEST(postfix_probe_master_down) {
         ASSERT_EQ(probe_sample_value(r.probe, "rupost_postfix_master_up", NULL), 0);
         probe_run_done(&r);
 
+        /* Down and a queue that cannot be read: still critical (healing acts
+         * on critical), whatever order the findings came in. */
+        snprintf(path, sizeof path, "%s/hold", queue_dir);
+        ASSERT_OK(rmdir(path));
+        run_start(&r, "", "5s");
+        ASSERT_EQ(r.probe->last.status, PROBE_CRITICAL);
+        ASSERT_CONTAINS(r.probe->last.reason, "/pid/master.pid is not locked");
+        ASSERT_CONTAINS(r.probe->last.reason, "cannot read the hold queue: No such file or directory");
+        probe_run_done(&r);
+        make_dir("hold");
+
         /* Our probe must not keep the lock: a master can take it right after. */
-        char path[256];
         snprintf(path, sizeof path, "%s/pid/master.pid", queue_dir);
         int fd = open(path, O_RDWR | O_CLOEXEC);
         ASSERT_TRUE(fd >= 0);

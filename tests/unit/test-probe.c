@@ -5,6 +5,7 @@
 
 #include <systemd/sd-event.h>
 
+#include "lib/buf.h"
 #include "manager.h"
 #include "probe.h"
 #include "run-until.h"
@@ -346,6 +347,57 @@ TEST(failed_setup_reports_unknown_and_retries) {
 
         flaky = probe_free(flaky);
         fixture_teardown(&f);
+}
+
+/* Every pair, both ways round: ok < warning < unknown < critical. The enum's
+ * own values put unknown (3) above critical (2), which is what this guards. */
+TEST(status_worst_table) {
+        static const struct {
+                ProbeStatus a, b, worst;
+        } table[] = {
+                { PROBE_OK, PROBE_OK, PROBE_OK },
+                { PROBE_OK, PROBE_WARNING, PROBE_WARNING },
+                { PROBE_OK, PROBE_UNKNOWN, PROBE_UNKNOWN },
+                { PROBE_OK, PROBE_CRITICAL, PROBE_CRITICAL },
+                { PROBE_WARNING, PROBE_WARNING, PROBE_WARNING },
+                { PROBE_WARNING, PROBE_UNKNOWN, PROBE_UNKNOWN },
+                { PROBE_WARNING, PROBE_CRITICAL, PROBE_CRITICAL },
+                { PROBE_UNKNOWN, PROBE_UNKNOWN, PROBE_UNKNOWN },
+                { PROBE_UNKNOWN, PROBE_CRITICAL, PROBE_CRITICAL },
+                { PROBE_CRITICAL, PROBE_CRITICAL, PROBE_CRITICAL },
+                /* Outside the enum: unknown, never passed on. */
+                { _PROBE_STATUS_INVALID, PROBE_OK, PROBE_UNKNOWN },
+                { _PROBE_STATUS_MAX, PROBE_WARNING, PROBE_UNKNOWN },
+                { _PROBE_STATUS_INVALID, PROBE_CRITICAL, PROBE_CRITICAL },
+                { _PROBE_STATUS_INVALID, _PROBE_STATUS_MAX, PROBE_UNKNOWN },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                ASSERT_EQ(probe_status_worst(table[i].a, table[i].b), table[i].worst);
+                ASSERT_EQ(probe_status_worst(table[i].b, table[i].a), table[i].worst);
+        }
+}
+
+/* Findings in any order: the status is the worst, and its finding leads. */
+TEST(reason_add_critical_beats_unknown) {
+        ProbeStatus worst = PROBE_OK;
+        Buf reason = BUF_INIT(256);
+
+        probe_reason_add(&reason, &worst, PROBE_WARNING, "slow");
+        probe_reason_add(&reason, &worst, PROBE_CRITICAL, "down");
+        probe_reason_add(&reason, &worst, PROBE_UNKNOWN, "cannot tell");
+        ASSERT_EQ(worst, PROBE_CRITICAL);
+        ASSERT_TRUE(reason.data != NULL);
+        ASSERT_STREQ(reason.data, "down; slow; cannot tell");
+        buf_done(&reason);
+
+        worst = PROBE_OK;
+        reason = BUF_INIT(256);
+        probe_reason_add(&reason, &worst, PROBE_WARNING, "slow");
+        probe_reason_add(&reason, &worst, PROBE_UNKNOWN, "cannot tell");
+        ASSERT_EQ(worst, PROBE_UNKNOWN);
+        ASSERT_STREQ(reason.data, "cannot tell; slow");
+        buf_done(&reason);
 }
 
 DEFINE_TEST_MAIN()

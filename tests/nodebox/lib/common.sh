@@ -70,7 +70,7 @@ check_host_tools() {
 		command -v "$t" >/dev/null 2>&1 || missing+=("$t")
 	done
 	[ ${#missing[@]} -eq 0 ] ||
-		die "missing host tools: ${missing[*]} (apt-get install util-linux iproute2 nftables mmdebstrap)"
+		die "missing host tools: ${missing[*]} (scripts/install-deps installs them: util-linux iproute2 nftables mmdebstrap)"
 }
 
 # infra, node1..nodeN
