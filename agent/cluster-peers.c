@@ -10,9 +10,9 @@
 
 #define PEER_GREETING "rupost-agent-peer 1 "
 
-int peer_line_format(char *buf, size_t len, const char *name, bool db_ok, const char *state) {
-        int n = snprintf(buf, len, PEER_GREETING "%s db=%s state=%s\n", name, db_ok ? "ok" : "lost",
-                         state && *state ? state : "unknown");
+int peer_line_format(char *buf, size_t len, const PeerAnswer *a) {
+        int n = snprintf(buf, len, PEER_GREETING "%s db=%s state=%s members=%s\n", a->name, a->db_ok ? "ok" : "lost",
+                         a->state[0] ? a->state : "unknown", a->members_ok ? "ok" : "failing");
         return n < 0 || (size_t) n >= len ? -ENOBUFS : 0;
 }
 
@@ -39,7 +39,9 @@ int peer_line_parse(const char *line, PeerAnswer *ret) {
                 if (word_is(p, n, "db=ok") || word_is(p, n, "db=lost")) {
                         a.db_ok = p[3] == 'o';
                         have_db = true;
-                } else if (n > 6 && strncmp(p, "state=", 6) == 0 && n - 6 < sizeof a.state) {
+                } else if (word_is(p, n, "members=ok") || word_is(p, n, "members=failing"))
+                        a.members_ok = p[8] == 'o';
+                else if (n > 6 && strncmp(p, "state=", 6) == 0 && n - 6 < sizeof a.state) {
                         memcpy(a.state, p + 6, n - 6);
                         a.state[n - 6] = 0;
                 }
@@ -74,7 +76,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 if (a < 0)
                         break;
                 l->answer(&me, l->userdata);
-                if (peer_line_format(line, sizeof line, me.name, me.db_ok, me.state) < 0)
+                if (peer_line_format(line, sizeof line, &me) < 0)
                         continue;
                 (void) send(a, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL);
         }
@@ -175,6 +177,7 @@ static void poll_finish(PeerPoll *p) {
                         r.reached++;
                         r.ok += a.db_ok;
                         r.live_lost += q->live && !a.db_ok;
+                        r.live_consent += q->live && !a.db_ok && streq(a.state, "in_service") && a.members_ok;
                 } else if (q->live && used + strlen(q->name) + 2 < sizeof r.unreached)
                         used += (size_t) sprintf(r.unreached + used, "%s%s", used ? ", " : "", q->name);
         }

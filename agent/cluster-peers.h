@@ -4,7 +4,7 @@
 /* The peer port: one line over TCP that tells another agent whether this
  * node renews its cluster lease and what it is doing,
  *
- *   rupost-agent-peer 1 NAME db=ok|lost state=STATE
+ *   rupost-agent-peer 1 NAME db=ok|lost state=STATE members=ok|failing
  *
  * A node that cannot renew asks every peer of its last view at once
  * (cluster-rules.h says what it makes of the answers). Agents of version
@@ -22,9 +22,10 @@ typedef struct PeerAnswer {
         char name[64];
         bool db_ok;
         char state[32]; /* "" when the peer did not say */
+        bool members_ok; /* false when it did not say */
 } PeerAnswer;
 
-int peer_line_format(char *buf, size_t len, const char *name, bool db_ok, const char *state);
+int peer_line_format(char *buf, size_t len, const PeerAnswer *a);
 /* Parses one line (with or without its newline); -EBADMSG when it is not a
  * peer's answer. */
 int peer_line_parse(const char *line, PeerAnswer *ret);
@@ -55,6 +56,7 @@ typedef struct PeerPollResult {
         unsigned live;
         unsigned live_lost;  /* live peers that answered db=lost */
         unsigned ok;         /* peers (live or not) that answered db=ok */
+        unsigned live_consent; /* live peers that lost the DB too, are in service and their members healthy */
         char unreached[256]; /* names of the live peers that did not answer, for the log */
 } PeerPollResult;
 

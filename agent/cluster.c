@@ -67,6 +67,7 @@ typedef struct Withdrawal {
         ClusterWithdrawalDone done;
         void *userdata;
         sd_event_source *answer; /* delivers an answer that needs no query */
+        PeerPoll *consent;       /* during a shared outage: the peers are asked instead */
 } Withdrawal;
 
 /* Keys the instance id to this program: other programs get other ids from
@@ -131,6 +132,7 @@ struct Cluster {
         ClusterFenceCallback fence_callback;
         void *fence_userdata;
         ClusterVerdict last_denial;
+        bool members_failing;
 
         PeerListener *peer_listener;
         PeerPoll *poll;
@@ -485,6 +487,50 @@ oom:
 
 /* ---- withdrawal ---- */
 
+static int cluster_poll_targets(Cluster *c, PeerTarget **ret, size_t *ret_n);
+
+static void on_consent(const PeerPollResult *r, void *userdata) {
+        Cluster *c = userdata;
+        char why[512];
+
+        c->withdrawal.consent = peer_poll_free(c->withdrawal.consent);
+        if (r->live > 0 && r->live_consent == r->live && r->ok == 0) {
+                log_internal(LOG_WARNING, 0, &(LogFields) { .component = "cluster" },
+                             "The cluster database is down for everyone; all %u peers with a lease serve with healthy "
+                             "members and consent to node %s withdrawing.",
+                             r->live, c->node_name);
+                return withdrawal_answer(c, CLUSTER_ALLOW, "");
+        }
+        snprintf(why, sizeof why,
+                 "the cluster database is unreachable and only %u of the %u peers with a lease consent (in service, "
+                 "members healthy)%s%.200s",
+                 r->live_consent, r->live, r->unreached[0] ? "; not reached: " : "", r->unreached);
+        withdrawal_answer(c, CLUSTER_DENY_DB_UNREACHABLE, why);
+}
+
+/* The policy for an outage of the database for everyone (rupost-agent.yaml(5)):
+ * a node may withdraw through its agent-check alone when every peer whose
+ * lease was unexpired in the last view answers that it serves with healthy
+ * members. A node says its members fail before it asks (node.c sets it as
+ * soon as one is critical), so two nodes asking at once each see the
+ * other's failure, and at most one node is out this way at a time. */
+static int cluster_ask_consent(Cluster *c) {
+        _cleanup_free_ PeerTarget *targets = NULL;
+        size_t n;
+        int r;
+
+        r = cluster_poll_targets(c, &targets, &n);
+        if (r < 0)
+                return r;
+        r = peer_poll_start(c->event, targets, n, c->config->renew_interval / 2, on_consent, c,
+                            &c->withdrawal.consent);
+        if (r < 0)
+                return r;
+        /* Not also through the database, should it come back meanwhile. */
+        c->withdrawal.started = true;
+        return 0;
+}
+
 static int on_withdrawal_answer(sd_event_source *s, void *userdata) {
         Cluster *c = userdata;
         Withdrawal *w = &c->withdrawal;
@@ -508,6 +554,7 @@ static void withdrawal_answer(Cluster *c, ClusterVerdict v, const char *why) {
 
         if (!w->pending)
                 return;
+        w->consent = peer_poll_free(w->consent);
         w->pending = w->started = false;
         w->verdict = v;
         snprintf(w->why, sizeof w->why, "%s", why ?: "");
@@ -538,6 +585,8 @@ int cluster_request_withdrawal(Cluster *c, const char *probe, NodeStateId target
         }
         if (!c->conn || !c->db_ok) {
                 char why[300];
+                if (c->in_outage && !c->fenced && cluster_ask_consent(c) >= 0)
+                        return 0;
                 snprintf(why, sizeof why, "the cluster database is unreachable (%.200s), the guards cannot be consulted",
                          c->error[0] ? c->error : "not connected yet");
                 withdrawal_answer(c, CLUSTER_DENY_DB_UNREACHABLE, why);
@@ -545,6 +594,11 @@ int cluster_request_withdrawal(Cluster *c, const char *probe, NodeStateId target
         }
         cluster_run_next(c);
         return 0;
+}
+
+void cluster_set_members_failing(Cluster *c, bool failing) {
+        if (c)
+                c->members_failing = failing;
 }
 
 bool cluster_withdrawal_pending(const Cluster *c) {
@@ -974,16 +1028,15 @@ static void on_poll_done(const PeerPollResult *result, void *userdata) {
         cluster_fence_tick(c);
 }
 
-/* Asks every peer of the last view that has an address, live or not: a
- * peer that was down at our last renewal and renews now must be heard, and
- * only the live ones must confirm an outage. */
-static void cluster_poll_peers(Cluster *c) {
-        _cleanup_free_ PeerTarget *targets = calloc(MAX(c->n_nodes, (size_t) 1), sizeof *targets);
+/* Every peer of the last view that has an address, live or not: a peer
+ * that was down at our last renewal and renews now must be heard, and only
+ * those with a lease then must confirm an outage. */
+static int cluster_poll_targets(Cluster *c, PeerTarget **ret, size_t *ret_n) {
+        PeerTarget *targets = calloc(MAX(c->n_nodes, (size_t) 1), sizeof *targets);
         size_t n = 0;
-        int r;
 
         if (!targets)
-                return (void) log_oom();
+                return -ENOMEM;
         for (size_t i = 0; i < c->n_nodes; i++) {
                 const ClusterNode *node = &c->nodes[i];
 
@@ -997,6 +1050,19 @@ static void cluster_poll_peers(Cluster *c) {
                         .live = node->lease_left > 0,
                 };
         }
+        *ret = targets;
+        *ret_n = n;
+        return 0;
+}
+
+static void cluster_poll_peers(Cluster *c) {
+        _cleanup_free_ PeerTarget *targets = NULL;
+        size_t n;
+        int r;
+
+        r = cluster_poll_targets(c, &targets, &n);
+        if (r < 0)
+                return (void) log_oom();
         r = peer_poll_start(c->event, targets, n, c->config->renew_interval / 2, on_poll_done, c, &c->poll);
         if (r < 0)
                 log_error_errno(r, "Failed to ask the cluster peers: %m");
@@ -1086,6 +1152,7 @@ static void on_peer_asks(PeerAnswer *ret, void *userdata) {
         snprintf(ret->name, sizeof ret->name, "%s", c->node_name);
         ret->db_ok = c->db_ok && now(CLOCK_MONOTONIC) < c->last_reply_mono + 2 * c->config->renew_interval;
         snprintf(ret->state, sizeof ret->state, "%s", node_state_to_string(c->state) ?: "");
+        ret->members_ok = !c->members_failing;
 }
 
 static int cluster_listen_peers(Cluster *c) {
@@ -1380,6 +1447,7 @@ Cluster *cluster_free(Cluster *c) {
         sd_event_source_disable_unref(c->renew_timer);
         sd_event_source_disable_unref(c->fence_timer);
         sd_event_source_disable_unref(c->withdrawal.answer);
+        peer_poll_free(c->withdrawal.consent);
         free(c->withdrawal.probe);
         free(c->withdrawal.reason);
         peer_listener_free(c->peer_listener);

@@ -19,6 +19,10 @@
  * they hold. No answer (DB unreachable, timeout, broken connection) is no
  * grant.
  *
+ * During an outage of the database for everyone (confirmed by the fence
+ * rule's poll), a withdrawal is granted instead when every peer with a
+ * lease consents on its peer port: it serves with healthy members.
+ *
  * Self-fencing: cluster-rules.h states the rule; the peers are asked on
  * their peer port (cluster-peers.h). */
 
@@ -94,6 +98,10 @@ typedef void (*ClusterWithdrawalDone)(Cluster *c, ClusterVerdict v, const char *
 int cluster_request_withdrawal(Cluster *c, const char *probe, NodeStateId target, const char *reason,
                                ClusterWithdrawalDone done, void *userdata);
 bool cluster_withdrawal_pending(const Cluster *c);
+/* Whether a member probe of the mail group is critical now, for the peers
+ * (see the policy for an outage of the database in rupost-agent.yaml(5)).
+ * Set before asking for a withdrawal. */
+void cluster_set_members_failing(Cluster *c, bool failing);
 
 /* ---- read-only view, for the control socket, rupost-health and metrics ---- */
 

@@ -491,6 +491,8 @@ static void node_member_failed(Node *n, Probe *p, bool again) {
 void node_probe_status_changed(Node *n, Probe *p, ProbeStatus old) {
         if (!n || !is_member(n, p))
                 return;
+        /* Before anything is asked: peers read it (cluster.h). */
+        cluster_set_members_failing(n->manager->cluster, critical_member(n) != NULL);
         /* The manager reported the failure to the cluster already
          * (manager_probe_status_changed()), for the others' guards. */
         if (p->status == PROBE_CRITICAL)

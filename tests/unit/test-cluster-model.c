@@ -8,8 +8,9 @@
  * failures and recoveries, the database lost by one node or by all, links
  * cut between nodes. After every step:
  *
- *   1. a withdrawal is granted only while another node really serves mail
- *      (in service, its group running, not fenced);
+ *   1. a withdrawal is granted, by the database or, in an outage of the
+ *      database for everyone, by the peers' consent, only while another node
+ *      really serves mail (in service, its group running, not fenced);
  *   2. a fenced node never starts its group, and its group is down within
  *      the kill bound;
  *   3. a node whose lease expired, trusted by an observer under
@@ -60,8 +61,8 @@ typedef struct MNode {
         unsigned poll_lost, poll_ok;
         usec_t fenced_at;
         /* a withdrawal transaction: decided at decide_at, answered at reply_at */
-        bool asking;
-        usec_t decide_at, reply_at;
+        bool asking, members_failing;
+        usec_t decide_at, reply_at, consent_at;
         ClusterVerdict verdict;
         NodeStateId target;
 } MNode;
@@ -74,7 +75,7 @@ typedef struct Model {
         bool link[MAX_NODES][MAX_NODES];
         uint64_t rng;
         double max_withdrawn_share;
-        unsigned grants, refusals, fences, outages, trusted;
+        unsigned grants, consents, refusals, fences, outages, trusted;
 } Model;
 
 static uint64_t next_rand(Model *m) {
@@ -93,8 +94,11 @@ static usec_t up_to(Model *m, usec_t max) {
         return max == 0 ? 0 : next_rand(m) % max;
 }
 
+/* Serving, and not about to stop: a withdrawal granted but not yet
+ * carried out takes the node away as surely as one carried out. */
 static bool really_serving(const MNode *x) {
-        return x->st.id == NODE_IN_SERVICE && x->group_running && !x->st.fenced;
+        return x->st.id == NODE_IN_SERVICE && x->group_running && !x->st.fenced &&
+               !(x->asking && x->verdict == CLUSTER_ALLOW);
 }
 
 static bool answers_ok(const Model *m, const MNode *x) {
@@ -164,6 +168,7 @@ static void withdrawal_decides(Model *m, unsigned i) {
         GuardCounts g = { .others = m->n - 1 };
 
         x->decide_at = 0;
+        x->verdict = CLUSTER_DENY_DB_UNREACHABLE;
         if (!x->db) {
                 x->verdict = CLUSTER_DENY_DB_UNREACHABLE;
                 return;
@@ -190,6 +195,32 @@ static void withdrawal_decides(Model *m, unsigned i) {
                 ASSERT_FAIL("seed %" PRIu64 ": node %u granted a withdrawal while no other node serves", m->rng, i);
         m->rows[i].state = x->target;
         m->grants++;
+}
+
+/* During a shared outage the peers with a lease are asked instead: each
+ * consents when it lost the database too, serves, and its members are
+ * healthy, as it is when the answer leaves it. */
+static void consent_decides(Model *m, unsigned i) {
+        MNode *x = &m->nodes[i];
+        unsigned asked = 0, consent = 0;
+
+        x->consent_at = 0;
+        for (unsigned j = 0; j < m->n; j++) {
+                MNode *y = &m->nodes[j];
+                if (j == i || !x->confirm_set[j])
+                        continue;
+                asked++;
+                consent += m->link[i][j] && !answers_ok(m, y) && y->st.id == NODE_IN_SERVICE && !y->members_failing;
+        }
+        x->verdict = asked > 0 && consent == asked ? CLUSTER_ALLOW : CLUSTER_DENY_DB_UNREACHABLE;
+        if (x->verdict != CLUSTER_ALLOW)
+                return;
+        bool another = false;
+        for (unsigned j = 0; j < m->n; j++)
+                another = another || (j != i && really_serving(&m->nodes[j]));
+        if (!another)
+                ASSERT_FAIL("seed %" PRIu64 ": node %u withdrew by consent while no other node serves", m->rng, i);
+        m->consents++;
 }
 
 /* ---- one node's agent ---- */
@@ -287,7 +318,9 @@ static void agent_step(Model *m, unsigned i) {
         }
         if (x->decide_at != 0 && m->t >= x->decide_at)
                 withdrawal_decides(m, i);
-        if (x->asking && x->decide_at == 0 && m->t >= x->reply_at) {
+        if (x->consent_at != 0 && m->t >= x->consent_at)
+                consent_decides(m, i);
+        if (x->asking && x->decide_at == 0 && x->consent_at == 0 && m->t >= x->reply_at) {
                 x->asking = false;
                 if (x->verdict == CLUSTER_ALLOW && x->st.id == NODE_IN_SERVICE)
                         apply(m, i, NODE_EVENT_MEMBER_FAILED);
@@ -299,6 +332,8 @@ static void agent_step(Model *m, unsigned i) {
         if (m->t >= x->next_round) {
                 x->next_round = m->t + ROUND;
                 bool healthy = x->members_ok && x->group_running;
+                /* Said before anything is asked (node.c). */
+                x->members_failing = !healthy;
                 /* A group still starting is not a failure, only not healthy yet. */
                 if (x->st.id == NODE_RECOVERING && !x->members_ok)
                         apply(m, i, NODE_EVENT_MEMBER_FAILED);
@@ -313,6 +348,7 @@ static void agent_step(Model *m, unsigned i) {
                         /* Behind a sync in flight on the same connection. */
                         usec_t start = MAX(m->t, x->commit_at);
                         x->decide_at = x->db_ok ? start + up_to(m, 300 * USEC_PER_MSEC) + 1 : 0;
+                        x->consent_at = !x->db_ok && x->in_outage ? m->t + up_to(m, RENEW / 2) + 1 : 0;
                         x->verdict = CLUSTER_DENY_DB_UNREACHABLE;
                         x->reply_at = start + up_to(m, 600 * USEC_PER_MSEC) + 1;
                 }
@@ -425,27 +461,30 @@ TEST(random_interleavings) {
         const char *env = getenv("RUPOST_MODEL_RUNS");
         unsigned runs = env ? (unsigned) strtoul(env, NULL, 10) : 300;
 
-        unsigned trusted = 0;
+        unsigned trusted = 0, consents = 0;
 
         for (unsigned n = 2; n <= MAX_NODES; n++) {
                 Model total = {}, m;
                 for (unsigned r = 0; r < runs; r++) {
                         run(n, (uint64_t) n * 1000003 + r, &m);
                         total.grants += m.grants;
+                        total.consents += m.consents;
                         total.refusals += m.refusals;
                         total.fences += m.fences;
                         total.outages += m.outages;
                         total.trusted += m.trusted;
                 }
                 fprintf(stderr,
-                        "%u nodes, %u runs: %u withdrawals granted, %u refused, %u fences, %u shared outages, "
-                        "%u steps with an expired lease trusted\n",
-                        n, runs, total.grants, total.refusals, total.fences, total.outages, total.trusted);
+                        "%u nodes, %u runs: %u withdrawals granted, %u by consent in an outage, %u refused, %u "
+                        "fences, %u shared outages, %u steps with an expired lease trusted\n",
+                        n, runs, total.grants, total.consents, total.refusals, total.fences, total.outages,
+                        total.trusted);
                 /* The runs must reach the interesting cases at all. */
                 ASSERT_TRUE(total.grants > 0 && total.refusals > 0 && total.fences > 0 && total.outages > 0);
                 trusted += total.trusted;
+                consents += total.consents;
         }
-        ASSERT_TRUE(trusted > 0);
+        ASSERT_TRUE(trusted > 0 && consents > 0);
 }
 
 DEFINE_TEST_MAIN()

@@ -601,11 +601,40 @@ TEST(self_fence) {
 
         /* 2. The DB down for everyone: peers reach each other and both say
          * they lost it, so nobody fences. */
+        cluster_publish(a[0].cluster, NODE_IN_SERVICE, "");
+        cluster_publish(a[1].cluster, NODE_IN_SERVICE, "");
         run_for(e, 500 * USEC_PER_MSEC);
         pg_server_stop(&server);
         run_for(e, ttl + 500 * USEC_PER_MSEC);
         ASSERT_FALSE(a[0].fenced);
         ASSERT_FALSE(a[1].fenced);
+        ASSERT_TRUE(cluster_shared_outage(a[0].cluster) && cluster_shared_outage(a[1].cluster));
+
+        /* The policy for such an outage: a node withdraws through its
+         * agent-check alone when every peer serves with healthy members.
+         * Both failing at once: each sees the other's failure, neither goes. */
+        char why[512];
+        cluster_set_members_failing(a[0].cluster, true);
+        cluster_set_members_failing(a[1].cluster, true);
+        WithdrawalAnswer w0 = {}, w1 = {};
+        ASSERT_OK(cluster_request_withdrawal(a[0].cluster, "imap", NODE_WITHDRAWN, "imap: x", withdrawal_answered, &w0));
+        ASSERT_OK(cluster_request_withdrawal(a[1].cluster, "imap", NODE_WITHDRAWN, "imap: x", withdrawal_answered, &w1));
+        while (!w0.done || !w1.done)
+                ASSERT_OK(sd_event_run(e, 20 * USEC_PER_MSEC));
+        ASSERT_EQ(w0.verdict, CLUSTER_DENY_DB_UNREACHABLE);
+        ASSERT_EQ(w1.verdict, CLUSTER_DENY_DB_UNREACHABLE);
+        ASSERT_CONTAINS(w0.why, "only 0 of the 1 peers with a lease consent");
+        /* Only n1 fails: n2 consents. */
+        cluster_set_members_failing(a[1].cluster, false);
+        ASSERT_EQ(cluster_ask(e, a[0].cluster, "imap", false, why, sizeof why), CLUSTER_ALLOW);
+        cluster_publish(a[0].cluster, NODE_WITHDRAWN, "imap: x");
+        /* n1 out, n2 may not follow it. */
+        cluster_set_members_failing(a[1].cluster, true);
+        ASSERT_EQ(cluster_ask(e, a[1].cluster, "imap", false, why, sizeof why), CLUSTER_DENY_DB_UNREACHABLE);
+        cluster_set_members_failing(a[0].cluster, false);
+        cluster_set_members_failing(a[1].cluster, false);
+        cluster_publish(a[0].cluster, NODE_IN_SERVICE, "");
+
         pg_server_spawn(&server);
         server.running = true;
         pg_server_wait_ready(&server);
