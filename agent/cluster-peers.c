@@ -176,6 +176,7 @@ static void poll_finish(PeerPoll *p) {
                 if (reached) {
                         r.reached++;
                         r.ok += a.db_ok;
+                        r.live_reached += q->live;
                         r.live_lost += q->live && !a.db_ok;
                         r.live_consent += q->live && !a.db_ok && streq(a.state, "in_service") && a.members_ok;
                 } else if (q->live && used + strlen(q->name) + 2 < sizeof r.unreached)

@@ -54,6 +54,7 @@ typedef struct PeerPollResult {
         unsigned asked;
         unsigned reached;    /* answered with a well-formed line naming the node asked */
         unsigned live;
+        unsigned live_reached;
         unsigned live_lost;  /* live peers that answered db=lost */
         unsigned ok;         /* peers (live or not) that answered db=ok */
         unsigned live_consent; /* live peers that lost the DB too, are in service and their members healthy */

@@ -129,6 +129,8 @@ struct Cluster {
         bool in_outage;
         usec_t peer_ok_since;
         PeerPollResult last_poll;
+        usec_t health_poll_due;    /* CLOCK_MONOTONIC: the next check of the peer ports while renewing */
+        unsigned peers_unreachable; /* peers with a lease that did not answer the last poll */
         ClusterFenceCallback fence_callback;
         void *fence_userdata;
         ClusterVerdict last_denial;
@@ -1012,6 +1014,13 @@ static void on_poll_done(const PeerPollResult *result, void *userdata) {
 
         c->poll = peer_poll_free(c->poll);
         c->last_poll = *result;
+        if (result->live - result->live_reached != c->peers_unreachable && result->live > result->live_reached)
+                log_internal(LOG_WARNING, 0, &(LogFields) { .component = "cluster" },
+                             "Cluster peers with a lease do not answer on their peer address: %s. Should the "
+                             "database fail now, node %s could not confirm a shared outage and would fence "
+                             "itself; open the peer port between the mail nodes.",
+                             result->unreached, c->node_name);
+        c->peers_unreachable = result->live - result->live_reached;
         log_debug("Cluster peers: %u of %u reached, %u of %u live ones lost the database, %u renew.",
                   result->reached, result->asked, result->live_lost, result->live, result->ok);
         if (result->ok > 0 && c->in_outage && c->peer_ok_since == 0) {
@@ -1100,12 +1109,18 @@ static void cluster_fence_tick(Cluster *c) {
         next_poll = deadline > r + r / 2 ? deadline - r - r / 2 : 0;
         if (c->last_poll.started >= in.last_renew && c->last_poll.started + r > next_poll)
                 next_poll = c->last_poll.started + r;
+        /* While renewing, also every ten intervals: a peer port nobody
+         * can reach (a firewall) is found before an outage needs it. */
+        if (c->db_ok)
+                next_poll = MIN(next_poll, c->health_poll_due);
         if (!c->poll && in.now >= next_poll) {
+                if (c->db_ok && in.now >= c->health_poll_due)
+                        c->health_poll_due = in.now + 10 * r;
                 cluster_poll_peers(c);
                 next_poll = in.now + r;
         }
         if (!c->poll)
-                next = next_poll;
+                next = c->db_ok ? MIN(next_poll, c->health_poll_due) : next_poll;
 
         switch (cluster_fence_decide(&in, &when, reason, sizeof reason)) {
         case FENCE_NOW:
@@ -1293,6 +1308,10 @@ usec_t cluster_renewing_for(const Cluster *c) {
 
 bool cluster_shared_outage(const Cluster *c) {
         return c && c->in_outage;
+}
+
+unsigned cluster_peers_unreachable(const Cluster *c) {
+        return c ? c->peers_unreachable : 0;
 }
 
 usec_t cluster_last_renew(const Cluster *c) {

@@ -134,6 +134,11 @@ usec_t cluster_renewing_for(const Cluster *c);
 /* Past its fence deadline, kept up because every live peer confirmed that
  * the database is down for everyone. */
 bool cluster_shared_outage(const Cluster *c);
+/* Peers with a lease that did not answer on their peer address at the last
+ * poll (checked every ten renew intervals while renewing): should the
+ * database fail, this node could not confirm a shared outage and would
+ * fence. */
+unsigned cluster_peers_unreachable(const Cluster *c);
 /* The state this node's row held when this run of the agent first read the
  * registry, before writing it: what the previous run left (a node that was
  * in service may still be serving while it starts). _NODE_STATE_INVALID when

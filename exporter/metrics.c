@@ -83,6 +83,8 @@ static const char *const reserved_names[] = {
         "rupost_cluster_lease_renew_timestamp_seconds",
         "rupost_cluster_db_up",
         "rupost_cluster_self_fenced",
+        "rupost_cluster_shared_outage",
+        "rupost_cluster_peers_unreachable",
         "rupost_cluster_withdrawal_denied",
         "rupost_probe_failure_peers",
         "process_cpu_seconds_total",
@@ -505,7 +507,14 @@ static const MetricFamily
                                  "succeeded." },
         cluster_fenced_family = { "rupost_cluster_self_fenced", METRIC_GAUGE,
                                   "Whether this node stopped its own mail group because it could not renew its "
-                                  "cluster lease while its peers could." },
+                                  "cluster lease and no shared outage of the database was confirmed." },
+        cluster_outage_family = { "rupost_cluster_shared_outage", METRIC_GAUGE,
+                                  "Whether this node is past its fence deadline and serving because every peer with "
+                                  "a lease confirmed that the cluster database is down for everyone." },
+        cluster_unreachable_family = { "rupost_cluster_peers_unreachable", METRIC_GAUGE,
+                                       "Peers with a lease that did not answer on their peer address at the last "
+                                       "check: should the database fail, this node could not confirm a shared "
+                                       "outage and would fence." },
         cluster_denied_family = { "rupost_cluster_withdrawal_denied", METRIC_GAUGE,
                                   "Whether the cluster guards refused this node's last withdrawal, one series per "
                                   "reason; stays 1 until a withdrawal is allowed or the node is back in service." };
@@ -570,6 +579,16 @@ static int render_cluster(Buf *b, MetricsFormat fmt, const Manager *m) {
         (void) put_header(b, fmt, &cluster_fenced_family);
         (void) PUT_LITERAL(b, "rupost_cluster_self_fenced ");
         (void) put_u64(b, cluster_self_fenced(m->cluster));
+        (void) PUT_LITERAL(b, "\n");
+
+        (void) put_header(b, fmt, &cluster_outage_family);
+        (void) PUT_LITERAL(b, "rupost_cluster_shared_outage ");
+        (void) put_u64(b, cluster_shared_outage(m->cluster));
+        (void) PUT_LITERAL(b, "\n");
+
+        (void) put_header(b, fmt, &cluster_unreachable_family);
+        (void) PUT_LITERAL(b, "rupost_cluster_peers_unreachable ");
+        (void) put_u64(b, cluster_peers_unreachable(m->cluster));
         (void) PUT_LITERAL(b, "\n");
 
         /* Every reason always, so that a query over the family sees 0s
@@ -652,6 +671,8 @@ uint64_t metrics_state_hash(const Manager *m) {
                 h = hash_u64(h, cluster_last_renew(m->cluster));
                 h = hash_u64(h, cluster_db_ok(m->cluster));
                 h = hash_u64(h, cluster_self_fenced(m->cluster));
+                h = hash_u64(h, cluster_shared_outage(m->cluster));
+                h = hash_u64(h, cluster_peers_unreachable(m->cluster));
                 h = hash_u64(h, (uint64_t) cluster_last_denial(m->cluster));
                 for (size_t i = 0; i < n_probes; i++)
                         h = hash_u64(h, cluster_peers_failing(m->cluster, probes[i]->name, NULL));

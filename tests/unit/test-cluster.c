@@ -1064,6 +1064,37 @@ TEST(black_holed_db_blocks_nothing) {
         close(fd);
 }
 
+/* While every node renews, the peer ports are checked every ten renew
+ * intervals: a peer that cannot be asked is found before an outage of the
+ * database needs it (issue 10, item 4). */
+static bool peer_unreachable(void *userdata) {
+        return cluster_peers_unreachable(((Agent *) userdata)->cluster) == 1;
+}
+
+TEST(peer_port_checked_while_renewing) {
+        sd_event *e = NULL;
+        Agent a[2];
+        const usec_t renew = 300 * USEC_PER_MSEC;
+
+        ensure_server();
+        reset_registry();
+        ASSERT_OK(sd_event_new(&e));
+        agent_start(&a[0], e, "n1", "rupost", PG_SERVER_PASSWORD, server.port, renew, 1 * USEC_PER_SEC,
+                    30 * USEC_PER_SEC);
+        agent_start(&a[1], e, "n2", "rupost", PG_SERVER_PASSWORD, server.port, renew, 1 * USEC_PER_SEC,
+                    30 * USEC_PER_SEC);
+        ASSERT_TRUE(run_until(e, both_ok, a, 10 * USEC_PER_SEC));
+        run_for(e, 11 * renew);
+        ASSERT_EQ(cluster_peers_unreachable(a[0].cluster), 0u);
+        /* n2's agent goes; its lease (30 s) stays on the books. */
+        agent_stop(&a[1]);
+        ASSERT_TRUE(run_until(e, peer_unreachable, &a[0], 12 * renew));
+        ASSERT_FALSE(a[0].fenced);
+        agent_stop(&a[0]);
+        sd_event_unref(e);
+        reset_registry();
+}
+
 /* ---- concurrent withdrawals (issue 10, item 1) ---- */
 
 typedef struct Racer {
