@@ -384,10 +384,10 @@ static void node_withdrawal_refused(Node *n, ClusterVerdict v, const char *why) 
                      n->asked_reason, why, cluster_verdict_to_string(v));
 }
 
-/* The database answered. Granted, the registry holds the node withdrawn
- * already and the group is stopped now; the node may have changed state
- * meanwhile (fenced, maintenance), and then what it publishes next
- * overwrites the grant. Refused, it stays in service and raises the alarm;
+/* The database (or, in an outage of it, the peers) answered. Granted, the
+ * registry holds the node withdrawn already and the group is stopped now;
+ * the node may have changed state meanwhile (fenced, maintenance), and then
+ * what it publishes overwrites the grant. Refused, it stays in service and raises the alarm;
  * on_round() asks again every round. */
 static void on_withdrawal_verdict(Cluster *c, ClusterVerdict v, const char *why, void *userdata) {
         Node *n = userdata;
@@ -405,11 +405,9 @@ static void on_withdrawal_verdict(Cluster *c, ClusterVerdict v, const char *why,
         /* Asked again every round: say it once per reason. */
         if (!said)
                 node_withdrawal_refused(n, v, why);
+        /* Not known to have served: it stays starting, group untouched. */
         if (n->asked_known)
                 node_apply(n, NODE_EVENT_WITHDRAWAL_REFUSED, n->asked_reason);
-        else
-                /* The registry says the node withdrew; it did not. */
-                cluster_publish(c, n->state.id, n->state.reason);
 }
 
 /* Invariant 3: a node that may be serving mail does not take itself out:
