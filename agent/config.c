@@ -1351,9 +1351,10 @@ static int document_parse(ConfigContext *c, const char *data, size_t size, Confi
         yaml_node_t *root, *next;
         int r;
 
+        /* Not the size: config_read_file() stops one byte past the limit, so
+         * a 50 MB file would read as 1048577 bytes. */
         if (size > CONFIG_MAX_FILE_SIZE)
-                return context_add_error(c, NULL, NULL, "too large: %zu bytes, the limit is %d", size,
-                                         CONFIG_MAX_FILE_SIZE);
+                return context_add_error(c, NULL, NULL, "larger than the limit of %d bytes", CONFIG_MAX_FILE_SIZE);
 
         r = check_structure(c, data, size);
         if (r < 0)

@@ -673,8 +673,10 @@ static int remove_stale_socket(const char *path, const struct sockaddr_un *sa, s
         return 0;
 }
 
-static int socket_give_to_group(const char *path) {
+int control_socket_group_lookup(gid_t *ret) {
         const struct group *g;
+
+        assert_return(ret, -EINVAL);
 
         /* Without the group, the socket stays root's alone; that is the safe side. */
         errno = 0;
@@ -684,11 +686,18 @@ static int socket_give_to_group(const char *path) {
                         log_warning_errno(errno, "Failed to look up group '%s', ignoring: %m",
                                           CONTROL_SOCKET_GROUP);
                 else
-                        log_debug("Group '%s' does not exist, control socket '%s' stays root-only.",
-                                  CONTROL_SOCKET_GROUP, path);
+                        log_debug("Group '%s' does not exist, the control socket stays root-only.",
+                                  CONTROL_SOCKET_GROUP);
                 return 0;
         }
-        if (chown(path, (uid_t) -1, g->gr_gid) < 0)
+        *ret = g->gr_gid;
+        return 1;
+}
+
+static int socket_give_to_group(const Manager *m, const char *path) {
+        if (!m->have_control_group)
+                return 0;
+        if (chown(path, (uid_t) -1, m->control_group) < 0)
                 return log_warning_errno(errno, "Failed to give control socket '%s' to group '%s', ignoring: %m",
                                          path, CONTROL_SOCKET_GROUP);
         return 0;
@@ -752,7 +761,7 @@ int control_server_new(Manager *m, const char *path, ControlServer **ret) {
 
         if (chmod(path, 0660) < 0)
                 return log_error_errno(errno, "Failed to set the mode of control socket '%s': %m", path);
-        (void) socket_give_to_group(path);
+        (void) socket_give_to_group(m, path);
         /* Whatever group the socket ended up with is the one whose members
          * may change the node: root's own when the agent's group is missing. */
         if (stat(path, &st) < 0)

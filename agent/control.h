@@ -26,6 +26,11 @@
 /* The group that may use the socket, if it exists. */
 #define CONTROL_SOCKET_GROUP "rupost-agent"
 
+/* Looks CONTROL_SOCKET_GROUP up (NSS): 1 and *ret when it exists, 0 when it
+ * does not or cannot be looked up (logged). Called once at start-up, never
+ * on the event loop: with LDAP or sssd behind NSS, getgrnam() can block. */
+int control_socket_group_lookup(gid_t *ret);
+
 int control_server_new(Manager *m, const char *path, ControlServer **ret);
 ControlServer *control_server_free(ControlServer *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(ControlServer *, control_server_free);

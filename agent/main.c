@@ -142,10 +142,10 @@ int main(int argc, char *argv[]) {
                         fprintf(stderr, "%s\n", *e);
                 if (r < 0)
                         return EXIT_FAILURE;
-                printf("%s: OK, %zu probes\n", arg_config, config->n_probes);
+                printf("%s: OK, %zu probe%s\n", arg_config, config->n_probes, config->n_probes == 1 ? "" : "s");
                 if (web_path)
-                        printf("%s: OK, %s, %zu basic auth users\n", web_path, web->tls ? "TLS" : "no TLS",
-                               web->n_users);
+                        printf("%s: OK, %s, %zu basic auth user%s\n", web_path, web->tls ? "TLS" : "no TLS",
+                               web->n_users, web->n_users == 1 ? "" : "s");
                 return EXIT_SUCCESS;
         }
         if (r < 0) {

@@ -394,6 +394,8 @@ int manager_start(Manager *m, Config *config) {
         r = manager_load_web_config(m, &m->web_config);
         if (r < 0)
                 return r;
+        /* Before the loop runs: a reload only reuses what is found here. */
+        m->have_control_group = control_socket_group_lookup(&m->control_group) > 0;
         r = manager_setup_listeners(m, NULL, NULL, NULL);
         if (r < 0)
                 return r;

@@ -5,6 +5,8 @@
  * the exporter and the control socket. Everything that is not a command-line
  * argument hangs off it. */
 
+#include <stdbool.h>
+#include <sys/types.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
@@ -34,6 +36,11 @@ struct Manager {
         Exporter *exporter;
         WebConfig *web_config; /* what the exporter serves with; NULL: plain HTTP */
         ControlServer *control;
+        /* The control socket's group (control_socket_group_lookup()), looked
+         * up once by manager_start(): a reload runs on the loop and may move
+         * the socket, and a group lookup may block. */
+        gid_t control_group;
+        bool have_control_group;
         CurlGlue *curl; /* libcurl multi of the HTTP probes, created on first use */
         Node *node; /* the healing policy; NULL when the config has no healing section */
         struct AgentCheck *agent_check; /* HAProxy's agent-check port, answered for the node or "up ready" */

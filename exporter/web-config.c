@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "lib/secret-file.h"
 #include "web-config.h"
 
 typedef struct LoadState {
@@ -374,7 +375,8 @@ static int resolve_path(const char *config_path, char **p) {
 }
 
 /* Reads a whole PEM file; *ret_why says what went wrong, in words. */
-static int read_pem(const char *path, char **ret, const char **ret_why) {
+/* secret: the file holds a private key, which only the agent should read. */
+static int read_pem(const char *path, bool secret, char **ret, const char **ret_why) {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ char *b = NULL;
         size_t n = 0;
@@ -417,6 +419,8 @@ static int read_pem(const char *path, char **ret, const char **ret_why) {
                 *ret_why = "not a PEM file (it contains NUL bytes)";
                 return -EINVAL;
         }
+        if (secret)
+                secret_file_warn_mode(path, st.st_mode);
         *ret = TAKE_PTR(b);
         return 0;
 }
@@ -482,7 +486,7 @@ static int read_tls_files(ConfigContext *c, yaml_node_t *tls, WebConfig *w) {
         c->probe_mapping = tls;
         c->probe_prefix = "tls_server_config";
 
-        r = read_pem(w->cert_file, &w->cert_pem, &why);
+        r = read_pem(w->cert_file, false, &w->cert_pem, &why);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
@@ -493,7 +497,7 @@ static int read_tls_files(ConfigContext *c, yaml_node_t *tls, WebConfig *w) {
                         ret = certificate_error(c, "cert_file", w->cert_file, r);
         }
 
-        r = read_pem(w->key_file, &w->key_pem, &why);
+        r = read_pem(w->key_file, true, &w->key_pem, &why);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
@@ -511,7 +515,7 @@ static int read_tls_files(ConfigContext *c, yaml_node_t *tls, WebConfig *w) {
         }
 
         if (w->client_ca_file) {
-                r = read_pem(w->client_ca_file, &w->client_ca_pem, &why);
+                r = read_pem(w->client_ca_file, false, &w->client_ca_pem, &why);
                 if (r == -ENOMEM)
                         return r;
                 if (r < 0)

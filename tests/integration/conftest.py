@@ -20,6 +20,18 @@ NODEBOX = str(HERE.parent / "nodebox" / "nodebox")
 KEEP = os.environ.get("NODEBOX_KEEP") == "1"
 RUN_DIR = os.environ.get("NODEBOX_RUN_DIR", "/run/rupost-nodebox")
 
+# The skips a complete run may have: each was asked for by whoever runs the
+# suite. Any other skip means something the suite needs was missing (no agent
+# package, so "no rupost-agent .deb was given"): with NODEBOX_STRICT_SKIPS=1
+# (tests/run, hence CI) such a test fails instead, because a suite that passes
+# by not running proves nothing. A developer running a few tests by hand
+# without a package still gets skips.
+EXPECTED_SKIPS = (
+    # The cluster is kept for a look around, so the teardown tests cannot run.
+    "NODEBOX_KEEP=1: the cluster is kept running",
+)
+STRICT_SKIPS = os.environ.get("NODEBOX_STRICT_SKIPS") == "1"
+
 # Run inside a box with the command as argv[1]: HAProxy's admin socket
 # answers one command and closes.
 HAPROXY_ADMIN = r"""
@@ -245,10 +257,23 @@ def _diagnostics():
     return text
 
 
+def _skip_reason(report):
+    """The reason given to pytest.skip() or skipif, without pytest's prefix."""
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    return reason.removeprefix("Skipped: ")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
+    if STRICT_SKIPS and report.skipped and not hasattr(report, "wasxfail"):
+        reason = _skip_reason(report)
+        if reason not in EXPECTED_SKIPS:
+            report.outcome = "failed"
+            report.longrepr = (f"unexpected skip: {reason}\n(NODEBOX_STRICT_SKIPS=1: only the "
+                               f"reasons in conftest.EXPECTED_SKIPS may skip a test)")
+            return
     if report.when == "call" and report.failed:
         try:
             report.sections.append(("nodebox diagnostics", _diagnostics()))

@@ -504,8 +504,21 @@ TEST(limits) {
         ASSERT_TRUE(big);
         memset(big, '#', CONFIG_MAX_FILE_SIZE + 1);
         ASSERT_ERROR(config_load_string("test.yaml", big, CONFIG_MAX_FILE_SIZE + 1, &c, &errors), EINVAL);
-        ASSERT_STREQ(errors[0], "test.yaml: too large: 1048577 bytes, the limit is 1048576");
+        ASSERT_STREQ(errors[0], "test.yaml: larger than the limit of 1048576 bytes");
         ASSERT_TRUE(!errors[1]);
+        errors = strv_free(errors);
+
+        /* A file far over it: read only up to the limit, and no size claimed
+         * that the file does not have (50 MB, sparse). */
+        char path[] = "/tmp/test-config-big-XXXXXX";
+        int fd = mkostemp(path, O_CLOEXEC);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(ftruncate(fd, 50 * 1024 * 1024));
+        close(fd);
+        ASSERT_ERROR(config_load_file(path, &c, &errors), EINVAL);
+        ASSERT_CONTAINS(errors[0], ": larger than the limit of 1048576 bytes");
+        ASSERT_NOT_CONTAINS(errors[0], "1048577");
+        ASSERT_OK(unlink(path));
         errors = strv_free(errors);
 
         /* More probes than allowed; exactly the limit is fine. */
