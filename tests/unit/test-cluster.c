@@ -1164,7 +1164,14 @@ static void race(size_t n, usec_t gap, unsigned rounds, usec_t *latencies, size_
                         cluster_publish(r[i].agent.cluster, NODE_IN_SERVICE, "");
                         r[i].answer = (WithdrawalAnswer) {};
                 }
-                run_for(e, 200 * USEC_PER_MSEC);
+                for (usec_t end = now(CLOCK_MONOTONIC) + 5 * USEC_PER_SEC;;) {
+                        _cleanup_free_ char *serving = sql_value("SELECT count(*) FROM rupost_agent.nodes "
+                                                                 "WHERE state = 'in_service'");
+                        if (strtoul(serving, NULL, 10) == n)
+                                break;
+                        ASSERT_TRUE(now(CLOCK_MONOTONIC) < end);
+                        ASSERT_OK(sd_event_run(e, 10 * USEC_PER_MSEC));
+                }
                 for (size_t i = 0; i < n; i++) {
                         if (gap == 0)
                                 racer_asks(NULL, 0, &r[i]);
@@ -1198,8 +1205,8 @@ TEST(concurrent_withdrawals_never_exceed_the_guards) {
         ensure_server();
         reset_registry();
         for (size_t g = 0; g < ELEMENTSOF(gaps); g++) {
-                race(2, gaps[g], 10, g == 0 ? latencies : NULL, &n);
-                race(4, gaps[g], 10, NULL, NULL);
+                race(2, gaps[g], 15, g == 0 ? latencies : NULL, &n);
+                race(4, gaps[g], 15, NULL, NULL);
         }
         /* The time from the request to the database's answer (one lock and
          * two round trips), for the record. */
