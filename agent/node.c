@@ -172,13 +172,22 @@ static usec_t start_grace(const Node *n) {
         return MAX(10 * USEC_PER_SEC, 3 * n->config->round_interval);
 }
 
+/* A critical member, one that sees only this node's own state first: a
+ * unit that is not running is this node's fault whatever the others see, and
+ * so is not held back by the shared-failure guard (two nodes whose dovecot
+ * dies in the same instant: one withdraws and heals, the other serves). */
 static Probe *critical_member(Node *n) {
+        Probe *found = NULL;
+
         for (char **m = n->config->member_probes; m && *m; m++) {
                 Probe *p = find_probe(n, *m);
-                if (p && p->status == PROBE_CRITICAL)
+                if (!p || p->status != PROBE_CRITICAL)
+                        continue;
+                if (p->type->local_only)
                         return p;
+                found = found ?: p;
         }
-        return NULL;
+        return found;
 }
 
 static int on_round(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -434,7 +443,9 @@ static void node_judge_failure(Node *n, Probe *p, bool again) {
 
         n->asked_known = known;
         n->asked_again = again;
-        r = cluster_request_withdrawal(c, p->name, next.id, n->asked_reason, on_withdrawal_verdict, n);
+        /* A local fault is never a shared one: no probe to compare. */
+        r = cluster_request_withdrawal(c, p->type->local_only ? NULL : p->name, next.id, n->asked_reason,
+                                       on_withdrawal_verdict, n);
         if (r < 0)
                 log_error_errno(r, "Failed to ask the cluster for a withdrawal, staying in service: %m");
 }

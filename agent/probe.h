@@ -89,6 +89,10 @@ typedef struct ProbeType {
         usec_t default_timeout;
         unsigned default_rise;
         unsigned default_fall;
+        /* The probe sees this node's own state only (a unit that is not
+         * running), never a dependency other nodes share: its failure is
+         * never a shared one, whatever the other nodes report. */
+        bool local_only;
 
         /* After the keys were parsed: check what the table cannot (required
          * combinations), reporting with config_error(). */

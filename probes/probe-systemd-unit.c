@@ -331,6 +331,7 @@ static int systemd_unit_start(Probe *p) {
 
 const ProbeType probe_type_systemd_unit = {
         .name = "systemd-unit",
+        .local_only = true,
         .object_size = sizeof(SystemdUnitProbe),
         .config_items = systemd_unit_config_items,
         .default_interval = 30 * USEC_PER_SEC,
