@@ -420,6 +420,9 @@ TEST(guards) {
         run_for(e, 300 * USEC_PER_MSEC);
         ASSERT_EQ(check(e, a.cluster, 2, "smtp", why, sizeof why), CLUSTER_DENY_SHARED_FAILURE);
         ASSERT_CONTAINS(why, "1 of 1 other nodes in service see probe 'smtp' failing");
+        /* A local fault (no probe to compare: a unit not running) is never
+         * shared. */
+        ASSERT_EQ(check(e, a.cluster, 2, NULL, why, sizeof why), CLUSTER_ALLOW);
         ASSERT_EQ(check(e, a.cluster, 2, "imap", why, sizeof why), CLUSTER_ALLOW);
         /* A withdrawn node's members fail because its group is stopped: that
          * says nothing about a shared dependency. n3 is withdrawn and fails
