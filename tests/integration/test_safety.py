@@ -2,8 +2,10 @@
 the fence of invariant 4).
 
 - Both nodes' dovecot killed at the same instant, five times: the database
-  grants one withdrawal and refuses the other, so one node always stays in
-  service (registry, agent-check and every HAProxy), and the other withdraws.
+  grants one withdrawal and refuses the other (last-in-service, or
+  shared-failure while both report the same probe failing), so one node
+  always stays in service (registry, agent-check and every HAProxy), and the
+  other withdraws.
 - A partition {node1} | {node2, infra}: node1 cannot renew and cannot reach
   its only live peer, so it fences itself (its mail group stopped) before
   its lease expires on the database's clock; node2 keeps serving. Healed,
@@ -41,8 +43,9 @@ LEASE_TTL = 10
 KILL_AT = r"""
 import subprocess, sys, time
 time.sleep(max(0.0, float(sys.argv[1]) - time.time()))
+at = time.time()
 subprocess.run(["systemctl", "kill", "-s", "KILL", "dovecot.service"], check=True)
-print(f"{time.time():.6f}")
+print(f"{at:.6f}")
 """
 
 
@@ -52,7 +55,7 @@ def safe(cluster):
         pytest.skip("no rupost-agent .deb was given to nodebox up, so there is no agent to test")
     # A short backoff: each round of the concurrent-kill test waits for two
     # recoveries. Attempts never run out within the module.
-    configs = {n: healing_config(n, backoff="5s", backoff_max="10s", max_attempts=0, infra=INFRA)
+    configs = {n: healing_config(n, backoff="3s", backoff_max="6s", max_attempts=0, infra=INFRA)
                for n in NODES}
     try:
         with cluster.agent_configs(configs, action="reload-or-restart"):
@@ -94,7 +97,7 @@ def kill_dovecot_on_both(cluster):
         out, err = p.communicate(timeout=30)
         assert p.returncode == 0, (n, out, err)
         killed.append(float(out))
-    print(f"\ndovecot killed on {NODES[0]} and {NODES[1]} {abs(killed[0] - killed[1]) * 1000:.1f} ms apart")
+    print(f"\ndovecot kills started on {NODES[0]} and {NODES[1]} {abs(killed[0] - killed[1]) * 1000:.1f} ms apart")
     return min(killed)
 
 
@@ -124,13 +127,21 @@ def test_concurrent_failures_leave_one_node_in_service(safe):
         stayed = next(n for n in NODES if n != out)
         cluster.wait_for(f"{stayed} still serving, refused its withdrawal", lambda: serving(cluster, stayed),
                          timeout=10, interval=0.2)
+        # Its own withdrawal was refused: because the other node had gone
+        # (last-in-service), or, asked first, because the other node in
+        # service failed the same probe at the same moment (shared-failure:
+        # the database cannot tell two local failures from a shared one).
+        # The node that withdrew may have been refused that way too before
+        # it asked again for another probe that failed.
         refusals = cluster.wait_for(f"{stayed}'s refusal in its journal",
                                     lambda: journal_since(cluster, stayed, since, REFUSED_ID), timeout=10)
-        assert "last-in-service" in refusals[0]["MESSAGE"], refusals[0]
-        assert not journal_since(cluster, out, since, REFUSED_ID), out
+        for n in NODES:
+            for j in journal_since(cluster, n, since, REFUSED_ID):
+                assert "(last-in-service)" in j["MESSAGE"] or "(shared-failure)" in j["MESSAGE"], j["MESSAGE"]
+                print(f"round {round}: {n} refused: {j['MESSAGE']}")
         changes = journal_since(cluster, out, since, STATE_CHANGED_ID)
-        print(f"round {round}: {out} withdrew ({changes[0]['MESSAGE'] if changes else '?'}); "
-              f"{stayed} stayed: {refusals[0]['MESSAGE']}")
+        print(f"round {round}: {out} withdrew: {changes[0]['MESSAGE'] if changes else '?'}; {stayed} stayed "
+              f"({len(refusals)} refusal(s))")
         # Every HAProxy takes the withdrawn node out; the one that stayed
         # serves on, until its peer is back and it may heal in its turn.
         for box in NODES:
