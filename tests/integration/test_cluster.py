@@ -6,7 +6,7 @@ share their state, leases and guards through infra's PostgreSQL.
 - The last node in service is never withdrawn, whatever fails on it: the
   refusal is logged at crit and exported as a metric.
 - The database down for everyone is an alert, not a reason to withdraw or
-  fence anybody.
+  fence anybody, while every live peer confirms it on the peer port (9471).
 - A node cut off from the database alone stops its mail group before its
   lease expires, while the other keeps serving, and comes back once it can
   renew again.
@@ -16,88 +16,18 @@ a cluster section with short timings) and restores the previous one
 afterwards, even when a test fails.
 """
 
-import json
 import shutil
 import subprocess
 import time
 
 import pytest
 
+from cluster_helpers import (INFRA, NODES, REFUSED_ID, SELF_FENCED_ID, SHARED_OUTAGE_ID, db, drop_output,
+                             group_stopped, in_service, journal_since, lease_expires, metrics, restart_groups,
+                             start_database, undrop, unit_stopped_at, view, wait_all_in_service)
 from healing_config import GROUP, healing_config, unit_states
-NODES = ["node1", "node2"]
-INFRA = "10.231.0.10"
+
 NFT_TABLE = "rupost_test_cluster"
-REFUSED_ID = "a7d3f1b9c5e24d8a9b6c0e4f2a8d1c3e"
-SHARED_OUTAGE_ID = "d8b4a2c6e0f94b7d9e3a5c1f7b2d4e6a"
-SELF_FENCED_ID = "5c1f7e2a9b3d4e8fa0c6b2d8e4f1a3c5"
-
-
-def group_stopped(cluster, box):
-    return all(s in ("inactive", "failed") for s in unit_states(cluster, box).values())
-
-
-def view(cluster, box):
-    """`rupost-health cluster --json` on BOX, by node name."""
-    out = cluster.exec(box, "rupost-health", "cluster", "--json").stdout
-    return {n["name"]: n for n in json.loads(out)["nodes"]}
-
-
-def metrics(cluster, box):
-    """The agent's samples on BOX: {'name{labels}': value}."""
-    return cluster.samples(cluster.metrics(box))
-
-
-def db(cluster, sql):
-    return cluster.exec("infra", "runuser", "-u", "postgres", "--", "psql", "-X", "-At", "-d", "rupost",
-                        "-c", sql).stdout.strip()
-
-
-def journal_since(cluster, box, since, message_id):
-    out = cluster.exec(box, "journalctl", "-u", "rupost-agent.service", f"--since=@{since:.0f}",
-                       f"MESSAGE_ID={message_id}", "-o", "json", "--no-pager", check=False).stdout
-    return [json.loads(l) for l in out.splitlines() if l.strip()]
-
-
-def in_service(cluster, node):
-    return cluster.agent_check(node, via="node2") == "up ready" and all(
-        s == "active" for s in unit_states(cluster, node).values())
-
-
-def all_in_service(cluster):
-    v = view(cluster, "node2")
-    return all(in_service(cluster, n) for n in NODES) and all(
-        v[n]["state"] == "in_service" and v[n]["lease_age_seconds"] < 3 for n in NODES)
-
-
-def wait_all_in_service(cluster, timeout=120):
-    cluster.wait_for("node1 and node2 in service with fresh leases", lambda: all_in_service(cluster),
-                     timeout=timeout, interval=0.5)
-
-
-def lease_expires(cluster, node):
-    return float(db(cluster, "SELECT extract(epoch FROM lease_expires) FROM rupost_agent.nodes "
-                             f"WHERE name = '{node}'"))
-
-
-UNIT_STOPPED_AT = r"""
-import subprocess, sys, time
-mono = int(subprocess.run(["systemctl", "show", "-P", "InactiveEnterTimestampMonotonic", sys.argv[1]],
-                          capture_output=True, text=True, check=True).stdout)
-print(mono / 1e6 + time.clock_gettime(time.CLOCK_REALTIME) - time.clock_gettime(time.CLOCK_MONOTONIC))
-"""
-
-
-def unit_stopped_at(cluster, box, unit):
-    """When UNIT last went inactive, unix seconds to the microsecond (the
-    boxes share the kernel's clocks)."""
-    return float(cluster.exec(box, "python3", "-c", UNIT_STOPPED_AT, unit).stdout)
-
-
-def start_database(cluster, check=True):
-    # nodebox-data (the harness's databases) requires postgresql: it went
-    # down with it.
-    cluster.exec("infra", "systemctl", "start", "postgresql.service", "nodebox-data.service",
-                 check=check, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -112,11 +42,9 @@ def clustered(cluster):
             db(cluster, "DELETE FROM rupost_agent.nodes WHERE name NOT IN ('node1', 'node2')")
             yield cluster
     finally:
-        cluster.exec("node1", "nft", "delete", "table", "inet", NFT_TABLE, check=False)
+        undrop(cluster, "node1", NFT_TABLE)
         start_database(cluster, check=False)
-        for n in NODES:
-            cluster.exec(n, "sh", "-c", "systemctl reset-failed; systemctl start " + " ".join(GROUP),
-                         check=False)
+        restart_groups(cluster)
         # Without a cluster section nobody renews these rows any more.
         db(cluster, "DELETE FROM rupost_agent.nodes WHERE name IN ('node1', 'node2')")
 
@@ -217,12 +145,8 @@ def test_database_down_for_everyone_is_an_alert_only(clustered):
 
 def test_node_cut_off_alone_fences_itself_in_time(clustered):
     cluster = clustered
-    cluster.exec("node1", "nft", "add", "table", "inet", NFT_TABLE)
     try:
-        cluster.exec("node1", "nft", "add", "chain", "inet", NFT_TABLE, "out",
-                     "{ type filter hook output priority 0 ; }")
-        cluster.exec("node1", "nft", "add", "rule", "inet", NFT_TABLE, "out",
-                     "ip", "daddr", INFRA, "tcp", "dport", "5432", "drop")
+        drop_output(cluster, "node1", NFT_TABLE, "ip", "daddr", INFRA, "tcp", "dport", "5432")
         cut = time.time()
         cluster.wait_for("node1's whole mail group stopped", lambda: group_stopped(cluster, "node1"),
                          timeout=15, interval=0.1)
@@ -254,6 +178,6 @@ def test_node_cut_off_alone_fences_itself_in_time(clustered):
                          lambda: view(cluster, "node2")["node1"]["lease_age_seconds"] > 10, timeout=15)
         assert lease_expires(cluster, "node1") == expires
     finally:
-        cluster.exec("node1", "nft", "delete", "table", "inet", NFT_TABLE, check=False)
+        undrop(cluster, "node1", NFT_TABLE)
     wait_all_in_service(cluster, timeout=90)
     assert metrics(cluster, "node1")["rupost_cluster_self_fenced"] == 0
