@@ -489,7 +489,7 @@ oom:
 
 /* ---- withdrawal ---- */
 
-static int cluster_poll_targets(Cluster *c, PeerTarget **ret, size_t *ret_n);
+static int cluster_start_poll(Cluster *c, PeerPollDone done, PeerPoll **ret);
 
 static void on_consent(const PeerPollResult *r, void *userdata) {
         Cluster *c = userdata;
@@ -517,15 +517,8 @@ static void on_consent(const PeerPollResult *r, void *userdata) {
  * soon as one is critical), so two nodes asking at once each see the
  * other's failure, and at most one node is out this way at a time. */
 static int cluster_ask_consent(Cluster *c) {
-        _cleanup_free_ PeerTarget *targets = NULL;
-        size_t n;
-        int r;
+        int r = cluster_start_poll(c, on_consent, &c->withdrawal.consent);
 
-        r = cluster_poll_targets(c, &targets, &n);
-        if (r < 0)
-                return r;
-        r = peer_poll_start(c->event, targets, n, c->config->renew_interval / 2, on_consent, c,
-                            &c->withdrawal.consent);
         if (r < 0)
                 return r;
         /* Not also through the database, should it come back meanwhile. */
@@ -1040,8 +1033,8 @@ static void on_poll_done(const PeerPollResult *result, void *userdata) {
 /* Every peer of the last view that has an address, live or not: a peer
  * that was down at our last renewal and renews now must be heard, and only
  * those with a lease then must confirm an outage. */
-static int cluster_poll_targets(Cluster *c, PeerTarget **ret, size_t *ret_n) {
-        PeerTarget *targets = calloc(MAX(c->n_nodes, (size_t) 1), sizeof *targets);
+static int cluster_start_poll(Cluster *c, PeerPollDone done, PeerPoll **ret) {
+        _cleanup_free_ PeerTarget *targets = calloc(MAX(c->n_nodes, (size_t) 1), sizeof *targets);
         size_t n = 0;
 
         if (!targets)
@@ -1059,20 +1052,12 @@ static int cluster_poll_targets(Cluster *c, PeerTarget **ret, size_t *ret_n) {
                         .live = node->lease_left > 0,
                 };
         }
-        *ret = targets;
-        *ret_n = n;
-        return 0;
+        return peer_poll_start(c->event, targets, n, c->config->renew_interval / 2, done, c, ret);
 }
 
 static void cluster_poll_peers(Cluster *c) {
-        _cleanup_free_ PeerTarget *targets = NULL;
-        size_t n;
-        int r;
+        int r = cluster_start_poll(c, on_poll_done, &c->poll);
 
-        r = cluster_poll_targets(c, &targets, &n);
-        if (r < 0)
-                return (void) log_oom();
-        r = peer_poll_start(c->event, targets, n, c->config->renew_interval / 2, on_poll_done, c, &c->poll);
         if (r < 0)
                 log_error_errno(r, "Failed to ask the cluster peers: %m");
 }

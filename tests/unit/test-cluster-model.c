@@ -162,6 +162,18 @@ static void renewal_commits(Model *m, unsigned i) {
                 apply(m, i, NODE_EVENT_FENCE_LIFTED);
 }
 
+/* Property 1, at the moment of a grant. */
+static void assert_another_serves(Model *m, unsigned i, const char *what) {
+        for (unsigned j = 0; j < m->n; j++)
+                if (j != i && really_serving(&m->nodes[j]))
+                        return;
+        for (unsigned j = 0; j < m->n; j++)
+                fprintf(stderr, "t=%.2f node %u: %s group %d fenced %d row %s live %d\n", (double) m->t / USEC_PER_SEC,
+                        j, node_state_to_string(m->nodes[j].st.id), m->nodes[j].group_running,
+                        m->nodes[j].st.fenced, node_state_to_string(m->rows[j].state), row_live(m, j));
+        ASSERT_FAIL("seed %" PRIu64 ": node %u %s while no other node serves", m->rng, i, what);
+}
+
 /* The withdrawal transaction, atomic under the lock. */
 static void withdrawal_decides(Model *m, unsigned i) {
         MNode *x = &m->nodes[i];
@@ -181,18 +193,7 @@ static void withdrawal_decides(Model *m, unsigned i) {
         x->verdict = cluster_guard_verdict(&g, NULL, m->max_withdrawn_share, 0.5, NULL, 0);
         if (x->verdict != CLUSTER_ALLOW)
                 return;
-        bool another = false;
-        for (unsigned j = 0; j < m->n; j++)
-                another = another || (j != i && really_serving(&m->nodes[j]));
-        if (!another)
-                for (unsigned j = 0; j < m->n; j++)
-                        fprintf(stderr, "t=%.2f node %u: %s group %d fenced %d row %s live %d renewed %.2f stop_at %.2f\n",
-                                (double) m->t / USEC_PER_SEC, j, node_state_to_string(m->nodes[j].st.id),
-                                m->nodes[j].group_running, m->nodes[j].st.fenced,
-                                node_state_to_string(m->rows[j].state), row_live(m, j),
-                                (double) m->rows[j].renewed_at / USEC_PER_SEC, (double) m->nodes[j].stop_at / USEC_PER_SEC);
-        if (!another)
-                ASSERT_FAIL("seed %" PRIu64 ": node %u granted a withdrawal while no other node serves", m->rng, i);
+        assert_another_serves(m, i, "granted a withdrawal");
         m->rows[i].state = x->target;
         m->grants++;
 }
@@ -215,11 +216,7 @@ static void consent_decides(Model *m, unsigned i) {
         x->verdict = asked > 0 && consent == asked ? CLUSTER_ALLOW : CLUSTER_DENY_DB_UNREACHABLE;
         if (x->verdict != CLUSTER_ALLOW)
                 return;
-        bool another = false;
-        for (unsigned j = 0; j < m->n; j++)
-                another = another || (j != i && really_serving(&m->nodes[j]));
-        if (!another)
-                ASSERT_FAIL("seed %" PRIu64 ": node %u withdrew by consent while no other node serves", m->rng, i);
+        assert_another_serves(m, i, "withdrew by consent");
         m->consents++;
 }
 
