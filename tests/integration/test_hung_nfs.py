@@ -16,6 +16,7 @@ Once the server ends, the stuck check returns and its process is reaped:
 the agent's cgroup holds the agent alone again.
 """
 
+import contextlib
 import statistics
 import time
 
@@ -62,20 +63,27 @@ def release(cluster):
     cluster.exec(NODE, "rmdir", SHARE, check=False)
 
 
-@pytest.fixture(scope="module")
-def hung(cluster):
-    if not cluster.agent_expected():
-        pytest.skip("no rupost-agent .deb was given to nodebox up, so there is no agent to test")
+@contextlib.contextmanager
+def hanging_share(cluster):
+    """The hanging filesystem mounted on SHARE in NODE inside the block;
+    released (the stuck checks return) and unmounted afterwards."""
     tool = cluster.tool("fuse-hang")
     release(cluster)
     cluster.exec(NODE, "mkdir", "-p", SHARE)
     try:
         cluster.exec(NODE, "systemd-run", "--quiet", f"--unit={UNIT}", "--property=Type=exec", tool, SHARE)
         cluster.wait_for(f"the hanging filesystem mounted on {SHARE}", lambda: mounted(cluster), timeout=10)
-        with cluster.agent_config(NODE, append=PROBE):
-            yield cluster
+        yield
     finally:
         release(cluster)
+
+
+@pytest.fixture(scope="module")
+def hung(cluster):
+    if not cluster.agent_expected():
+        pytest.skip("no rupost-agent .deb was given to nodebox up, so there is no agent to test")
+    with hanging_share(cluster), cluster.agent_config(NODE, append=PROBE):
+        yield cluster
 
 
 def test_hung_share_blocks_nothing(hung):
