@@ -562,11 +562,12 @@ int node_new(Manager *m, const HealingConfig *config, Node **ret) {
         /* Not when it starts in maintenance: when that ends it is drained. */
         n->restarted = n->state.id == NODE_STARTING;
 
-        sd_bus *bus;
-        r = manager_get_bus(m, &bus);
-        if (r < 0)
-                return log_error_errno(r, "Failed to connect to the system bus: %m");
-        r = mail_group_new(bus, m->event, config->units, config->stop_timeout, config->start_timeout, &n->group);
+        /* A connection of its own, opened when first needed and again after
+         * it breaks: without a system bus the agent runs on, and the group's
+         * calls fail and are retried (a member failure is then not judged:
+         * whether the group is settled cannot be told). */
+        r = mail_group_new_full(m->event, NULL, NULL, config->units, config->stop_timeout, config->start_timeout,
+                                &n->group);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the mail group: %m");
 
