@@ -118,7 +118,21 @@ net_heal() {
 	for link in $(ip -n "$SWITCH_NS" -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep '^nbv-' || true); do
 		ip -n "$SWITCH_NS" link set "$link" up
 	done
+	forget_unresolved_neighbours
 	log "network healed"
+}
+
+# What a fault leaves behind in the boxes themselves: a box that kept
+# talking across a cut link (haproxy peers, chrony, the agent) holds
+# INCOMPLETE neighbour entries, and such an entry keeps the packets sent to
+# it until its next ARP retry, up to retrans_time (1 s) away. The first
+# answer across a healed link (a SYN-ACK) could then take as long as a
+# client's whole `nc -w 1`. Without those entries the next packet asks at once.
+forget_unresolved_neighbours() {
+	local ns
+	for ns in $(ip netns list | awk '{print $1}' | grep "^$NS_PREFIX" | grep -vx "$SWITCH_NS" || true); do
+		ip -n "$ns" neigh flush dev eth0 nud incomplete nud failed 2>/dev/null || true
+	done
 }
 
 partition_rules() {
