@@ -1200,6 +1200,55 @@ static void race(size_t n, usec_t gap, unsigned rounds, usec_t *latencies, size_
         reset_registry();
 }
 
+/* An agent that died between the two halves of its withdrawal (after the
+ * lock and the count, before the commit) holds the lock only until the
+ * server's idle-in-transaction timeout: the next node's withdrawal waits for
+ * it and is then decided, not lost. */
+TEST(withdrawal_lock_of_a_vanished_agent_is_freed) {
+        sd_event *e = NULL;
+        Agent a[2];
+        char port[8], why[256];
+
+        ensure_server();
+        reset_registry();
+        ASSERT_OK(sd_event_new(&e));
+        agent_start(&a[0], e, "n1", "rupost", PG_SERVER_PASSWORD, server.port, 1500 * USEC_PER_MSEC,
+                    4 * USEC_PER_SEC, 10 * USEC_PER_SEC);
+        agent_start(&a[1], e, "n2", "rupost", PG_SERVER_PASSWORD, server.port, 1500 * USEC_PER_MSEC,
+                    4 * USEC_PER_SEC, 10 * USEC_PER_SEC);
+        ASSERT_TRUE(run_until(e, both_ok, a, 10 * USEC_PER_SEC));
+        cluster_publish(a[0].cluster, NODE_IN_SERVICE, "");
+        cluster_publish(a[1].cluster, NODE_IN_SERVICE, "");
+        run_for(e, 300 * USEC_PER_MSEC);
+
+        /* The first half of a withdrawal, then silence, as from n3's agent
+         * killed at that point (its connection stays open). */
+        snprintf(port, sizeof port, "%u", server.port);
+        const char *const k[] = { "hostaddr", "port", "user", "password", "dbname", "sslmode", NULL };
+        const char *const v[] = { "127.0.0.1", port, "rupost", PG_SERVER_PASSWORD, "rupost", "disable", NULL };
+        PGconn *dead = PQconnectdbParams(k, v, 0);
+        ASSERT_EQ(PQstatus(dead), CONNECTION_OK);
+        PGresult *r = PQexec(dead, "BEGIN; SET LOCAL idle_in_transaction_session_timeout = 1000;"
+                                   "SELECT pg_advisory_xact_lock(8247621916579594242)");
+        ASSERT_EQ(PQresultStatus(r), PGRES_TUPLES_OK);
+        PQclear(r);
+
+        usec_t t0 = now(CLOCK_MONOTONIC);
+        ASSERT_EQ(cluster_ask(e, a[0].cluster, "imap", false, why, sizeof why), CLUSTER_ALLOW);
+        usec_t took = now(CLOCK_MONOTONIC) - t0;
+        fprintf(stderr, "granted %.0f ms after asking, behind a vanished holder of the lock\n",
+                (double) took / USEC_PER_MSEC);
+        ASSERT_TRUE(took >= 500 * USEC_PER_MSEC);
+        _cleanup_free_ char *state = registry_state("n1");
+        ASSERT_STREQ(state, "withdrawn");
+
+        PQfinish(dead);
+        agent_stop(&a[0]);
+        agent_stop(&a[1]);
+        sd_event_unref(e);
+        reset_registry();
+}
+
 TEST(concurrent_withdrawals_never_exceed_the_guards) {
         static const usec_t gaps[] = { 0, 1 * USEC_PER_MSEC, 2 * USEC_PER_MSEC, 5 * USEC_PER_MSEC };
         usec_t latencies[64];
