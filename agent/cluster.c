@@ -300,8 +300,10 @@ static void cluster_disconnect(Cluster *c, bool retry) {
         if (was_ok)
                 log_warning("Lost the cluster database: %s", c->error);
         /* A transaction that may not have committed: no grant. If it did
-         * commit, the next sync writes the state this node really has. */
-        if (c->withdrawal.pending) {
+         * commit, the next sync writes the state this node really has. A
+         * request the peers are asked about (an outage of the database) does
+         * not depend on this connection: its failed reconnects leave it be. */
+        if (c->withdrawal.pending && !c->withdrawal.consent) {
                 char why[300];
                 snprintf(why, sizeof why, "the cluster database is unreachable (%.200s), the guards cannot be consulted",
                          c->error);

@@ -396,8 +396,8 @@ static void node_withdrawal_refused(Node *n, ClusterVerdict v, const char *why) 
 /* The database (or, in an outage of it, the peers) answered. Granted, the
  * registry holds the node withdrawn already and the group is stopped now;
  * the node may have changed state meanwhile (fenced, maintenance), and then
- * what it publishes overwrites the grant. Refused, it stays in service and raises the alarm;
- * on_round() asks again every round. */
+ * what it publishes overwrites the grant. Refused, it stays in service and
+ * raises the alarm; on_round() asks again every round. */
 static void on_withdrawal_verdict(Cluster *c, ClusterVerdict v, const char *why, void *userdata) {
         Node *n = userdata;
         bool said = n->asked_again && v == n->last_verdict;

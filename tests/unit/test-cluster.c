@@ -37,14 +37,20 @@ static void ensure_server(void) {
         ASSERT_EQ(pg_server_sql(&server, "postgres", "CREATE DATABASE rupost"), 0);
 }
 
-/* Blocking, from the test only: one value of one query on the rupost DB. */
-static char *sql_value(const char *sql) {
+/* Blocking, from the test only: a connection of its own to the rupost DB. */
+static PGconn *sql_connect(void) {
         char port[8];
         snprintf(port, sizeof port, "%u", server.port);
         const char *const k[] = { "hostaddr", "port", "user", "password", "dbname", "sslmode", NULL };
         const char *const v[] = { "127.0.0.1", port, "rupost", PG_SERVER_PASSWORD, "rupost", "disable", NULL };
         PGconn *pg = PQconnectdbParams(k, v, 0);
         ASSERT_EQ(PQstatus(pg), CONNECTION_OK);
+        return pg;
+}
+
+/* One value of one query. */
+static char *sql_value(const char *sql) {
+        PGconn *pg = sql_connect();
         PGresult *r = PQexec(pg, sql);
         if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK)
                 ASSERT_FAIL("%s: %s", sql, PQresultErrorMessage(r));
@@ -1207,7 +1213,7 @@ static void race(size_t n, usec_t gap, unsigned rounds, usec_t *latencies, size_
 TEST(withdrawal_lock_of_a_vanished_agent_is_freed) {
         sd_event *e = NULL;
         Agent a[2];
-        char port[8], why[256];
+        char why[256];
 
         ensure_server();
         reset_registry();
@@ -1223,11 +1229,7 @@ TEST(withdrawal_lock_of_a_vanished_agent_is_freed) {
 
         /* The first half of a withdrawal, then silence, as from n3's agent
          * killed at that point (its connection stays open). */
-        snprintf(port, sizeof port, "%u", server.port);
-        const char *const k[] = { "hostaddr", "port", "user", "password", "dbname", "sslmode", NULL };
-        const char *const v[] = { "127.0.0.1", port, "rupost", PG_SERVER_PASSWORD, "rupost", "disable", NULL };
-        PGconn *dead = PQconnectdbParams(k, v, 0);
-        ASSERT_EQ(PQstatus(dead), CONNECTION_OK);
+        PGconn *dead = sql_connect();
         PGresult *r = PQexec(dead, "BEGIN; SET LOCAL idle_in_transaction_session_timeout = 1000;"
                                    "SELECT pg_advisory_xact_lock(8247621916579594242)");
         ASSERT_EQ(PQresultStatus(r), PGRES_TUPLES_OK);
